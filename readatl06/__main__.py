@@ -1,0 +1,3 @@
+from readatl06.cli import main
+
+raise SystemExit(main())

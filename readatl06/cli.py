@@ -1,0 +1,189 @@
+"""Command line (DESIGN §1). Arguments are parsed before MPI is imported; only rank 0 prints."""
+import argparse
+import os
+import sys
+
+from readatl06 import __version__
+from readatl06.errors import ReadATL06Error, UsageError
+from readatl06.parallel import launcher_rank
+
+EPILOG = "SOURCE: file, folder (recursive *.h5), quoted glob, @list.txt"
+
+
+def _add_selection(p):
+    g = p.add_argument_group("selection (file names only)")
+    g.add_argument("--start", metavar="T", help="ISO-8601 date or date-time (UTC), inclusive")
+    g.add_argument("--end", metavar="T", help="ISO-8601 date or date-time (UTC), inclusive")
+    g.add_argument("--segments", nargs="+", metavar="S", help="latitude regions 1-14, e.g. 10 11 12 or 10-12")
+    g.add_argument("--rgts", nargs="+", metavar="N", help="reference ground tracks (lists or ranges)")
+    g.add_argument("--cycles", nargs="+", metavar="N", help="cycles (lists or ranges)")
+    g.add_argument("--releases", nargs="+", metavar="VVV", help="releases, e.g. 006")
+
+
+def _add_subset(p):
+    g = p.add_argument_group("subset")
+    g.add_argument("--bbox", nargs=4, type=float, metavar=("W", "E", "S", "N"),
+                   help="lon/lat box in degrees; W > E crosses the antimeridian")
+    g.add_argument("--bbox-xy", nargs=4, type=float, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
+                   help="projected box in the units of --crs")
+    g.add_argument("--crs", help="CRS of --bbox-xy, e.g. EPSG:3031")
+    g.add_argument("--polygon", metavar="FILE.geojson", help="Polygon/MultiPolygon (holes respected)")
+    g.add_argument("--polygon-crs", metavar="CRS", help="the polygon's coordinates are in this CRS "
+                   "(edges straight in that plane); default lon/lat")
+
+
+def _add_reduction(p):
+    g = p.add_argument_group("reduction")
+    g.add_argument("--vars", nargs="+", default=[], metavar="NAME",
+                   help="extra ATL06 variables (relative to land_ice_segments/, or absolute)")
+    g.add_argument("--beams", nargs="+", metavar="BEAM", choices=("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r"))
+    g.add_argument("--strong-only", action="store_true", help="strong beams only (from sc_orient)")
+    g.add_argument("--quality", choices=("summary", "none"), default="summary",
+                   help="summary: atl06_quality_summary == 0 and |h_li| < 1e4 (default); fill values always go")
+
+
+def _add_run(p):
+    g = p.add_argument_group("run")
+    g.add_argument("--merge", metavar="MERGED.h5", help="merge all tracks into one parallel-HDF5 file")
+    g.add_argument("--no-per-beam", action="store_true", help="with --merge: do not write per-beam files")
+    g.add_argument("--resume", action="store_true", help="skip granules whose outputs are complete")
+    g.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="per-granule progress on stderr (default: when stderr is a terminal)")
+    g.add_argument("--log", metavar="FILE", help="append errors, notes and the summary to FILE")
+    g.add_argument("--plot", action="store_true", help="draw a map and a summary figure at the end")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="readatl06", description="Reduce ICESat-2 ATL06 granules to "
+                                     "per-beam, per-direction track files (run under mpirun for parallel work).")
+    parser.add_argument("--version", action="version", version=f"readatl06 {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="print the selected granules, one per line", epilog=EPILOG)
+    p.add_argument("sources", nargs="+", metavar="SOURCE")
+    _add_selection(p)
+
+    p = sub.add_parser("reduce", help="reduce granules to per-beam files", epilog=EPILOG)
+    p.add_argument("sources", nargs="+", metavar="SOURCE")
+    p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR")
+    _add_selection(p)
+    _add_subset(p)
+    _add_reduction(p)
+    _add_run(p)
+
+    p = sub.add_parser("merge", help="merge per-beam files into one parallel-HDF5 file")
+    p.add_argument("outdir", metavar="OUTDIR")
+    p.add_argument("-o", "--output", required=True, metavar="MERGED.h5")
+
+    for name, module, text in (("plot", "plot", "draw check figures"),
+                               ("synth", "synth", "write synthetic ATL06 granules"),
+                               ("demo", "demo", "synth -> reduce -> merge -> plot, no download")):
+        p = sub.add_parser(name, help=text)
+        p.set_defaults(module=module)
+        try:
+            __import__(f"readatl06.{module}")
+            sys.modules[f"readatl06.{module}"].add_arguments(p)
+        except ImportError:
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("fetch", help="download selected remote granules")
+    p.add_argument("sources", nargs="+", metavar="SOURCE")
+    p.add_argument("-o", "--outdir", required=True)
+    _add_selection(p)
+    return parser
+
+
+def _options(args):
+    """Validate reduce options on every rank (same argv, same answer) before MPI starts."""
+    from readatl06.names import Selection
+    from readatl06.reduce import ReduceOptions
+    from readatl06.schema import BEAMS, output_vars
+    from readatl06.subset import Subset
+    if args.no_per_beam and not args.merge:
+        raise UsageError("--no-per-beam needs --merge MERGED.h5")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+    try:
+        table = output_vars(args.vars)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    selection = Selection.from_args(args)
+    subset = Subset(args.bbox, args.bbox_xy, args.crs, args.polygon, args.polygon_crs)
+    opts = ReduceOptions(vars=table, beams=tuple(args.beams or BEAMS), strong_only=args.strong_only,
+                         quality=args.quality, subset=subset, selection=selection.as_dict())
+    return selection, opts
+
+
+def _reduce(args):
+    selection, opts = _options(args)
+    from readatl06.parallel import abort_on_error, world
+    from readatl06.runner import run_reduce
+    comm = world()
+    with abort_on_error(comm):
+        progress = sys.stderr.isatty() if args.progress is None else args.progress
+        status = run_reduce(comm, args.sources, selection, opts, args.outdir, resume=args.resume,
+                            overwrite=args.overwrite, write=not args.no_per_beam, progress=progress,
+                            log=args.log, merge_path=args.merge)
+        if args.plot and comm.rank == 0:
+            from readatl06.plot import plot_after_run
+            plot_after_run(args.outdir, args.merge)
+    return status
+
+
+def _module_command(args):
+    from readatl06.parallel import abort_on_error, world
+    module = sys.modules.get(f"readatl06.{args.module}")
+    if module is None:
+        raise UsageError(f"'{args.command}' is not available in this installation")
+    comm = world()
+    with abort_on_error(comm):
+        return module.run(args, comm)
+
+
+def _merge(args):
+    from readatl06.merge import merge_outdir
+    from readatl06.parallel import abort_on_error, world
+    comm = world()
+    with abort_on_error(comm):
+        return merge_outdir(comm, args.outdir, args.output)
+
+
+def main(argv=None):
+    quiet = launcher_rank() != 0
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if quiet:   # only rank 0 prints usage and errors; every rank exits with the same code
+        parser.print_usage = parser.print_help = lambda *a, **k: None
+        for action in parser._subparsers._group_actions:
+            for p in action.choices.values():
+                p.print_usage = p.print_help = lambda *a, **k: None
+                p._print_message = lambda *a, **k: None
+        parser._print_message = lambda *a, **k: None
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            from readatl06.names import Selection
+            from readatl06.runner import run_list
+            return run_list(args.sources, Selection.from_args(args))
+        if args.command == "reduce":
+            return _reduce(args)
+        if args.command == "merge":
+            return _merge(args)
+        if args.command == "fetch":
+            raise UsageError("fetch: remote sources (ssh://, s3://) are not supported by this version")
+        return _module_command(args)
+    except UsageError as exc:
+        if not quiet:
+            print(f"readatl06 {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ReadATL06Error as exc:
+        if not quiet:
+            print(f"readatl06 {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""ATL06 file names: parse ``[processed_]ATL06_yyyymmddhhmmss_ttttccss_vvv_rr.h5`` and select on its fields.
+
+Pure functions: nothing here opens a file.
+"""
+import dataclasses
+import datetime as dt
+import os
+import re
+
+from readatl06.errors import NotATL06Error, UsageError
+
+# One named group per field of the ATL06 file-name convention (ATL06 user guide, "File naming").
+GRANULE_RE = re.compile(
+    r"^(?P<prefix>processed_)?"
+    r"ATL06_"
+    r"(?P<time>\d{14})_"      # acquisition start yyyymmddhhmmss (UTC)
+    r"(?P<rgt>\d{4})"         # reference ground track 0001-1387
+    r"(?P<cycle>\d{2})"       # 91-day repeat cycle
+    r"(?P<region>\d{2})_"     # latitude region ("segment") 01-14
+    r"(?P<release>\d{3})_"    # release, e.g. 006
+    r"(?P<revision>\d{2})"    # version/revision of that release, e.g. 01
+    r"(?P<suffix>[^.]*)"      # anything a subsetter appended
+    r"\.(?:h5|hdf5|he5)$"
+)
+# Any ICESat-2 product name, used to refuse other products by name (ATL03, ATL07-01, ...).
+PRODUCT_RE = re.compile(r"(?i)(?:^|[_/])(ATL\d\d)(?:-\d\d)?_")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class GranuleName:
+    """The fields of a granule's file name. Ordering = acquisition time, then file name."""
+
+    time: dt.datetime
+    name: str                 # the file name (no folder), e.g. processed_ATL06_..._01.h5
+    rgt: int
+    cycle: int
+    region: int
+    release: str              # three digits as in the name, e.g. "006"
+    revision: str             # two digits, e.g. "01"
+    processed: bool           # NSIDC subsetter prefix
+
+    @property
+    def stem(self):
+        return self.name.rsplit(".", 1)[0]
+
+    @property
+    def identity(self):
+        """What makes two inputs the same granule (``processed_X`` and ``X`` are the same)."""
+        return (self.time, self.rgt, self.cycle, self.region, self.release, self.revision)
+
+
+def parse_name(path):
+    """Parse a path's file name; raise NotATL06Error for another product, ValueError if unparseable."""
+    name = os.path.basename(str(path).rstrip("/"))
+    m = GRANULE_RE.match(name)
+    if m is None:
+        other = PRODUCT_RE.search(name)
+        if other and other.group(1).upper() != "ATL06":
+            raise NotATL06Error(name, f"the name says {other.group(1).upper()}")
+        raise ValueError(f"{name}: file name does not follow "
+                         "[processed_]ATL06_yyyymmddhhmmss_ttttccss_vvv_rr.h5")
+    try:
+        time = dt.datetime.strptime(m["time"], "%Y%m%d%H%M%S")
+    except ValueError:
+        raise ValueError(f"{name}: {m['time']!r} is not a valid date-time yyyymmddhhmmss") from None
+    region = int(m["region"])
+    if not 1 <= region <= 14:
+        raise ValueError(f"{name}: region {region} is outside 1-14")
+    return GranuleName(time=time, name=name, rgt=int(m["rgt"]), cycle=int(m["cycle"]), region=region,
+                       release=m["release"], revision=m["revision"], processed=bool(m["prefix"]))
+
+
+def parse_time(text, end=False):
+    """ISO-8601 date or date-time (UTC). A bare date as ``end`` means the whole day (inclusive)."""
+    s = text.strip().rstrip("Zz")
+    try:
+        if len(s) == 10:
+            t = dt.datetime.strptime(s, "%Y-%m-%d")
+            return t + dt.timedelta(days=1) - dt.timedelta(microseconds=1) if end else t
+        return dt.datetime.fromisoformat(s.replace(" ", "T")).replace(tzinfo=None)
+    except ValueError:
+        raise UsageError(f"{text!r} is not an ISO-8601 date (2019-01-31) or date-time "
+                         "(2019-01-31T12:00:00)") from None
+
+
+def parse_int_list(values, what, lo=None, hi=None):
+    """``["10", "11-13", "14,15"]`` -> ``{10, 11, 12, 13, 14, 15}``; range and bounds checked."""
+    out = set()
+    for value in values:
+        for item in str(value).split(","):
+            if not item:
+                continue
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", item.strip())
+            if m is None:
+                raise UsageError(f"{what}: {item!r} is neither a number nor a range like 10-12")
+            a, b = int(m[1]), int(m[2] or m[1])
+            if b < a:
+                raise UsageError(f"{what}: range {item!r} runs backwards")
+            for v in (a, b):
+                if (lo is not None and v < lo) or (hi is not None and v > hi):
+                    raise UsageError(f"{what}: {v} is outside {lo}-{hi}")
+            out.update(range(a, b + 1))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What to keep, decided from names alone. ``None`` means no constraint."""
+
+    start: dt.datetime = None
+    end: dt.datetime = None
+    segments: frozenset = None
+    rgts: frozenset = None
+    cycles: frozenset = None
+    releases: frozenset = None
+
+    @classmethod
+    def from_args(cls, args):
+        def ints(values, what, lo, hi):
+            return frozenset(parse_int_list(values, what, lo, hi)) if values else None
+        start = parse_time(args.start) if args.start else None
+        end = parse_time(args.end, end=True) if args.end else None
+        if start and end and end < start:
+            raise UsageError(f"--end {args.end} is before --start {args.start}")
+        releases = None
+        if args.releases:
+            releases = frozenset(f"{int(r):03d}" for r in parse_int_list(args.releases, "--releases", 1, 999))
+        return cls(start=start, end=end,
+                   segments=ints(args.segments, "--segments", 1, 14),
+                   rgts=ints(args.rgts, "--rgts", 1, 1387),
+                   cycles=ints(args.cycles, "--cycles", 1, 99),
+                   releases=releases)
+
+    def matches(self, g):
+        return ((self.start is None or g.time >= self.start)
+                and (self.end is None or g.time <= self.end)
+                and (self.segments is None or g.region in self.segments)
+                and (self.rgts is None or g.rgt in self.rgts)
+                and (self.cycles is None or g.cycle in self.cycles)
+                and (self.releases is None or g.release in self.releases))
+
+    def as_dict(self):
+        def iso(t):
+            return t.isoformat() if t else None
+
+        def srt(s):
+            return sorted(s) if s is not None else None
+        return {"start": iso(self.start), "end": iso(self.end), "segments": srt(self.segments),
+                "rgts": srt(self.rgts), "cycles": srt(self.cycles), "releases": srt(self.releases)}
+
+
+@dataclasses.dataclass
+class Selected:
+    """The outcome of selecting over listed paths."""
+
+    granules: list          # [(GranuleName, path)] sorted by (time, name), duplicates removed
+    unparsed: list          # [message] names that do not parse (reported once, skipped)
+    refused: list           # [message] other products refused by name
+    duplicates: list        # [message] same granule found again: which one was skipped
+    excluded: int = 0       # parsed fine but outside the selection
+
+
+def select(paths, selection=Selection()):
+    """Parse every path's name, keep those ``selection`` matches, drop duplicates (first in sorted order wins)."""
+    parsed, unparsed, refused, excluded = [], [], [], 0
+    for path in dict.fromkeys(str(p) for p in paths):
+        try:
+            g = parse_name(path)
+        except NotATL06Error as exc:
+            refused.append(str(exc))
+            continue
+        except ValueError as exc:
+            unparsed.append(str(exc))
+            continue
+        if selection.matches(g):
+            parsed.append((g, path))
+        else:
+            excluded += 1
+    parsed.sort(key=lambda gp: (gp[0].time, gp[0].name, gp[1]))
+    kept, seen, duplicates = [], {}, []
+    for g, path in parsed:
+        first = seen.get(g.identity)
+        if first is not None:
+            duplicates.append(f"duplicate selection: skipped {path} (same granule as {first})")
+            continue
+        seen[g.identity] = path
+        kept.append((g, path))
+    return Selected(kept, unparsed, refused, duplicates, excluded)

@@ -1,0 +1,50 @@
+"""GPS time -> UTC with leap seconds, and UTC decimal years. Pure numpy.
+
+GPS seconds count from 1980-01-06T00:00:00 UTC with no leap seconds; UTC has inserted 18 leap
+seconds since then (GPS - UTC = 18 s since 2017-01-01). ATL06 ``delta_time`` counts GPS seconds
+from ``atlas_sdp_gps_epoch`` = 1198800018 s (= 2018-01-01T00:00:00 UTC).
+"""
+import numpy as np
+
+GPS_EPOCH_POSIX = 315964800  # 1980-01-06T00:00:00Z as POSIX seconds
+
+# UTC dates at whose start a leap second had just been inserted (IERS Bulletin C), after the GPS epoch.
+LEAP_DATES = np.array([
+    "1981-07-01", "1982-07-01", "1983-07-01", "1985-07-01", "1988-01-01", "1990-01-01",
+    "1991-01-01", "1992-07-01", "1993-07-01", "1994-07-01", "1996-01-01", "1997-07-01",
+    "1999-01-01", "2006-01-01", "2009-01-01", "2012-07-01", "2015-07-01", "2017-01-01",
+], dtype="datetime64[s]")
+# The same instants on the GPS scale: the k-th leap (1-based) shifts GPS ahead of UTC by k s.
+_LEAP_POSIX = LEAP_DATES.astype(np.int64)
+_LEAP_GPS = (_LEAP_POSIX - GPS_EPOCH_POSIX + np.arange(1, len(LEAP_DATES) + 1)).astype(np.float64)
+
+
+def gps_minus_utc(t_gps):
+    """Leap seconds between GPS and UTC (s) at GPS times ``t_gps`` (s since the GPS epoch)."""
+    return np.searchsorted(_LEAP_GPS, np.asarray(t_gps, dtype=np.float64), side="right")
+
+
+def gps_to_posix(t_gps):
+    """GPS seconds -> POSIX seconds (UTC, no leap seconds counted), float64."""
+    t = np.asarray(t_gps, dtype=np.float64)
+    return t - gps_minus_utc(t) + GPS_EPOCH_POSIX
+
+
+def posix_to_decimal_year(t_posix):
+    """POSIX seconds (UTC) -> decimal year: year + elapsed fraction of that calendar year."""
+    t = np.asarray(t_posix, dtype=np.float64)
+    whole = np.floor(t)
+    year = whole.astype("datetime64[s]").astype("datetime64[Y]")
+    start = year.astype("datetime64[s]").astype(np.int64)
+    length = (year + 1).astype("datetime64[s]").astype(np.int64) - start
+    return year.astype(np.int64) + 1970 + (t - start) / length
+
+
+def gps_to_decimal_year(t_gps):
+    """GPS seconds since 1980-01-06 -> UTC decimal year (leap seconds applied)."""
+    return posix_to_decimal_year(gps_to_posix(t_gps))
+
+
+def gps_to_datetime64(t_gps):
+    """GPS seconds -> numpy datetime64[us] in UTC."""
+    return (gps_to_posix(t_gps) * 1e6).round().astype(np.int64).astype("datetime64[us]")
