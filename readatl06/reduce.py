@@ -105,8 +105,12 @@ def reduce_granule(path, gname, opts):
             if opts.strong_only and strength != "strong":
                 continue
             _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, missing)
+    by_beams = {}
     for source, beams in missing.items():
-        res.notes.append(f"{source} missing in beams {', '.join(sorted(beams))}: left out of their files")
+        by_beams.setdefault(tuple(sorted(beams)), []).append(source)
+    for beams, sources in by_beams.items():
+        res.notes.append(f"variables missing in beams {' '.join(beams)}, left out of their files: "
+                         + ", ".join(sources))
     res.seconds = time.perf_counter() - t0
     return res
 

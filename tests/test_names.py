@@ -1,0 +1,85 @@
+import datetime as dt
+import types
+
+import pytest
+
+from readatl06.errors import NotATL06Error, UsageError
+from readatl06.names import Selection, parse_int_list, parse_name, parse_time, select
+
+
+def args(**kw):
+    base = dict(start=None, end=None, segments=None, rgts=None, cycles=None, releases=None)
+    base.update(kw)
+    return types.SimpleNamespace(**base)
+
+
+def test_parse_fields_by_name():
+    g = parse_name("/data/processed_ATL06_20190222031203_08500210_001_01.h5")
+    assert g.time == dt.datetime(2019, 2, 22, 3, 12, 3)
+    assert (g.rgt, g.cycle, g.region, g.release, g.revision) == (850, 2, 10, "001", "01")
+    assert g.processed and g.name == "processed_ATL06_20190222031203_08500210_001_01.h5"
+    assert g.stem == "processed_ATL06_20190222031203_08500210_001_01"
+
+
+def test_other_products_refused_by_name_and_garbage_is_valueerror():
+    with pytest.raises(NotATL06Error, match="ATL07"):
+        parse_name("processed_ATL07-01_20190225115500_09020201_003_02.h5")
+    with pytest.raises(NotATL06Error, match="ATL03"):
+        parse_name("ATL03_20190225115500_09020201_003_02.h5")
+    for bad in ("notes.h5", "ATL06_2019_0850_001_01.h5", "ATL06_20191322031203_08500210_001_01.h5",
+                "ATL06_20190222031203_08500215_001_01.h5"):
+        with pytest.raises(ValueError):
+            parse_name(bad)
+
+
+def test_int_lists_and_ranges():
+    assert parse_int_list(["10-12", "14", "3,5"], "--segments", 1, 14) == {3, 5, 10, 11, 12, 14}
+    for bad in (["15"], ["12-10"], ["x"]):
+        with pytest.raises(UsageError):
+            parse_int_list(bad, "--segments", 1, 14)
+
+
+def test_time_bounds_inclusive():
+    assert parse_time("2019-02-22") == dt.datetime(2019, 2, 22)
+    assert parse_time("2019-02-22", end=True) == dt.datetime(2019, 2, 22, 23, 59, 59, 999999)
+    assert parse_time("2019-02-22T03:12:03Z") == dt.datetime(2019, 2, 22, 3, 12, 3)
+    with pytest.raises(UsageError):
+        parse_time("22/02/2019")
+
+
+NAMES = [
+    "ATL06_20181014001049_02350102_001_01.h5",
+    "ATL06_20181014001049_02350102_003_01.h5",
+    "processed_ATL06_20181015100401_02560110_003_01.h5",
+    "processed_ATL06_20190222031203_08500210_001_01.h5",
+    "ATL06_20230816161508_08782002_006_02.h5",
+    "sub/ATL06_20230816161508_08782002_006_02.h5",            # the same granule found twice
+    "processed_ATL06_20181014001049_02350102_001_01.h5",       # processed_X and X
+    "readme.h5",
+    "ATL03_20181014001049_02350102_006_01.h5",
+]
+
+
+def test_select_each_field_and_duplicates():
+    def names(**kw):
+        return [g.name for g, _ in select(NAMES, Selection.from_args(args(**kw))).granules]
+    everything = select(NAMES)
+    assert [g.name for g, _ in everything.granules] == [
+        "ATL06_20181014001049_02350102_001_01.h5", "ATL06_20181014001049_02350102_003_01.h5",
+        "processed_ATL06_20181015100401_02560110_003_01.h5",
+        "processed_ATL06_20190222031203_08500210_001_01.h5", "ATL06_20230816161508_08782002_006_02.h5"]
+    assert len(everything.duplicates) == 2
+    assert any("processed_ATL06_20181014001049_02350102_001_01.h5" in m for m in everything.duplicates)
+    assert len(everything.unparsed) == 1 and "readme.h5" in everything.unparsed[0]
+    assert len(everything.refused) == 1 and "ATL03" in everything.refused[0]
+    assert names(segments=["10-12"]) == ["processed_ATL06_20181015100401_02560110_003_01.h5",
+                                         "processed_ATL06_20190222031203_08500210_001_01.h5"]
+    assert names(rgts=["878"]) == ["ATL06_20230816161508_08782002_006_02.h5"]
+    assert names(cycles=["2"]) == ["processed_ATL06_20190222031203_08500210_001_01.h5"]
+    assert names(releases=["3"]) == ["ATL06_20181014001049_02350102_003_01.h5",
+                                     "processed_ATL06_20181015100401_02560110_003_01.h5"]
+    # both ends inclusive: a date-only end keeps the whole day, a date-time start keeps its instant
+    assert names(start="2018-10-15T10:04:01", end="2019-02-22") == [
+        "processed_ATL06_20181015100401_02560110_003_01.h5", "processed_ATL06_20190222031203_08500210_001_01.h5"]
+    with pytest.raises(UsageError):
+        Selection.from_args(args(start="2020-01-02", end="2020-01-01"))
