@@ -36,10 +36,10 @@ def _transformer(crs_to, crs_from="EPSG:4326"):
     return transformer(crs_to, crs_from)
 
 
-def _densify(ring, step):
-    """Closed ring (N, 2) with extra vertices so no piece is longer than ``step`` (same units)."""
+def _densify(ring, step, closed=True):
+    """Ring (N, 2), closed unless told, with extra vertices so no piece is longer than ``step``."""
     ring = np.asarray(ring, dtype=np.float64)[:, :2]
-    if len(ring) and not np.array_equal(ring[0], ring[-1]):
+    if closed and len(ring) and not np.array_equal(ring[0], ring[-1]):
         ring = np.vstack([ring, ring[:1]])
     if step is None or len(ring) < 2:
         return ring
@@ -50,16 +50,16 @@ def _densify(ring, step):
     return np.vstack([ring[:-1][idx] + seg[idx] * frac[:, None], ring[-1:]])
 
 
-def _to_plot(ring, src_crs, crs):
+def _to_plot(ring, src_crs, crs, closed=True):
     """Ring in ``src_crs`` (None = lon/lat) -> plot CRS, densified so edges keep their true shape."""
     if src_crs is None:
-        ring = _densify(ring, 0.25)                      # straight in lon/lat, as GeoJSON defines
+        ring = _densify(ring, 0.25, closed)              # straight in lon/lat, as GeoJSON defines
         x, y = _transformer(crs).transform(ring[:, 0], ring[:, 1])
     elif src_crs.upper() == crs.upper():
-        ring = _densify(ring, None)                      # straight in the plot plane already
+        ring = _densify(ring, None, closed)              # straight in the plot plane already
         x, y = ring[:, 0], ring[:, 1]
     else:
-        ring = _densify(ring, 5000.0)
+        ring = _densify(ring, 5000.0, closed)
         x, y = _transformer(crs, src_crs).transform(ring[:, 0], ring[:, 1])
     return np.column_stack([x, y])
 
@@ -88,10 +88,17 @@ def outline_rings(params, crs):
         return out
     if params.get("bbox") is not None:
         w, e, s, n = (float(v) for v in params["bbox"])
+        label = f"--bbox {w:g} {e:g} {s:g} {n:g}"
         if w > e:
             e += 360.0                                   # crosses the antimeridian
-        ring = [(w, s), (e, s), (e, n), (w, n), (w, s)]
-        out.append((f"--bbox {w:g} {e if e <= 180 else e - 360:g} {s:g} {n:g}", _to_plot(ring, None, crs)))
+        if e - w >= 360.0:                               # all longitudes: only the parallels are edges
+            for lat in (s, n):
+                if abs(lat) < 90.0:
+                    circle = [(w, lat), (w + 120, lat), (w + 240, lat), (w + 360, lat)]
+                    out.append((label, _to_plot(circle, None, crs, closed=False)))
+        else:
+            ring = [(w, s), (e, s), (e, n), (w, n), (w, s)]
+            out.append((label, _to_plot(ring, None, crs)))
     if params.get("bbox_xy") is not None:
         x0, x1, y0, y1 = (float(v) for v in params["bbox_xy"])
         src = params.get("crs") or crs
@@ -391,9 +398,11 @@ def plot_summary(manifest, out_png, dpi=150):
 
     kept = np.array([r["points"] for r in recs])
     ax_kept.bar(x, kept, width=0.8, color=[STATUS_COLOURS.get(s, "tab:purple") for s in status])
-    failed = np.flatnonzero(np.array(status) == "failed")
-    if failed.size:
-        ax_kept.scatter(failed, np.zeros(failed.size), marker="x", color=STATUS_COLOURS["failed"], zorder=3)
+    for s, marker in (("failed", "x"), ("empty", "o")):     # zero-height bars: mark them at 0
+        at = np.flatnonzero(np.array(status) == s)
+        if at.size:
+            ax_kept.scatter(at, np.zeros(at.size), marker=marker, color=STATUS_COLOURS[s], zorder=3,
+                            clip_on=False)
     ax_kept.legend(handles=[Patch(color=STATUS_COLOURS.get(s, "tab:purple"), label=f"{s} ({c})")
                             for s, c in counts.items()], fontsize="small", loc="upper right")
     ax_kept.set_ylabel("points kept")
@@ -420,7 +429,8 @@ def plot_summary(manifest, out_png, dpi=150):
     per = [sum(1 for r in recs if r["rank"] == k) for k in ranks]
     bars = ax_rank.bar(ranks, secs, width=0.8, color="tab:green")
     if len(ranks) <= 32:
-        ax_rank.bar_label(bars, labels=[f"{c} gr." for c in per], fontsize="x-small")
+        ax_rank.bar_label(bars, labels=[f"{c} granule{'s' if c != 1 else ''}" for c in per], fontsize="small")
+        ax_rank.margins(y=0.15)
         ax_rank.set_xticks(ranks)
     ax_rank.set_xlabel("MPI rank")
     ax_rank.set_ylabel("seconds")

@@ -87,7 +87,7 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
     plan = comm.bcast(plan, root=0)
     if plan.error:
         if comm.rank == 0:
-            print(f"readatl06: {plan.error}", file=sys.stderr)
+            print(f"readatl06 reduce: error: {plan.error}", file=sys.stderr)
         return 2
     if comm.rank == 0:
         for m in plan.messages:
@@ -152,12 +152,13 @@ def report(records, plan, nranks, seconds, log=None):
             fh.write(summary + "\n")
 
 
-def run_list(sources, selection, out=sys.stdout, err=sys.stderr):
+def run_list(sources, selection, out=None, err=None):
     """``readatl06 list``: selected paths on stdout, problems and the count on stderr."""
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         paths = list_sources(sources)
     except ReadATL06Error as exc:
-        print(f"readatl06: {exc}", file=err)
+        print(f"readatl06 list: error: {exc}", file=err)
         return 2
     sel = select(paths, selection)
     for m in sel.unparsed:

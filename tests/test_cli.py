@@ -1,0 +1,138 @@
+"""The command line: list, bad usage, bad granules beside good ones, resume, help without MPI."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import pytest
+
+from conftest import DATA, OTHER, REAL, run_cli
+from readatl06.cli import main
+
+GOOD = ["ATL06_20230816161508_08782002_006_02.h5", "processed_ATL06_20181115223845_07380102_001_01.h5"]
+
+
+def test_help_and_list_do_not_import_mpi_or_matplotlib(tmp_path):
+    code = ("import sys; from readatl06.cli import main; rc = main(['list', %r]); "
+            "sys.exit(3 if {'mpi4py', 'matplotlib'} & set(sys.modules) else rc)") % str(DATA / "atl06")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.split()) == len(REAL)
+    assert f"{len(REAL)} granules selected" in r.stderr
+    r = run_cli("--help")
+    assert r.returncode == 0 and "reduce" in r.stdout
+
+
+def test_list_sources_glob_listfile_and_selection(tmp_path, capsys):
+    lst = tmp_path / "granules.txt"
+    lst.write_text("# two granules\n" + "\n".join(str(DATA / "atl06" / n) for n in GOOD) + "\nnot_a_granule.h5\n")
+    (tmp_path / "not_a_granule.h5").write_bytes(b"")
+    assert main(["list", f"@{lst}"]) == 0
+    out, err = capsys.readouterr()
+    assert [os.path.basename(p) for p in out.split()] == GOOD[::-1]    # time order: 2018 before 2023
+    assert "not_a_granule.h5" in err and "does not parse" in err
+    assert main(["list", str(DATA / "atl06" / "*_003_*.h5"), "--segments", "1-2"]) == 0
+    out, err = capsys.readouterr()
+    assert [os.path.basename(p) for p in out.split()] == ["ATL06_20181014001049_02350102_003_01.h5"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["reduce", "x", "-o", "y", "--segments", "15"],
+    ["reduce", "x", "-o", "y", "--bbox-xy", "0", "1", "0", "1"],
+    ["reduce", "x", "-o", "y", "--start", "yesterday"],
+    ["reduce", "x", "-o", "y", "--bbox", "0", "10", "20", "10"],
+    ["reduce", "x", "-o", "y", "--polygon", "/nonexistent.geojson"],
+    ["reduce", "x", "-o", "y", "--bbox-xy", "0", "1", "0", "1", "--crs", "EPSG:99999999"],
+    ["reduce", "x", "-o", "y", "--quality", "best"],
+    ["reduce", "/nonexistent/folder", "-o", "y"],
+    ["frobnicate"],
+])
+def test_bad_usage_exits_2_before_work(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) if argv[0] == "frobnicate" or "--quality" in argv else _noraise() as ctx:
+        rc = main([a if a != "y" else str(tmp_path / "out") for a in argv])
+    rc = ctx.value.code if ctx is not None and hasattr(ctx, "value") else rc
+    assert rc == 2
+    assert "error" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.h5"))
+
+
+class _noraise:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def bad_set(tmp_path):
+    """Two good granules, the non-ATL06 files, a truncated copy, an empty file, ATL03 content under an ATL06 name."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for n in GOOD:
+        shutil.copy(DATA / "atl06" / n, d / n)
+    for p in OTHER:
+        shutil.copy(p, d / p.name)
+    src = (DATA / "atl06" / "ATL06_20181111224708_06770102_001_01.h5").read_bytes()
+    (d / "ATL06_20181111224708_06770102_001_01.h5").write_bytes(src[: len(src) // 2])
+    (d / "ATL06_20190101000000_00010110_006_01.h5").write_bytes(b"")
+    shutil.copy(DATA / "other" / "atl03_mini.h5", d / "ATL06_20190102000000_00020110_006_01.h5")
+    return d
+
+
+def test_bad_granules_give_one_line_errors_and_the_rest_completes(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["reduce", str(bad_set(tmp_path)), "-o", str(out), "--no-progress", "--log", str(tmp_path / "run.log")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    with open(out / "readatl06-manifest.jsonl") as fh:
+        recs = {r["granule"]: r for r in map(json.loads, fh)}
+    assert {recs[n]["status"] for n in GOOD} == {"done"}
+    assert recs["ATL06_20181111224708_06770102_001_01.h5"]["error"].startswith(
+        "ATL06_20181111224708_06770102_001_01.h5: truncated HDF5 file")
+    assert recs["ATL06_20190101000000_00010110_006_01.h5"]["error"].endswith("empty file (0 bytes)")
+    assert "not an ATL06 granule" in recs["ATL06_20190102000000_00020110_006_01.h5"]["error"]
+    assert "ATL03" in recs["ATL06_20190102000000_00020110_006_01.h5"]["error"]
+    for p in OTHER:      # refused by name, one line each
+        assert sum(p.name in line and "not an ATL06 granule" in line for line in err.splitlines()) == 1
+    for r in recs.values():
+        if r["status"] == "failed":
+            assert "\n" not in r["error"] and sum(r["error"] in line for line in err.splitlines()) == 1
+    assert "3 failed" in (tmp_path / "run.log").read_text()
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_resume_skips_only_complete_granules(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in GOOD:
+        shutil.copy(DATA / "atl06" / n, src / n)
+    out = tmp_path / "out"
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress"]) == 0
+    outputs = sorted(out.glob("ATL06_2023*.h5"))
+    first = {p.name: p.read_bytes() for p in outputs}
+    outputs[0].unlink()                       # one output of the first granule lost
+    capsys.readouterr()
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--resume", "--overwrite"]) == 2
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--resume"]) == 1  # others exist
+    capsys.readouterr()
+    for p in out.glob("ATL06_2023*.h5"):
+        p.unlink()
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--resume"]) == 0
+    text = capsys.readouterr()
+    assert "1 granules already done" in text.err and "1 done" in text.out
+    for name, data in first.items():
+        with h5py.File(out / name, "r") as f, h5py.File(__import__("io").BytesIO(data), "r") as g:
+            assert all((f[k][()] == g[k][()]).all() for k in g)
+    # different options: nothing is trusted
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--resume", "--quality", "none"]) == 1
+
+
+def test_without_overwrite_existing_outputs_are_not_replaced(tmp_path, capsys):
+    src = DATA / "atl06" / GOOD[1]
+    out = tmp_path / "out"
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress"]) == 0
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress"]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--overwrite"]) == 0

@@ -1,0 +1,110 @@
+"""Parallel runs: the same data with any number of ranks; errors never hang the job.
+
+The ``mpi`` tests run under ``mpirun -n 2`` and ``-n 4`` (``--with-mpi``); the others start
+``mpirun`` themselves from a serial pytest.
+"""
+import glob
+import json
+import os
+import shutil
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import DATA, REAL, run_cli
+from readatl06.names import Selection
+from readatl06.reduce import ReduceOptions
+from readatl06.runner import run_reduce
+
+
+def file_contents(outdir):
+    out = {}
+    for p in sorted(glob.glob(os.path.join(outdir, "*_gt??_[AD].h5"))):
+        with h5py.File(p, "r") as f:
+            out[os.path.basename(p)] = ({k: f[k][()] for k in f}, dict(f.attrs))
+    return out
+
+
+def assert_same(a, b):
+    assert sorted(a) == sorted(b) and a
+    for name in a:
+        (da, aa), (db, ab) = a[name], b[name]
+        assert sorted(da) == sorted(db)
+        for k in da:
+            assert da[k].dtype == db[k].dtype and da[k].tobytes() == db[k].tobytes(), (name, k)
+        assert {k: str(v) for k, v in aa.items()} == {k: str(v) for k, v in ab.items()}
+
+
+@pytest.mark.mpi(min_size=2)
+def test_reduce_identical_with_any_rank_count(mpi_tmp_path):
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    src = mpi_tmp_path / "in"
+    if comm.rank == 0:
+        src.mkdir()
+        for p in REAL:
+            shutil.copy(p, src / p.name)
+    comm.Barrier()
+    status = run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "world"))
+    assert status == 0
+    if comm.rank == 0:
+        assert run_reduce(MPI.COMM_SELF, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "self")) == 0
+        assert_same(file_contents(mpi_tmp_path / "world"), file_contents(mpi_tmp_path / "self"))
+        with open(mpi_tmp_path / "world" / "readatl06-manifest.jsonl") as fh:
+            recs = [json.loads(x) for x in fh]
+        assert len(recs) == len(REAL) and {r["rank"] for r in recs} == set(range(min(comm.size, len(REAL))))
+        assert not glob.glob(str(mpi_tmp_path / "world" / "readatl06-manifest.part-*"))
+    comm.Barrier()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_bad_granule_on_one_rank_does_not_hang(mpi_tmp_path):
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    src = mpi_tmp_path / "bad"
+    if comm.rank == 0:
+        src.mkdir()
+        shutil.copy(REAL[0], src / REAL[0].name)
+        data = REAL[1].read_bytes()
+        (src / REAL[1].name).write_bytes(data[: len(data) // 3])
+    comm.Barrier()
+    status = run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "out"))
+    assert status == 1       # the same on every rank
+
+
+def test_cli_under_mpirun_prints_summary_once(tmp_path):
+    out1, out2 = tmp_path / "n1", tmp_path / "n2"
+    r1 = run_cli("reduce", DATA / "atl06", "-o", out1, "--no-progress")
+    r2 = run_cli("reduce", DATA / "atl06", "-o", out2, "--no-progress", ranks=2)
+    assert r1.returncode == 0 and r2.returncode == 0, r2.stderr
+    assert r2.stdout.count("readatl06 summary") == 1 and "on 2 ranks" in r2.stdout
+    assert f"{len(REAL)} done" in r2.stdout
+    assert_same(file_contents(out1), file_contents(out2))
+
+
+def test_usage_error_under_mpirun_exits_2_quietly(tmp_path):
+    r = run_cli("reduce", DATA / "atl06", "-o", tmp_path / "o", "--segments", "99", ranks=2)
+    assert r.returncode == 2
+    assert r.stderr.count("--segments") == 1     # printed by rank 0 only
+
+
+def test_unhandled_error_aborts_all_ranks(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent("""
+        import time
+        from readatl06.parallel import abort_on_error, world
+        comm = world()
+        with abort_on_error(comm):
+            if comm.rank == 1:
+                raise RuntimeError("boom on rank 1")
+            comm.barrier()          # rank 0 would wait here forever without the abort
+    """))
+    import subprocess
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+    r = subprocess.run(["mpirun", "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode != 0 and "boom on rank 1" in r.stderr
