@@ -63,8 +63,11 @@ def main(argv=None):
     ap.add_argument("--limit", type=float, default=10.0)
     a = ap.parse_args(argv)
     n = int(a.points)
-    tmp = tempfile.mkdtemp(prefix="bench_plot_")
-    out = a.out or os.path.join(tmp, "map.png")
+    with tempfile.TemporaryDirectory(prefix="bench_plot_") as tmp:
+        return _bench(a, n, a.out or os.path.join(tmp, "map.png"))
+
+
+def _bench(a, n, out):
 
     tracks = synthetic_tracks(n)
     t0 = time.perf_counter()

@@ -90,9 +90,9 @@ def consolidate(outdir, records):
 
 
 def trusted(outdir, key):
-    """Granule names that ``--resume`` may skip: last record done/empty, same parameters, and
-    every output present with the size recorded when it was written."""
-    ok = set()
+    """{granule name: its outputs} that ``--resume`` may skip: last record done/empty, same
+    parameters, and every output present with the size recorded when it was written."""
+    ok = {}
     for name, r in latest(read_records(outdir)).items():
         if r.get("status") not in ("done", "empty") or r.get("params") != key:
             continue
@@ -104,5 +104,5 @@ def trusted(outdir, key):
                 complete = False
                 break
         if complete:
-            ok.add(name)
+            ok[name] = list(r.get("outputs", []))
     return ok

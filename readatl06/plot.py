@@ -495,3 +495,18 @@ def run(args, comm=None):
         return 1
     print(f"plot: wrote {args.output} ({kind}: {what})")
     return 0
+
+
+def plot_after_run(outdir, merged=None):
+    """``reduce --plot`` (rank 0): a map of the run and its summary figure, next to the outputs."""
+    src = merged if merged and os.path.exists(merged) else outdir
+    out = {}
+    try:
+        out["map"] = plot_map([src], os.path.join(outdir, "readatl06-map.png"))
+    except Exception as exc:   # a figure must never turn a finished run into a failed one
+        print(f"readatl06 plot: map not drawn: {exc}", file=sys.stderr)
+    try:
+        out["summary"] = plot_summary(outdir, os.path.join(outdir, "readatl06-summary.png"))
+    except Exception as exc:
+        print(f"readatl06 plot: summary not drawn: {exc}", file=sys.stderr)
+    return out

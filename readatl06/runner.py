@@ -20,6 +20,7 @@ class Plan:
 
     items: list            # [(GranuleName, path, size)] in DESIGN §3 order (time, name)
     skipped: list          # names trusted by --resume
+    resumed: list          # their output files (read back by --merge)
     messages: list         # one line per name problem (unparsed, refused, duplicate)
     error: str = None      # a SourceError: stop before any work
 
@@ -28,22 +29,23 @@ def make_plan(sources, selection, outdir, params_key, resume):
     try:
         paths = list_sources(sources)
     except SourceError as exc:
-        return Plan([], [], [], str(exc))
+        return Plan([], [], [], [], str(exc))
     sel = select(paths, selection)
     messages = [f"skipped, name does not parse: {m}" for m in sel.unparsed]
     messages += [f"refused: {m}" for m in sel.refused] + sel.duplicates
-    done = manifest.trusted(outdir, params_key) if resume else set()
-    items, skipped = [], []
+    done = manifest.trusted(outdir, params_key) if resume else {}
+    items, skipped, resumed = [], [], []
     for g, p in sel.granules:
         if g.name in done:
             skipped.append(g.name)
+            resumed.extend(os.path.join(outdir, o) for o in done[g.name])
             continue
         try:
             size = os.path.getsize(p)
         except OSError:
             size = 0
         items.append((g, p, size))
-    return Plan(items, skipped, messages)
+    return Plan(items, skipped, resumed, messages)
 
 
 def reduce_one(g, path, opts, outdir, write, overwrite, rank):
@@ -120,9 +122,24 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
         report(flat, plan, comm.size, time.perf_counter() - t0, log)
     status = comm.bcast(status, root=0)
     if merge_path:
-        from readatl06.merge import merge_tracks
-        merge_tracks(comm, [g for g, _, _ in plan.items], held, merge_path, opts)
+        _merge(comm, plan, held, merge_path, opts)
     return status
+
+
+def _merge(comm, plan, held, merge_path, opts):
+    """Merge the tracks the ranks hold; granules skipped by --resume are read back from their files."""
+    from readatl06.merge import load_track, merge_tracks
+    from readatl06.names import parse_name
+    granules = sorted([g for g, _, _ in plan.items] + [parse_name(n) for n in plan.skipped])
+    row = {g.name: i for i, g in enumerate(granules)}
+    held = [(row[plan.items[i][0].name], t) for i, t in held]
+    sizes = [os.path.getsize(p) for p in plan.resumed]
+    for i in schedule.assign(sizes, comm.size)[comm.rank]:
+        t = load_track(plan.resumed[i])
+        held.append((row[t.granule.name], t))
+    n = merge_tracks(comm, granules, held, merge_path, opts)
+    if comm.rank == 0:
+        print(f"readatl06 merge: {n} points of {len(granules)} granules -> {merge_path}")
 
 
 def report(records, plan, nranks, seconds, log=None):
