@@ -52,6 +52,20 @@ def combine(metas):
     return out
 
 
+def _group_vars(every, own, beam):
+    """The group's variables: its own metadata, else the run's with the source path of this beam."""
+    out = {}
+    for name, (row, dtype, attrs) in every.items():
+        if name in own:
+            out[name] = own[name]
+        else:
+            src = attrs.get("source", "")
+            if src.startswith("/gt"):
+                src = f"/{beam}/{src[6:]}" if src[5] == "/" else src
+            out[name] = (row, dtype, dict(attrs, source=src))
+    return out
+
+
 def _blocks(rows, counts, offsets):
     """Contiguous (start, length) runs in the file for this rank's granule rows (adjacent rows joined)."""
     blocks = []
@@ -107,6 +121,7 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
               "arrays and writes the file serially", file=sys.stderr)
     held = sorted(held, key=lambda rt: (rt[0], BEAMS.index(rt[1].beam), rt[1].direction))
     meta = combine(comm.allgather(describe(held)))
+    every = combine([{0: v} for v in meta.values()]).get(0, {})   # every group gets every variable
     ng = len(granules)
     counts = np.zeros((len(GROUPS), ng), np.int64)
     by_group = {}
@@ -129,7 +144,7 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
         if f is not None:
             _granule_table(f, granules, parameters, write=(comm.rank == 0))
         for k, (beam, direction) in enumerate(GROUPS):
-            vars_ = meta.get((beam, direction), {})
+            vars_ = _group_vars(every, meta.get((beam, direction), {}), beam)
             n = int(totals[k])
             grp = f.require_group(f"{beam}/{direction}") if f is not None else None
             if grp is not None:
