@@ -35,7 +35,8 @@ def _add_subset(p):
 def _add_reduction(p):
     g = p.add_argument_group("reduction")
     g.add_argument("--vars", nargs="+", default=[], metavar="NAME",
-                   help="extra ATL06 variables (relative to land_ice_segments/, or absolute)")
+                   help="extra ATL06 variables: relative to land_ice_segments/ (fit_statistics/n_fit_photons) "
+                   "or absolute with gtx for the beam (/gtx/land_ice_segments/dem/dem_h)")
     g.add_argument("--beams", nargs="+", metavar="BEAM", choices=("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r"))
     g.add_argument("--strong-only", action="store_true", help="strong beams only (from sc_orient)")
     g.add_argument("--quality", choices=("summary", "none"), default="summary",

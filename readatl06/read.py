@@ -108,7 +108,7 @@ class Granule:
     # --- per-beam variables -----------------------------------------------------------------
     def dataset(self, beam, source):
         """The h5py dataset for an OutVar source (relative to land_ice_segments, or absolute), or None."""
-        path = source if source.startswith("/") else f"/{beam}/{LIS}/{source}"
+        path = source.replace("/gtx/", f"/{beam}/") if source.startswith("/") else f"/{beam}/{LIS}/{source}"
         d = self.file.get(path)
         return d if isinstance(d, h5py.Dataset) else None
 

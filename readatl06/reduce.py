@@ -167,7 +167,8 @@ def _values(g, beam, v, idx, cache, n, epoch, rgt, cycle, oid):
     """(kept values, attributes) of one OutVar, or (None, None) when the granule lacks it."""
     m = idx.size
     attrs = {"units": v.units, "long_name": v.long_name,
-             "source": v.source if v.source.startswith("/") else f"/{beam}/land_ice_segments/{v.source}"}
+             "source": (v.source.replace("/gtx/", f"/{beam}/") if v.source.startswith("/")
+                        else f"/{beam}/land_ice_segments/{v.source}")}
     if v.kind == "orbit":
         attrs["source"] = "readatl06 track id (see README)"
         return np.full(m, oid, np.int64), attrs

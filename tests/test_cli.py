@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import DATA, OTHER, REAL, run_cli
@@ -136,3 +137,48 @@ def test_without_overwrite_existing_outputs_are_not_replaced(tmp_path, capsys):
     assert main(["reduce", str(src), "-o", str(out), "--no-progress"]) == 1
     assert "exists" in capsys.readouterr().err
     assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--overwrite"]) == 0
+
+
+def test_extra_vars_beams_and_strong_only(tmp_path):
+    name = "ATL06_20230816161508_08782002_006_02.h5"     # sc_orient 0: left beams strong
+    src = DATA / "atl06" / name
+    out = tmp_path / "vars"
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--beams", "gt1l", "gt2r",
+                 "--vars", "fit_statistics/n_fit_photons", "/gtx/land_ice_segments/dem/dem_h"]) == 0
+    files = sorted(p.name for p in out.glob("*.h5"))
+    assert files == [f"{name[:-3]}_gt1l_A.h5", f"{name[:-3]}_gt2r_A.h5"]
+    with h5py.File(src, "r") as f, h5py.File(out / files[1], "r") as o:
+        lis = f["gt2r/land_ice_segments"]
+        idx = np.searchsorted(lis["segment_id"][()], o["segment_id"][()])
+        for var, path in (("n_fit_photons", "fit_statistics/n_fit_photons"), ("dem_h", "dem/dem_h")):
+            assert o[var].dtype == lis[path].dtype
+            assert o[var][()].tobytes() == lis[path][()][idx].tobytes()
+            assert o[var].attrs["_FillValue"] == lis[path].attrs["_FillValue"]
+            assert o[var].attrs["units"] == lis[path].attrs["units"].decode()
+            assert o[var].attrs["source"] == f"/gt2r/land_ice_segments/{path}"
+        assert o.attrs["beam_strength"] == "weak"
+        assert json.loads(o.attrs["parameters"])["vars"] == ["fit_statistics/n_fit_photons",
+                                                             "/gtx/land_ice_segments/dem/dem_h"]
+    strong = tmp_path / "strong"
+    assert main(["reduce", str(src), "-o", str(strong), "--no-progress", "--strong-only"]) == 0
+    beams = sorted(p.name.split("_")[-2] for p in strong.glob("*.h5"))
+    assert beams == ["gt1l", "gt2l", "gt3l"]
+    for p in strong.glob("*.h5"):
+        with h5py.File(p, "r") as o:
+            assert o.attrs["beam_strength"] == "strong"
+
+
+def test_missing_core_variable_fails_the_granule_with_its_name(tmp_path):
+    name = "processed_ATL06_20181115223845_07380102_001_01.h5"
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(DATA / "atl06" / name, d / name)
+    os.chmod(d / name, 0o644)
+    with h5py.File(d / name, "r+") as f:
+        del f["gt3r/land_ice_segments/h_li"]
+    out = tmp_path / "out"
+    assert main(["reduce", str(d), "-o", str(out), "--no-progress"]) == 1
+    with open(out / "readatl06-manifest.jsonl") as fh:
+        rec = json.loads(fh.readline())
+    assert rec["error"] == f"{name}: beam gt3r: land_ice_segments/h_li is missing"
+    assert rec["outputs"] == [] and not list(out.glob("*.h5"))     # all or nothing per granule
