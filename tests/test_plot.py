@@ -16,7 +16,9 @@ pytest.importorskip("pyproj")
 
 from readatl06 import plot, plotdata  # noqa: E402
 
-DATA = os.environ.get("READATL06_TEST_DATA", "/work/shared/data/atl06")
+from conftest import DATA as _DATA  # noqa: E402
+
+DATA = str(_DATA / "atl06")
 SOUTH = "processed_ATL06_20190222031203_08500210_001_01.h5"   # Antarctica, region 10, descending
 NORTH = "ATL06_20230816161508_08782002_006_02.h5"             # 58 N, region 2, ascending
 REL003 = "ATL06_20181014001049_02350102_003_01.h5"            # _FillValue stored as a 1-element array
@@ -362,3 +364,15 @@ def test_run_draws_on_rank_0_only(run_dir, tmp_path, capsys):
 def test_matplotlib_not_imported_with_module():
     code = "import sys, readatl06.plot, readatl06.plotdata; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_reduce_with_plot_draws_map_and_summary(tmp_path):
+    from matplotlib.image import imread
+
+    from readatl06.cli import main as cli_main
+    src = os.path.join(DATA, "processed_ATL06_20190222031203_08500210_001_01.h5")
+    out = tmp_path / "out"
+    assert cli_main(["reduce", str(src), "-o", str(out), "--no-progress", "--plot"]) == 0
+    for name in ("readatl06-map.png", "readatl06-summary.png"):
+        img = imread(out / name)
+        assert img.shape[0] > 300 and img.shape[1] > 300 and img[..., :3].std() > 0.05
