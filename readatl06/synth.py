@@ -11,31 +11,16 @@ reference ground track crosses the box are kept, each positioned so that it cros
 (regions 4 and 11 always contain the turning latitude).
 """
 import dataclasses
-import os
+
 import pathlib
 import re
+import sys
 import time
-import uuid
 
 import numpy as np
 
 from . import orbitgeom as og
-from . import synth_h5
-from . import synth_schema as S
-from . import synth_values as sv
-
-BEAMS = synth_h5.BEAMS
-CORRUPT = ("truncated", "empty", "no-beams", "missing-var", "wrong-product")
-PAIR_Y = {1: 3300.0, 2: 0.0, 3: -3300.0}          # m, pair centre left of the RGT (y_atc)
-SIDE_Y = {"l": 45.0, "r": -45.0}                   # m, beams of a pair are 90 m apart
-R_DELAY = 0.343                                    # s, the r beam sees a segment after the l beam
-_SPOT_FWD = {"gt1l": 6, "gt1r": 5, "gt2l": 4, "gt2r": 3, "gt3l": 2, "gt3r": 1}
-_REF_AZ = {1: 113.6, 2: 159.9, 3: -135.3, 4: -58.4, 5: 117.9, 6: 44.3}   # degrees, per spot
-_REF_COELV = {1: 0.203, 2: 0.412, 3: 0.244, 4: 0.252, 5: 0.253, 6: 0.261}
-_FLIP0 = og.utc_to_delta_time("2018-12-28T00:00:00")
-_FLIP_PERIOD = (og.utc_to_delta_time("2023-08-15T23:30:00") - _FLIP0) / 8.0
-_FIRST_ORIENT = og.utc_to_delta_time("2018-10-13T23:29:55")
-_PGE_VERSION = {"001": "4.1", "003": "Version 4.3", "006": "Version 5.0"}
+from .synth_granule import BEAMS, CORRUPT, write_granule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,23 +32,6 @@ class GranulePlan:
     region: int
     seg_first: int        # first 20-m segment id of the granule span
     n_dense: int          # number of 20-m segments in the span (per beam, before gaps)
-
-
-def orientation(delta_time):
-    """(sc_orient, sc_orient_time): forward (1) until 2018-12-28, then yaw flips every ~211 days
-    (backward first; consistent with real granules of 2018 and 2023)."""
-    if delta_time < _FLIP0:
-        return 1, _FIRST_ORIENT
-    j = np.floor((delta_time - _FLIP0) / _FLIP_PERIOD)
-    return (0 if j % 2 == 0 else 1), float(_FLIP0 + j * _FLIP_PERIOD)
-
-
-def beam_info(beam, sc_orient):
-    """Group attributes of a beam: (spot number, strong?, pce) for the spacecraft orientation."""
-    spot = _SPOT_FWD[beam] if sc_orient == 1 else 7 - _SPOT_FWD[beam]
-    strong = (beam[-1] == "r") == (sc_orient == 1)
-    pce = {1: 3, 2: 2, 3: 1}[int(beam[2])] if sc_orient == 1 else int(beam[2])
-    return spot, strong, pce
 
 
 def parse_segments(values):
@@ -162,98 +130,6 @@ def plan_granules(granules, seed=0, segments=(10, 11, 12), start="2019-01-01", s
     return plans
 
 
-def _pair(rng, plan, pair, layout, fill_fraction, bad_quality_fraction, sc_orient):
-    """Arrays of the two beams of a pair: {beam: {relpath: array}} (relpath below gtx/)."""
-    ids = plan.seg_first + np.arange(plan.n_dense)
-    u = og.segment_u(ids)
-    strong_side = "r" if sc_orient == 1 else "l"
-    p = {s: min(fill_fraction * (0.4 if s == strong_side else 1.6), 0.97) for s in "lr"}
-    keep, valid_l, valid_r = sv.pair_rows(rng, plan.n_dense, p["l"], p["r"])
-    valid = {"l": valid_l, "r": valid_r}
-    flags = {
-        "bsnow_conf": sv.block_values(rng, keep.size, 14, [-3, -2, 0, 1, 2, 127], [.6, .25, .05, .04, .02, .04]),
-        "cloud_flg_asr": sv.block_values(rng, keep.size, 14, [0, 1, 2, 3, 4, 5], [.3, .2, .1, .1, .1, .2]),
-        "cloud_flg_atm": sv.block_values(rng, keep.size, 14, [0, 1, 2, 3, 4, 5], [.2, .4, .1, .1, .1, .1]),
-        "layer_flag": sv.block_values(rng, keep.size, 14, [0, 1], [.5, .5]),
-        "msw_flag": sv.block_values(rng, keep.size, 14, [-1, 0, 1, 2, 3, 4, 5], [.05, .4, .3, .1, .1, .03, .02]),
-    }
-    geo, surf = {}, {}
-    for s in "lr":
-        beam = f"gt{pair}{s}"
-        y = PAIR_Y[pair] + SIDE_Y[s] + 4.0 * sv.smooth_noise(rng, plan.n_dense, 3000)
-        lat, lon, head = og.beam_track(u, plan.rgt, y)
-        dt = og.u_to_delta_time(u, plan.orbit) + (R_DELAY if s == "r" else 0.0) \
-            + rng.normal(0.0, 2e-4, plan.n_dense)
-        h = sv.surface_height(lat, lon) + 0.3 * sv.smooth_noise(rng, plan.n_dense, 5)
-        geo[s], surf[s] = (lat, lon, head, dt, y), h
-    dy = (surf["l"] - surf["r"])[keep] / (SIDE_Y["l"] - SIDE_Y["r"])
-    dy = np.where(valid_l & valid_r, dy, np.nan)
-    out = {}
-    for s in "lr":
-        beam, (lat, lon, head, dt, y) = f"gt{pair}{s}", geo[s]
-        spot, strong, _ = beam_info(beam, sc_orient)
-        v, k = valid[s], keep
-        nan = np.where(v, 1.0, np.nan)
-        f, qs = sv.fit_statistics(rng, v, strong, bad_quality_fraction)
-        x_atc = og.SEGMENT_LENGTH * ids[k] - 0.5 * og.SEGMENT_LENGTH
-        hs = surf[s][k]
-        h_mean = hs + f["h_li_sigma"] * rng.standard_normal(k.sum())
-        fpb, tx = f["bias_correction/fpb_med_corr"], f["bias_correction/tx_med_corr"]
-        el, az = og.solar_position(dt[k], lat[k], lon[k])
-        corr = sv.geophysical_corrections(dt[k], lat[k], lon[k])
-        dx = np.gradient(hs, x_atc) if hs.size > 1 else np.zeros(hs.size)
-        gs = (5.0, 5.0, 0.142) if layout == "006" else (20.0, 20.0, 0.3)
-        m = k.sum()
-        f.update({
-            "delta_time": dt[k], "latitude": lat[k], "longitude": lon[k],
-            "segment_id": ids[k].astype(np.int32), "atl06_quality_summary": qs,
-            "h_li": (h_mean + fpb + tx) * nan, "fit_statistics/h_mean": h_mean * nan,
-            "fit_statistics/dh_fit_dx": (dx + rng.normal(0, 0.002, m)) * nan,
-            "fit_statistics/dh_fit_dy": dy,
-            "sigma_geo_h": np.sqrt(gs[2] ** 2 + (gs[0] * dx) ** 2 + (gs[1] * np.nan_to_num(dy)) ** 2) * nan,
-            "dem/dem_flag": np.where(lat[k] < -60, 4, np.where(lat[k] > 60, 1, 2)).astype(np.int8),
-            "dem/dem_h": surf[s][k] + 3.0 * sv.smooth_noise(rng, m, 50),
-            "dem/geoid_h": sv.geoid_height(lat[k], lon[k]),
-            "dem/geoid_free2mean": corr.pop("geoid_free2mean"),
-            "geophysical/bckgrd": (1e3 + 2e5 * np.maximum(np.sin(np.radians(el)), 0)) * (1 if strong else .25)
-            * rng.uniform(0.7, 1.3, m),
-            "geophysical/e_bckgrd": np.zeros(m) * nan,
-            "geophysical/r_eff": rng.lognormal(np.log(0.04 if strong else 0.1), 0.5, m) * nan,
-            "geophysical/neutat_delay_total": 2.42 * np.exp(-hs / 7500.0) + rng.normal(0, 1e-4, m),
-            "geophysical/solar_elevation": el, "geophysical/solar_azimuth": az,
-            "ground_track/ref_azimuth": _REF_AZ[spot] + 0.05 * sv.smooth_noise(rng, m, 200),
-            "ground_track/ref_coelv": _REF_COELV[spot] + 2e-4 * sv.smooth_noise(rng, m, 200),
-            "ground_track/seg_azimuth": head[k], "ground_track/x_atc": x_atc,
-            "ground_track/y_atc": y[k] * nan,
-            "ground_track/sigma_geo_at": np.full(m, gs[0]), "ground_track/sigma_geo_xt": np.full(m, gs[1]),
-            "ground_track/sigma_geo_r": np.full(m, gs[2]),
-        })
-        for name, val in corr.items():
-            f["geophysical/" + name] = val
-        for name, val in flags.items():
-            f["geophysical/" + name] = val[k]
-        bs = flags["bsnow_conf"][k]
-        f["geophysical/bsnow_conf"] = np.where(bs == 127, np.nan, bs)
-        f["geophysical/bsnow_h"] = np.where((bs >= 1) & (bs < 127), rng.uniform(50, 500, m), np.nan)
-        f["geophysical/bsnow_od"] = np.where((bs >= 1) & (bs < 127), rng.uniform(0.05, 0.5, m), np.nan)
-        data = {"land_ice_segments/" + n: a for n, a in f.items()}
-        sss = np.full(plan.n_dense, 3, np.int8)
-        sss[np.flatnonzero(k)[v]] = f["fit_statistics/signal_selection_source"][v]
-        dense_idx = np.flatnonzero(k)
-        rh = sv.residual_histogram(rng, layout, dense_idx, v, dt[k], lat[k], lon[k], x_atc, ids[k],
-                                   f["fit_statistics/n_fit_photons"], f["fit_statistics/h_robust_sprd"],
-                                   S.BIN_TOP_H_006)
-        data.update({"residual_histogram/" + n: a for n, a in rh.items()})
-        sq = sv.segment_quality(dt, lat, lon, ids, sss, plan.seg_first % 100000 + 1)
-        data.update({"segment_quality/" + n: a for n, a in sq.items()})
-        data.update({"qa/" + n: a for n, a in sv.qa_records(dt, lat, lon, sss).items()})
-        out[beam] = data
-    return out
-
-
-from .synth_granule import write_granule  # noqa: E402  (uses the helpers above)
-
-
 def generate(outdir, granules=1, seed=0, segments=(10, 11, 12), start="2019-01-01", segments_per_beam=10000,
              size_spread=0.0, beams=None, release="006", corrupt=None, fill_fraction=0.05,
              bad_quality_fraction=0.1, rank=0, size=1, region_box=None, revision="01"):
@@ -265,9 +141,9 @@ def generate(outdir, granules=1, seed=0, segments=(10, 11, 12), start="2019-01-0
     ("EPSG:4326", W, E, S, N)). corrupt: one of CORRUPT, applied to every granule."""
     if corrupt is not None and corrupt not in CORRUPT:
         raise ValueError(f"corrupt must be one of {', '.join(CORRUPT)}")
+    if beams and not set(beams) <= set(BEAMS):
+        raise ValueError(f"beams must be among {' '.join(BEAMS)}")
     beams = tuple(BEAMS if not beams else [b for b in BEAMS if b in set(beams)])
-    if beams and len(beams) != len(set(beams)):
-        raise ValueError("bad beams")
     if not re.fullmatch(r"\d{3}", str(release)) or not re.fullmatch(r"\d{2}", str(revision)):
         raise ValueError("release must be 3 digits (e.g. 006), revision 2 digits (e.g. 01)")
     if not 0 <= fill_fraction < 1 or not 0 <= bad_quality_fraction <= 1:
@@ -278,10 +154,6 @@ def generate(outdir, granules=1, seed=0, segments=(10, 11, 12), start="2019-01-0
     opts = dict(seed=seed, beams=beams, release=str(release), revision=str(revision), corrupt=corrupt,
                 fill_fraction=fill_fraction, bad_quality_fraction=bad_quality_fraction)
     return [write_granule(outdir, p, **opts) for p in plans if p.index % size == rank]
-
-
-def new_uuid(rng):
-    return str(uuid.UUID(bytes=rng.bytes(16), version=3))
 
 
 def add_arguments(parser):
@@ -314,14 +186,14 @@ def add_arguments(parser):
 
 def run(args, comm):
     """Run `readatl06 synth` on every rank of comm; returns the exit status."""
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     box = None
     if getattr(args, "bbox", None):
         box = ("EPSG:4326",) + tuple(args.bbox)
     elif getattr(args, "bbox_xy", None):
         box = (args.crs,) + tuple(args.bbox_xy)
     try:
-        paths = generate(args.outdir, granules=args.granules, seed=args.seed, segments=args.segments,
+        generate(args.outdir, granules=args.granules, seed=args.seed, segments=args.segments,
                          start=args.start, segments_per_beam=args.segments_per_beam,
                          size_spread=args.size_spread, beams=args.beams, release=args.release,
                          corrupt=args.corrupt, fill_fraction=args.fill_fraction,
@@ -329,12 +201,14 @@ def run(args, comm):
                          size=comm.size, region_box=box)
     except ValueError as exc:
         if comm.rank == 0:
-            print(f"readatl06 synth: error: {exc}", file=os.sys.stderr)
+            print(f"readatl06 synth: error: {exc}", file=sys.stderr)
         return 2
-    nbytes = sum(p.stat().st_size for p in paths)
     comm.barrier()
     if comm.rank == 0:
         dt = time.perf_counter() - t0
-        print(f"synth: {args.granules} granules in {args.outdir} ({comm.size} ranks, "
-              f"rank 0 wrote {len(paths)}: {nbytes / 1e6:.1f} MB) in {dt:.1f} s")
+        new = [p for p in pathlib.Path(args.outdir).iterdir()
+               if p.suffix == ".h5" and p.stat().st_mtime >= started - 1]
+        nbytes = sum(p.stat().st_size for p in new)
+        print(f"synth: wrote {args.granules} granules ({nbytes / 1e6:.1f} MB) to {args.outdir} "
+              f"with {comm.size} rank(s) in {dt:.1f} s")
     return 0
