@@ -165,3 +165,36 @@ def test_multipolygon_in_projected_crs(tmp_path):
         xy = np.column_stack(t.transform(lon, lat))
         return MplPath(a).contains_points(xy) | MplPath(b).contains_points(xy)
     assert got == expected_ids(SOUTH, inside) and got
+
+
+def test_kamb_box_on_synthetic_granules_crossing_it(tmp_path):
+    from readatl06 import synth
+    gdir = tmp_path / "granules"
+    paths = synth.generate(gdir, granules=3, seed=7, segments=(10, 11, 12), segments_per_beam=3000,
+                           region_box=("EPSG:3031",) + KAMB)
+    out = tmp_path / "out"
+    assert main(["reduce", str(gdir), "-o", str(out), "--no-progress", "--bbox-xy", *map(str, KAMB),
+                 "--crs", "EPSG:3031"]) == 0
+    t = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:3031", always_xy=True)
+    total = 0
+    for p in paths:
+        def inside(lon, lat):
+            x, y = t.transform(lon, lat)
+            return (x >= KAMB[0]) & (x <= KAMB[1]) & (y >= KAMB[2]) & (y <= KAMB[3])
+        exp = expected_ids_path(p, inside)
+        got = {}
+        for f in glob.glob(os.path.join(out, p.name[:-3] + "_gt??_[AD].h5")):
+            with h5py.File(f, "r") as o:
+                got.setdefault(o.attrs["beam"], []).extend(o["segment_id"][()].tolist())
+        assert {b: sorted(v) for b, v in got.items()} == exp
+        total += sum(map(len, exp.values()))
+    assert total > 1000
+
+
+def expected_ids_path(path, inside):
+    exp = {}
+    for beam, lon, lat, seg in kept_points(path):
+        m = inside(lon, lat)
+        if m.any():
+            exp[beam] = sorted(seg[m].tolist())
+    return exp
