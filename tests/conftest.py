@@ -37,6 +37,19 @@ def real_reduced(real_dir, tmp_path_factory):
     return out
 
 
+@pytest.fixture
+def mpi_real_dir(mpi_tmp_path):
+    """Copies of the real granules in a folder every rank sees (made by rank 0)."""
+    from mpi4py import MPI
+    src = mpi_tmp_path / "in"
+    if MPI.COMM_WORLD.rank == 0:
+        src.mkdir()
+        for p in REAL:
+            shutil.copy(p, src / p.name)
+    MPI.COMM_WORLD.Barrier()
+    return src
+
+
 def run_cli(*args, ranks=None, timeout=300, cwd=None):
     """Run readatl06 in a subprocess (under mpirun when ``ranks`` is given)."""
     cmd = [sys.executable, "-m", "readatl06", *map(str, args)]

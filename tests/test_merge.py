@@ -126,7 +126,7 @@ def test_resume_with_merge_reads_back_skipped_granules(real_dir, tmp_path, merge
 
 
 @pytest.mark.mpi(min_size=2)
-def test_merge_identical_for_any_rank_count(mpi_tmp_path):
+def test_merge_identical_for_any_rank_count(mpi_tmp_path, mpi_real_dir):
     from mpi4py import MPI
 
     from readatl06.merge import merge_outdir
@@ -134,12 +134,7 @@ def test_merge_identical_for_any_rank_count(mpi_tmp_path):
     from readatl06.reduce import ReduceOptions
     from readatl06.runner import run_reduce
     comm = MPI.COMM_WORLD
-    src = mpi_tmp_path / "in"
-    if comm.rank == 0:
-        src.mkdir()
-        for p in REAL:
-            shutil.copy(p, src / p.name)
-    comm.Barrier()
+    src = mpi_real_dir
     world = str(mpi_tmp_path / "world.h5")
     assert run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "t"),
                       merge_path=world) == 0

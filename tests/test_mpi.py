@@ -39,15 +39,10 @@ def assert_same(a, b):
 
 
 @pytest.mark.mpi(min_size=2)
-def test_reduce_identical_with_any_rank_count(mpi_tmp_path):
+def test_reduce_identical_with_any_rank_count(mpi_tmp_path, mpi_real_dir):
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
-    src = mpi_tmp_path / "in"
-    if comm.rank == 0:
-        src.mkdir()
-        for p in REAL:
-            shutil.copy(p, src / p.name)
-    comm.Barrier()
+    src = mpi_real_dir
     status = run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "world"))
     assert status == 0
     if comm.rank == 0:
