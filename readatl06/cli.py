@@ -1,6 +1,5 @@
 """Command line (DESIGN §1). Arguments are parsed before MPI is imported; only rank 0 prints."""
 import argparse
-import os
 import sys
 
 from readatl06 import __version__

@@ -11,7 +11,6 @@ reference ground track crosses the box are kept, each positioned so that it cros
 (regions 4 and 11 always contain the turning latitude).
 """
 import dataclasses
-
 import pathlib
 import re
 import sys
@@ -35,7 +34,9 @@ class GranulePlan:
 
 
 def parse_segments(values):
-    """[10, '11', '12-14'] -> [10, 11, 12, 13, 14] (regions 1..14)."""
+    """[10, '11', '12-14'] or '10 11 12-14' -> [10, 11, 12, 13, 14] (regions 1..14)."""
+    if isinstance(values, (str, int)):
+        values = str(values).replace(",", " ").split()
     out = []
     for v in values:
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", str(v))
@@ -73,8 +74,8 @@ def _place(rng, region, n_region, m, inside_idx, step):
     lo, hi = 0, n_region - m
     if tu is not None:
         apex = int((tu - og.region_u_range(region)[0]) * og.R_EARTH / og.SEGMENT_LENGTH)
-        f = rng.uniform(0.3, 0.7)
-        lo, hi = max(lo, apex - m + 1), min(hi, apex)
+        f, margin = rng.uniform(0.3, 0.7), m // 10          # turn well inside the span
+        lo, hi = max(lo, apex - m + 1 + margin), min(hi, apex - margin)
         if inside_idx is None:
             return int(np.clip(apex - f * m, lo, hi))
     if inside_idx is None:
@@ -90,7 +91,14 @@ def plan_granules(granules, seed=0, segments=(10, 11, 12), start="2019-01-01", s
                   size_spread=0.0, region_box=None):
     """The N granule plans of a run (identical on every rank)."""
     regions = parse_segments(segments)
-    t_start = float(og.utc_to_delta_time(np.datetime64(start, "us")))
+    if granules < 0:
+        raise ValueError("granules must be >= 0")
+    if isinstance(start, str):
+        start = start.strip().rstrip("Zz")
+    try:
+        t_start = float(og.utc_to_delta_time(np.datetime64(start, "us")))
+    except (TypeError, ValueError):
+        raise ValueError(f"bad start time {start!r} (ISO-8601 date or date-time, UTC)") from None
     if t_start < og.utc_to_delta_time(og.DATA_START):
         raise ValueError("start must not be before 2018-10-13 (ICESat-2 data start)")
     if segments_per_beam < 10:
@@ -138,7 +146,18 @@ def generate(outdir, granules=1, seed=0, segments=(10, 11, 12), start="2019-01-0
     rank/size split the N granules (k % size == rank); the set of files for a seed does not
     depend on size. region_box=(crs, xmin, xmax, ymin, ymax) keeps only granules crossing the
     box (e.g. ("EPSG:3031", -1124782, 81623, -919821, -96334) for the Kamb ice stream box, or
-    ("EPSG:4326", W, E, S, N)). corrupt: one of CORRUPT, applied to every granule."""
+    ("EPSG:4326", W, E, S, N)). corrupt: one of CORRUPT, applied to every granule.
+    Bad arguments raise ValueError before anything is written."""
+    plans, opts = prepare(granules, seed, segments, start, segments_per_beam, size_spread, beams, release,
+                          corrupt, fill_fraction, bad_quality_fraction, region_box, revision)
+    outdir = pathlib.Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    return [write_granule(outdir, p, **opts) for p in plans if p.index % size == rank]
+
+
+def prepare(granules, seed, segments, start, segments_per_beam, size_spread, beams, release, corrupt,
+            fill_fraction, bad_quality_fraction, region_box=None, revision="01"):
+    """Check the arguments and plan the run: (plans, options of write_granule); ValueError if bad."""
     if corrupt is not None and corrupt not in CORRUPT:
         raise ValueError(f"corrupt must be one of {', '.join(CORRUPT)}")
     if beams and not set(beams) <= set(BEAMS):
@@ -149,11 +168,9 @@ def generate(outdir, granules=1, seed=0, segments=(10, 11, 12), start="2019-01-0
     if not 0 <= fill_fraction < 1 or not 0 <= bad_quality_fraction <= 1:
         raise ValueError("fill_fraction must be in [0, 1), bad_quality_fraction in [0, 1]")
     plans = plan_granules(granules, seed, segments, start, segments_per_beam, size_spread, region_box)
-    outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     opts = dict(seed=seed, beams=beams, release=str(release), revision=str(revision), corrupt=corrupt,
                 fill_fraction=fill_fraction, bad_quality_fraction=bad_quality_fraction)
-    return [write_granule(outdir, p, **opts) for p in plans if p.index % size == rank]
+    return plans, opts
 
 
 def add_arguments(parser):
@@ -193,22 +210,30 @@ def run(args, comm):
     elif getattr(args, "bbox_xy", None):
         box = (args.crs,) + tuple(args.bbox_xy)
     try:
-        generate(args.outdir, granules=args.granules, seed=args.seed, segments=args.segments,
-                         start=args.start, segments_per_beam=args.segments_per_beam,
-                         size_spread=args.size_spread, beams=args.beams, release=args.release,
-                         corrupt=args.corrupt, fill_fraction=args.fill_fraction,
-                         bad_quality_fraction=args.bad_quality_fraction, rank=comm.rank,
-                         size=comm.size, region_box=box)
-    except ValueError as exc:
+        plans, opts = prepare(args.granules, args.seed, args.segments, args.start, args.segments_per_beam,
+                              args.size_spread, args.beams, args.release, args.corrupt, args.fill_fraction,
+                              args.bad_quality_fraction, box)
+    except ValueError as exc:            # same on every rank: nobody waits for anybody
         if comm.rank == 0:
             print(f"readatl06 synth: error: {exc}", file=sys.stderr)
         return 2
+    failed = None
+    try:
+        outdir = pathlib.Path(args.outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        for p in plans:
+            if p.index % comm.size == comm.rank:
+                write_granule(outdir, p, **opts)
+    except Exception as exc:             # report, but still meet the other ranks at the barrier
+        failed = exc
+        print(f"readatl06 synth: error (rank {comm.rank}): {exc}", file=sys.stderr)
     comm.barrier()
     if comm.rank == 0:
         dt = time.perf_counter() - t0
-        new = [p for p in pathlib.Path(args.outdir).iterdir()
-               if p.suffix == ".h5" and p.stat().st_mtime >= started - 1]
+        out = pathlib.Path(args.outdir)
+        new = [p for p in out.iterdir() if p.suffix == ".h5" and p.stat().st_mtime >= started - 1] \
+            if out.is_dir() else []
         nbytes = sum(p.stat().st_size for p in new)
-        print(f"synth: wrote {args.granules} granules ({nbytes / 1e6:.1f} MB) to {args.outdir} "
-              f"with {comm.size} rank(s) in {dt:.1f} s")
-    return 0
+        print(f"synth: {len(new)} of {len(plans)} granules ({nbytes / 1e6:.1f} MB) written to {out} "
+              f"by {comm.size} rank(s) in {dt:.1f} s")
+    return 1 if failed is not None else 0

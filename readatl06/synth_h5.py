@@ -30,7 +30,7 @@ def dataset_spec(npath, layout):
         if key.startswith("attr:"):
             e["attrs"][key[5:]] = val
         else:
-            e[key] = val
+            e[{"fillvalue": "fill", "hdf5_fillvalue": "hfill"}.get(key, key)] = val
     return e
 
 
@@ -80,7 +80,9 @@ def create_dataset(group, name, e, data):
             arr = np.where(bad, fill.astype(arr.dtype) if dtype.kind == "f" else np.float64(fill), arr)
     arr = arr.astype(dtype, copy=False)
     maxshape = tuple(None if m == "unlimited" else arr.shape[i] for i, m in enumerate(e["maxshape"]))
-    kw = {"dtype": dtype, "data": arr, "maxshape": maxshape}
+    kw = {"dtype": dtype, "data": arr}
+    if None in maxshape:
+        kw["maxshape"] = maxshape
     if e["chunks"]:
         kw["chunks"] = tuple(e["chunks"])
     if e["comp"]:

@@ -6,6 +6,8 @@ crossing tracks see the same topography. Per-segment noise, fill values and qual
 random (numpy Generator passed in). Fill values are returned as NaN; the writer replaces them by
 the dataset's _FillValue.
 """
+import functools
+
 import numpy as np
 
 from . import orbitgeom as og
@@ -45,12 +47,21 @@ def geoid_height(lat, lon):
             - 12.0 * np.sin(phi) ** 2 + 8.0 * np.sin(3 * lam) * np.cos(phi))
 
 
+@functools.lru_cache(maxsize=32)
+def _box3_norm(width):
+    k = np.ones(width) / width
+    return float(np.sqrt(np.sum(np.convolve(np.convolve(k, k), k) ** 2)))
+
+
 def smooth_noise(rng, n, length):
-    """Unit-variance correlated noise of n samples with a correlation length of `length` samples."""
+    """Unit-variance correlated noise of n samples, correlation length ~`length` samples
+    (white noise through three running means, O(n))."""
     width = max(1, int(round(length)))
-    w = np.exp(-0.5 * (np.arange(-3 * width, 3 * width + 1) / width) ** 2)
-    w /= np.sqrt(np.sum(w ** 2))
-    return np.convolve(rng.standard_normal(n + w.size - 1), w, mode="valid")
+    x = rng.standard_normal(n + 3 * (width - 1))
+    for _ in range(3):
+        c = np.concatenate([[0.0], np.cumsum(x)])
+        x = (c[width:] - c[:-width]) / width
+    return x / _box3_norm(width)
 
 
 def block_values(rng, n, block, values, probs):
@@ -160,15 +171,22 @@ def residual_histogram(rng, layout, dense_idx, valid, delta_time, lat, lon, x_at
     ids[inv, slot] = segment_id[valid]
     bins = np.asarray(bins_006, np.float32) if layout != "001" else \
         np.linspace(-4.995, 4.995, 1000).astype(np.float32)
-    nph = photons[valid].astype(np.int64)
-    row = np.repeat(inv, nph)
-    res = rng.standard_normal(row.size) * np.repeat(np.maximum(sprd[valid], 0.05), nph)
-    col = np.clip(np.searchsorted(bins, res), 0, bins.size - 1)
-    count = np.bincount(row * bins.size + col, minlength=n * bins.size).reshape(n, bins.size)
+    # counts: Poisson draws of a Gaussian residual distribution (width = robust spread) over the
+    # bins around zero, each row holding the photons of its segments
+    nph = np.bincount(inv, weights=photons[valid], minlength=n)
+    sig = np.maximum(np.bincount(inv, weights=sprd[valid], minlength=n) / np.maximum(cnt, 1), 0.05)
+    c0 = int(np.searchsorted(bins, 0.0))
+    lo, hi = max(c0 - 100, 0), min(c0 + 100, bins.size)
+    top = bins[lo:hi].astype(np.float64)
+    bottom = np.concatenate([[top[0] - (top[1] - top[0])], top[:-1]])
+    z = 0.5 * (top + bottom)[None, :] / sig[:, None]
+    pdf = np.exp(-0.5 * z ** 2) / (np.sqrt(2 * np.pi) * sig[:, None]) * (top - bottom)[None, :]
+    count = np.zeros((n, bins.size), np.int32)
+    count[:, lo:hi] = rng.poisson(nph[:, None] * pdf)
     return {
         "delta_time": mean(delta_time), "lat_mean": mean(lat),
         "lon_mean": circular_mean_lon(inv, lon[valid], n),
-        "x_atc_mean": mean(x_atc), "segment_id_list": ids, "count": count.astype(np.int32),
+        "x_atc_mean": mean(x_atc), "segment_id_list": ids, "count": count,
         "pulse_count": cnt * PULSES_PER_SEGMENT, "bckgrd_per_m": rng.uniform(0.0, 0.005, n),
         "bckgrd_per_bin": rng.uniform(0.0, 0.005, n),
         "bin_top_h": bins, "dh": bins, "ds_segment_id": np.arange(1, 11, dtype=np.int8),
