@@ -196,11 +196,12 @@ def _write_empty(dset):
     dset.id.write(mspace, fspace, np.zeros(1, dset.dtype), dxpl=dxpl)
 
 
-def raw_write(comm, path, lay, bufs, totals, starts, gzip=True, blocks=None, attrs=False):
+def raw_write(comm, path, lay, bufs, totals, starts, gzip=True, blocks=None, attrs=False, fill_time=None):
     """The floor: create the same datasets, each rank writes ONE slab per dataset, collectively.
 
     ``blocks`` (diagnostic): {k: [(start, n)]} write at merge's positions instead (hyperslab union).
-    ``attrs`` (diagnostic): also write merge's dataset and group attributes."""
+    ``attrs`` (diagnostic): also write merge's dataset and group attributes.
+    ``fill_time`` (diagnostic): e.g. ``"never"``: no fill-value chunks written when the dataset is created."""
     f = h5py.File(path, "w", driver="mpio", comm=comm)
     try:
         for k, (beam, direction) in enumerate(GROUPS):
@@ -215,6 +216,8 @@ def raw_write(comm, path, lay, bufs, totals, starts, gzip=True, blocks=None, att
                     kw["chunks"] = (min(n, merge.CHUNK),)
                     if gzip:
                         kw.update(compression="gzip", compression_opts=4, shuffle=True)
+                    if fill_time:
+                        kw["fill_time"] = fill_time
                 d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=at.get("_FillValue"), **kw)
                 if attrs:
                     for key, value in at.items():
@@ -364,9 +367,10 @@ def verify(path, granules, counts, seed, lay):
                     want = np.concatenate([t.data[name] for _, t in tracks])
                 d = grp[name]
                 got = d[()]
-                if d.dtype != np.dtype(dtype) or got.shape != want.shape or got.tobytes() != want.astype(dtype).tobytes():
-                    problems.append(f"/{beam}/{direction}/{name}: {d.dtype}{got.shape} != {np.dtype(dtype)}{want.shape}"
-                                    f" or values differ")
+                want = want.astype(dtype, copy=False)
+                if d.dtype != np.dtype(dtype) or got.shape != want.shape or got.tobytes() != want.tobytes():
+                    problems.append(f"/{beam}/{direction}/{name}: {d.dtype}{got.shape} != "
+                                    f"{np.dtype(dtype)}{want.shape} or values differ")
                 if name != GI[0] and d.attrs.get("units") is None:
                     problems.append(f"/{beam}/{direction}/{name}: no units attribute")
                 if (d.compression, d.shuffle, d.chunks) != ("gzip", True, (min(want.size, merge.CHUNK),)):
@@ -387,14 +391,14 @@ def storage(path):
 
 
 def table(rows):
-    head = (f"{'ranks':>5} {'assign':>10} {'MB':>8} {'merge s':>8} {'raw gz s':>8} {'raw s':>7} "
+    head = (f"{'ranks':>5} {'assign':>10} {'chunk':>7} {'MB':>7} {'merge s':>8} {'raw gz s':>8} {'raw s':>7} "
             f"{'merge MB/s':>10} {'raw gz MB/s':>11} {'raw MB/s':>9} {'merge/raw gz':>12}")
     lines = [head, "-" * len(head)]
     for r in rows:
         mb = r["bytes"] / 1e6
-        lines.append(f"{r['ranks']:>5} {r['assign']:>10} {mb:>8.1f} {r['merge_s']:>8.3f} {r['raw_gzip_s']:>8.3f} "
-                     f"{r['raw_nogzip_s']:>7.3f} {mb / r['merge_s']:>10.1f} {mb / r['raw_gzip_s']:>11.1f} "
-                     f"{mb / r['raw_nogzip_s']:>9.1f} {100 * r['ratio']:>11.1f}%")
+        lines.append(f"{r['ranks']:>5} {r['assign']:>10} {r.get('chunk', 0):>7} {mb:>7.1f} {r['merge_s']:>8.3f} "
+                     f"{r['raw_gzip_s']:>8.3f} {r['raw_nogzip_s']:>7.3f} {mb / r['merge_s']:>10.1f} "
+                     f"{mb / r['raw_gzip_s']:>11.1f} {mb / r['raw_nogzip_s']:>9.1f} {100 * r['ratio']:>11.1f}%")
     return "\n".join(lines)
 
 
@@ -407,6 +411,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--assign", choices=("lpt", "rr", "contiguous", "track"), default="lpt")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--chunk", type=int, default=None,
+                    help=f"experiment: override merge.CHUNK (elements per chunk, default {merge.CHUNK}) for "
+                         "merge_tracks and the raw writes alike")
     ap.add_argument("--out", default=None, help="folder for the files (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the last merged and raw files")
     ap.add_argument("--json", default=None, help="write the figures to this file")
@@ -421,6 +428,8 @@ def main(argv=None):
         return 0
 
     global MPI
+    if args.chunk:
+        merge.CHUNK = args.chunk
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     if not h5py.get_config().mpi:
@@ -495,7 +504,7 @@ def main(argv=None):
               f"chunk {merge.CHUNK} elements, best of {args.repeat}; tracks built in {t_build:.2f} s, "
               f"warm-up write {t_warm:.2f} s")
         print(table([result]))
-        print(f"  all times (s): " + "; ".join(f"{k} " + " ".join(f"{x:.3f}" for x in v) for k, v in times.items()))
+        print("  all times (s): " + "; ".join(f"{k} " + " ".join(f"{x:.3f}" for x in v) for k, v in times.items()))
         print(f"  files: merge {fm / 1e6:.1f} MB, raw gzip {fr / 1e6:.1f} MB, raw no gzip "
               f"{result['raw_nogzip_file_bytes'] / 1e6:.1f} MB")
         print(f"  merge bandwidth / raw gzip bandwidth = {100 * ratio:.1f}% "
@@ -558,6 +567,8 @@ def profile(comm, granules, held, counts, lay, bufs, totals, starts, out):
                      lambda: raw_write(comm, path, lay, bufs, totals, starts, blocks=blocks)),
                     ("raw-attrs (floor + merge's attributes)",
                      lambda: raw_write(comm, path, lay, bufs, totals, starts, attrs=True)),
+                    ("raw-fill-never (floor, fill_time='never')",
+                     lambda: raw_write(comm, path, lay, bufs, totals, starts, fill_time="never")),
                     ("raw (floor, again)", lambda: raw_write(comm, path, lay, bufs, totals, starts))):
         ts = []
         for _ in range(2):

@@ -245,7 +245,7 @@ def draw_map(tracks, out_png, outline=None, max_points=MAX_POINTS, dpi=150, crs=
     units = main[0].h_units or "m"
     fig.colorbar(sc, ax=list(axes), label=f"h_elv ({units})", shrink=0.85, extend="both")
     granules = sorted({granule_stem(t.granule) for t in main})
-    thinned = f", every {n_total / n_drawn:.0f}th drawn" if n_drawn < n_total else ""
+    thinned = f", 1 in {n_total / n_drawn:.0f} drawn" if n_drawn < n_total else ""
     fig.suptitle(f"{n_total:,} points{thinned}, {len(main)} beam tracks from {len(granules)} granule(s)")
     _save(fig, out_png, dpi)
     return {"kind": "map", "path": os.fspath(out_png), "crs": crs, "n_points": n_total, "n_drawn": n_drawn,

@@ -324,7 +324,8 @@ def _write_atl03_like(f, data, beams, values, attrs):
     for k in ("atlas_sdp_gps_epoch", "data_start_utc", "data_end_utc", "release", "version"):
         f.create_dataset("ancillary_data/" + k, data=values["/ancillary_data/" + k])
     for k in ("rgt", "cycle_number", "sc_orient"):
-        f.create_dataset("orbit_info/" + k, data=np.asarray(values["/orbit_info/" + k], np.int16 if k == "rgt" else np.int8))
+        dtype = np.int16 if k == "rgt" else np.int8
+        f.create_dataset("orbit_info/" + k, data=np.asarray(values["/orbit_info/" + k], dtype))
     for beam in beams:
         li = data[beam]
         n = li["land_ice_segments/delta_time"].size

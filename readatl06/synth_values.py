@@ -80,7 +80,8 @@ def geophysical_corrections(delta_time, lat, lon):
     return {
         "tide_ocean": 0.55 * np.cos(m2 + 0.7) * np.cos(phi) + 0.30 * np.sin(k1 + 0.2),
         "tide_load": -0.035 * np.cos(m2 + 0.9) - 0.01 * np.sin(k1),
-        "tide_earth": 0.18 * np.cos(phi) ** 2 * np.cos(m2) + 0.09 * np.sin(2 * phi) * np.cos(k1) - 0.06 * (1.5 * s2 - 0.5),
+        "tide_earth": (0.18 * np.cos(phi) ** 2 * np.cos(m2) + 0.09 * np.sin(2 * phi) * np.cos(k1)
+                       - 0.06 * (1.5 * s2 - 0.5)),
         "tide_equilibrium": 0.012 * (1.5 * s2 - 0.5) * np.cos(2 * np.pi * t / 1180260.0),
         "tide_pole": 0.006 * np.sin(2 * phi) * np.cos(lam - 2 * np.pi * t / 37500000.0),
         "tide_earth_free2mean": 0.06029 - 0.180873 * s2,
@@ -128,11 +129,13 @@ def fit_statistics(rng, valid, strong, bad_fraction):
         "fit_statistics/n_fit_photons": np.where(valid, photons, 0),
         "fit_statistics/snr_significance": snr_sig * nan,
         "fit_statistics/signal_selection_source": np.where(valid, sss, 3).astype(np.int8),
-        "fit_statistics/signal_selection_source_status": np.where(valid, 0, rng.choice([3, 4], m, p=[0.3, 0.7])).astype(np.int8),
+        "fit_statistics/signal_selection_source_status":
+            np.where(valid, 0, rng.choice([3, 4], m, p=[0.3, 0.7])).astype(np.int8),
         "fit_statistics/snr": rng.lognormal(np.log(150.0 if strong else 60.0), 0.8, m) * nan,
         "fit_statistics/h_rms_misfit": sprd * rng.uniform(0.9, 1.3, m) * nan,
         "fit_statistics/h_expected_rms": (0.1 + rng.exponential(0.01, m)) * nan,
-        "fit_statistics/w_surface_window_final": np.where(rng.random(m) < 0.85, 3.0, 3.0 + rng.exponential(4.0, m)) * nan,
+        "fit_statistics/w_surface_window_final":
+            np.where(rng.random(m) < 0.85, 3.0, 3.0 + rng.exponential(4.0, m)) * nan,
         "fit_statistics/n_seg_pulses": PULSES_PER_SEGMENT + rng.normal(0.0, 2e-4, m),
         "fit_statistics/dh_fit_dx_sigma": (sigma_mean / 8.0 + 5e-4) * nan,
         "bias_correction/fpb_med_corr": fpb_med * nan,
@@ -202,7 +205,8 @@ def segment_quality(delta_time, lat, lon, segment_id, sss_dense, first_record):
         "record_number": (first_record + np.arange(segment_id.size)).astype(np.int32),
         "signal_selection_status/signal_selection_status_all": np.where(failed, 3, 0).astype(np.int8),
         "signal_selection_status/signal_selection_status_backup": np.where(failed, 4, 0).astype(np.int8),
-        "signal_selection_status/signal_selection_status_confident": np.where(failed, 3, np.where(sss_dense == 1, 1, 0)).astype(np.int8),
+        "signal_selection_status/signal_selection_status_confident":
+            np.where(failed, 3, np.where(sss_dense == 1, 1, 0)).astype(np.int8),
     }
 
 
