@@ -51,20 +51,14 @@ def parse_segments(values):
 
 def _box_test(region_box):
     """Function (lat, lon) -> bool mask for a box (crs, xmin, xmax, ymin, ymax); EPSG:4326 boxes
-    are lon/lat with xmin > xmax crossing the antimeridian."""
+    are lon/lat (W E S N) with W > E crossing the antimeridian. The reducer's own subset masks."""
+    from readatl06.subset import Subset
     crs, x0, x1, y0, y1 = region_box
     if str(crs).upper() in ("EPSG:4326", "WGS84", "LONLAT"):
-        def inside(lat, lon):
-            inlon = (lon >= x0) & (lon <= x1) if x0 <= x1 else (lon >= x0) | (lon <= x1)
-            return inlon & (lat >= y0) & (lat <= y1)
-        return inside
-    import pyproj
-    tr = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-
-    def inside(lat, lon):
-        x, y = tr.transform(lon, lat)
-        return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
-    return inside
+        box = Subset(bbox=(x0, x1, y0, y1))
+    else:
+        box = Subset(bbox_xy=(x0, x1, y0, y1), crs=crs)
+    return lambda lat, lon: box.mask(lon, lat)
 
 
 def _place(rng, region, n_region, m, inside_idx, step):
