@@ -34,19 +34,18 @@ class GranulePlan:
 
 
 def parse_segments(values):
-    """[10, '11', '12-14'] or '10 11 12-14' -> [10, 11, 12, 13, 14] (regions 1..14)."""
+    """[10, '11', '12-14'] or '10 11 12-14' -> [10, 11, 12, 13, 14] (regions 1..14); ValueError if bad."""
+    from readatl06.errors import UsageError
+    from readatl06.names import parse_int_list
     if isinstance(values, (str, int)):
-        values = str(values).replace(",", " ").split()
-    out = []
-    for v in values:
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", str(v))
-        if not m:
-            raise ValueError(f"bad segment (region) {v!r}")
-        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        out.extend(range(a, b + 1))
-    if not out or any(r < 1 or r > 14 for r in out):
-        raise ValueError("segments (regions) must be in 1..14")
-    return sorted(set(out))
+        values = str(values).split()
+    try:
+        out = sorted(parse_int_list(values, "--segments", 1, 14))
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+    if not out:
+        raise ValueError("--segments: no region given")
+    return out
 
 
 def _box_test(region_box):
