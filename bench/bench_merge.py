@@ -239,6 +239,96 @@ def raw_write(comm, path, lay, bufs, totals, starts, gzip=True, blocks=None, att
         f.close()
 
 
+def redistribution_plan(comm, held, counts, align):
+    """Per group: which of this rank's points go to which rank (Alltoallv counts) so that afterwards
+    every rank holds ONE contiguous range of the file (chunk-aligned edges with ``align``), and where
+    the received points go in that range. Prototype of a suggested merge_tracks change."""
+    nranks, rank = comm.size, comm.rank
+    off = np.zeros_like(counts.T)
+    off[:, 1:] = np.cumsum(counts.T, axis=1)[:, :-1]
+    rows = {}
+    for r, t in held:
+        rows.setdefault(GROUPS.index((t.beam, t.direction)), []).append(r)
+    rows = {k: sorted(v) for k, v in rows.items()}
+    all_rows = comm.allgather(rows)
+    plan = {}
+    for k in range(len(GROUPS)):
+        n = int(counts[:, k].sum())
+        if align:
+            edges = [min(n, int(round(d * n / nranks / merge.CHUNK)) * merge.CHUNK) for d in range(nranks)] + [n]
+        else:
+            edges = [d * n // nranks for d in range(nranks)] + [n]
+        edges = np.array(edges, np.int64)
+
+        def positions(rr):
+            return (np.concatenate([np.arange(off[k][r], off[k][r] + counts[r, k]) for r in rr])
+                    if rr else np.zeros(0, np.int64))
+        cut = np.searchsorted(positions(rows.get(k, [])), edges)
+        a, b = int(edges[rank]), int(edges[rank + 1])
+        index, rcount = [], []
+        for src in range(nranks):
+            ps = positions(all_rows[src].get(k, []))
+            sel = ps[(ps >= a) & (ps < b)]
+            index.append(sel - a)
+            rcount.append(int(sel.size))
+        rdispl = [0] + list(np.cumsum(rcount)[:-1].tolist())
+        plan[k] = (a, b, np.diff(cut).tolist(), cut[:-1].tolist(), rcount, rdispl, np.concatenate(index))
+    return plan
+
+
+def redistributed_merge(comm, path, granules, held, counts, lay, align, clock):
+    """Prototype: merge_tracks' file (same layout, attributes, values) written after an Alltoallv per
+    dataset that gives every rank one contiguous slab: HDF5 then sees the floor's access pattern."""
+    t0 = time.perf_counter()
+    plan = redistribution_plan(comm, held, counts, align)
+    bufs = local_buffers(held, lay)
+    clock["plan + buffers"] = clock.get("plan + buffers", 0.0) + time.perf_counter() - t0
+    f = h5py.File(path, "w", driver="mpio", comm=comm)
+    try:
+        merge._granule_table(f, granules, "{}", write=(comm.rank == 0))
+        for k, (beam, direction) in enumerate(GROUPS):
+            grp = f.require_group(f"{beam}/{direction}")
+            grp.attrs["beam"], grp.attrs["direction"] = beam, direction
+            a, b, scount, sdispl, rcount, rdispl, index = plan[k]
+            n = int(counts[:, k].sum())
+            kw = dict(chunks=(min(n, merge.CHUNK),), compression="gzip", compression_opts=4, shuffle=True) if n else {}
+            for name, dtype, at in lay[k]:
+                d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=at.get("_FillValue"), **kw)
+                for key, value in at.items():
+                    d.attrs[key] = value
+                if not n:
+                    continue
+                t1 = time.perf_counter()
+                recv = np.empty(sum(rcount), dtype)
+                comm.Alltoallv([bufs[k][name], (scount, sdispl)], [recv, (rcount, rdispl)])
+                slab = np.empty(b - a, dtype)
+                slab[index] = recv
+                clock["alltoallv + place"] = clock.get("alltoallv + place", 0.0) + time.perf_counter() - t1
+                if slab.size:
+                    with d.collective:
+                        d[a:b] = slab
+                else:
+                    _write_empty(d)
+        f.attrs["software"] = f"readatl06 {merge.__version__}"
+        f.attrs["n_granules"] = np.int64(len(granules))
+    finally:
+        f.close()
+
+
+def same_data(p1, p2):
+    """Rank 0: names of datasets whose values differ between two files (all datasets of p1)."""
+    bad = []
+    with h5py.File(p1, "r") as f1, h5py.File(p2, "r") as f2:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                other = f2.get(name)
+                if other is None or other.dtype != obj.dtype or other[()].tobytes() != obj[()].tobytes() \
+                        or dict(other.attrs).keys() != dict(obj.attrs).keys():
+                    bad.append(name)
+        f1.visititems(visit)
+    return bad
+
+
 # ----------------------------------------------------------------------------- timing helpers
 def timed(comm, fn):
     """Seconds of ``fn()`` on the slowest rank, barrier before and after."""
@@ -511,7 +601,7 @@ def main(argv=None):
               f"({'meets' if ratio >= args.target else 'BELOW'} the {100 * args.target:.0f}% target)")
 
     if args.profile:
-        result["profile"] = profile(comm, granules, held, counts, lay, bufs, totals, starts, out)
+        result["profile"] = profile(comm, granules, held, counts, lay, bufs, totals, starts, out, p_merge)
 
     status = 0
     if args.verify:
@@ -537,7 +627,7 @@ def main(argv=None):
     return status
 
 
-def profile(comm, granules, held, counts, lay, bufs, totals, starts, out):
+def profile(comm, granules, held, counts, lay, bufs, totals, starts, out, merged):
     """merge_tracks with its steps clocked, plus diagnostic raw writes that isolate one difference each."""
     path = os.path.join(out, f"profile_n{comm.size}.h5")
     remove(comm, path)
@@ -575,6 +665,22 @@ def profile(comm, granules, held, counts, lay, bufs, totals, starts, out):
             remove(comm, path)
             ts.append(timed(comm, fn))
         diag[key] = min(ts)
+    # prototype of the fix: redistribute (Alltoallv) so that each rank writes one slab, then compare files
+    for align in (False, True):
+        key = f"merge-redistributed{'-chunk-aligned' if align else ''} (prototype)"
+        ts, clocks = [], []
+        for _ in range(2):
+            remove(comm, path)
+            clock = {}
+            ts.append(timed(comm, lambda: redistributed_merge(comm, path, granules, held, counts, lay, align, clock)))
+            clocks.append(clock)
+        i = int(np.argmin(ts))
+        diag[key] = ts[i]
+        parts = {c: comm.allreduce(v, op=MPI.MAX) for c, v in sorted(clocks[i].items())}
+        bad = same_data(merged, path) if comm.rank == 0 else None
+        bad = comm.bcast(bad)
+        diag[key + " steps"] = parts
+        diag[key + " differs from merge_tracks' file in"] = bad
     remove(comm, path)
     if comm.rank == 0:
         print(f"profile of one merge_tracks call on {comm.size} ranks: {total:.3f} s "
@@ -588,7 +694,12 @@ def profile(comm, granules, held, counts, lay, bufs, totals, starts, out):
                 print(f"  {k:<42} {worst[i]:8.3f} s  [{best[i]:.3f}]")
         print(f"  hyperslab blocks per rank (all datasets): {nblocks}")
         for k, v in diag.items():
-            print(f"  {k:<48} {v:8.3f} s")
+            if isinstance(v, float):
+                print(f"  {k:<48} {v:8.3f} s")
+            elif isinstance(v, dict):
+                print("      of which (slowest rank): " + ", ".join(f"{c} {x:.3f} s" for c, x in v.items()))
+            else:
+                print(f"      data and attribute names identical to merge_tracks' file: {'yes' if not v else v[:5]}")
     return {"merge_total_s": total, "steps_max_s": dict(zip(keys, worst.tolist())),
             "steps_min_s": dict(zip(keys, best.tolist())), "blocks_per_rank": nblocks, "diagnostics_s": diag}
 
