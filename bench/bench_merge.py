@@ -5,6 +5,7 @@ collective h5py write of the same bytes in the same layout.
     mpirun -n 4 python bench/bench_merge.py --out /tmp/bm             # 48 granules x 6 beams x 2 dirs
     mpirun -n 2 python bench/bench_merge.py --granules 96 --points 8000 --out /tmp/bm --json bm2.json
     mpirun -n 4 python bench/bench_merge.py --out /tmp/bm --profile   # where merge_tracks spends its time
+    mpirun -n 2 python bench/bench_merge.py --out /tmp/bm --chunk 16384 --profile   # other merge.CHUNK
     python bench/bench_merge.py --summarize bm1.json bm2.json bm4.json    # one table from several runs
 
 Each rank builds in memory the synthetic Tracks (all 20 OUTPUT_VARS, table dtypes, smooth lat/lon,
@@ -23,9 +24,13 @@ Rank 0 prints ranks, bytes (uncompressed, the 12 groups), seconds and MB/s of ea
 merge bandwidth / raw gzip bandwidth (target >= 70 %), then checks the merged file against the
 concatenation of the generated tracks in granule order (serial h5py read; exit status 1 on mismatch).
 ``--profile`` times merge_tracks once more with its steps instrumented (wrappers around the merge
-module's functions; merge.py is not changed) and runs the diagnostic writes ``raw-blocks`` (prebuilt
-buffers written at merge's positions, one hyperslab union per dataset) and ``raw-attrs`` (the floor plus
-merge's dataset attributes) so the gap can be attributed.
+module's functions; merge.py is not changed) and runs diagnostic writes that each change one thing:
+``raw-blocks`` (prebuilt buffers written at merge's positions, one hyperslab union per dataset),
+``raw-attrs`` (the floor plus merge's attributes), ``raw-fill-never`` (``fill_time='never'``), and
+``merge-redistributed`` (a prototype: the same file as merge_tracks, after one Alltoallv per dataset
+gives every rank one contiguous slab; optionally with chunk-aligned slab edges), whose data and
+attribute names are compared with merge_tracks' file. ``--chunk N`` overrides ``merge.CHUNK`` for
+every write (an experiment; merge.py is not edited).
 """
 import argparse
 import json
