@@ -395,22 +395,13 @@ class Profile:
                 prof.add("create_dataset + attrs", time.perf_counter() - t0 - (prof.t.get("write (all)", 0.0) - w0))
 
         def write_collective(dset, blocks, buf):
-            # a copy of merge._write_collective with clocks (and a barrier to separate waiting from I/O)
+            # merge._write_collective with clocks (and a barrier to separate waiting from I/O)
             t0 = time.perf_counter()
-            fspace = dset.id.get_space()
-            fspace.select_none()
-            for start, n in blocks:
-                fspace.select_hyperslab((start,), (n,), op=h5py.h5s.SELECT_OR)
-            mspace = h5py.h5s.create_simple((max(buf.size, 1),))
-            if buf.size == 0:
-                mspace.select_none()
-                buf = np.zeros(1, dset.dtype)
-            dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
-            dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+            mspace, fspace, buf, dxpl = merge.write_selection(dset, blocks, buf)
             t1 = time.perf_counter()
             prof.comm.barrier()
             t2 = time.perf_counter()
-            dset.id.write(mspace, fspace, np.ascontiguousarray(buf), dxpl=dxpl)
+            dset.id.write(mspace, fspace, buf, dxpl=dxpl)
             t3 = time.perf_counter()
             prof.add("  hyperslab union selection", t1 - t0, len(blocks))
             prof.add("  wait for other ranks before H5Dwrite", t2 - t1)

@@ -83,6 +83,12 @@ def _blocks(rows, counts, offsets):
 
 def _write_collective(dset, blocks, buf):
     """Every rank calls H5Dwrite with a collective transfer list, even with an empty selection."""
+    mspace, fspace, buf, dxpl = write_selection(dset, blocks, buf)
+    dset.id.write(mspace, fspace, buf, dxpl=dxpl)
+
+
+def write_selection(dset, blocks, buf):
+    """(memory space, file space as the union of ``blocks``, contiguous buffer, collective dxpl)."""
     fspace = dset.id.get_space()
     fspace.select_none()
     for start, n in blocks:
@@ -93,7 +99,7 @@ def _write_collective(dset, blocks, buf):
         buf = np.zeros(1, dset.dtype)
     dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
     dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
-    dset.id.write(mspace, fspace, np.ascontiguousarray(buf), dxpl=dxpl)
+    return mspace, fspace, np.ascontiguousarray(buf), dxpl
 
 
 def _gatherv(comm, buf):
