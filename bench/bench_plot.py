@@ -19,7 +19,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from readatl06 import plot  # noqa: E402
-from readatl06.plotdata import BEAMS, Track  # noqa: E402
+from readatl06.plot.data import BEAMS, Track  # noqa: E402
+from readatl06.plot import style as plot_style  # noqa: E402
 
 
 def synthetic_tracks(n_points, n_tracks=120, seed=0):
@@ -57,7 +58,7 @@ def write_files(tracks, outdir):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=float, default=5e6)
-    ap.add_argument("--max-points", type=int, default=plot.MAX_POINTS)
+    ap.add_argument("--max-points", type=int, default=plot_style.MAX_POINTS)
     ap.add_argument("--out", default=None, help="PNG to write (default: a temporary file)")
     ap.add_argument("--files", metavar="DIR", help="also time plot_map on per-beam files written to DIR")
     ap.add_argument("--limit", type=float, default=10.0)

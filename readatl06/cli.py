@@ -1,5 +1,6 @@
 """Command line (DESIGN §1). Arguments are parsed before MPI is imported; only rank 0 prints."""
 import argparse
+import importlib
 import sys
 
 from readatl06 import __version__
@@ -76,16 +77,12 @@ def build_parser():
     p.add_argument("outdir", metavar="OUTDIR")
     p.add_argument("-o", "--output", required=True, metavar="MERGED.h5")
 
-    for name, module, text in (("plot", "plot", "draw check figures"),
-                               ("synth", "synth", "write synthetic ATL06 granules"),
+    for name, module, text in (("plot", "plot.command", "draw check figures"),
+                               ("synth", "synth.command", "write synthetic ATL06 granules"),
                                ("demo", "demo", "synth -> reduce -> merge -> plot, no download")):
         p = sub.add_parser(name, help=text)
         p.set_defaults(module=module)
-        try:
-            __import__(f"readatl06.{module}")
-            sys.modules[f"readatl06.{module}"].add_arguments(p)
-        except ImportError:
-            p.add_argument("rest", nargs=argparse.REMAINDER)
+        importlib.import_module(f"readatl06.{module}").add_arguments(p)   # light: no matplotlib, no generator
 
     p = sub.add_parser("fetch", help="download selected remote granules")
     p.add_argument("sources", nargs="+", metavar="SOURCE")
@@ -126,16 +123,14 @@ def _reduce(args):
                             overwrite=args.overwrite, write=not args.no_per_beam, progress=progress,
                             log=args.log, merge_path=args.merge)
         if args.plot and comm.rank == 0:
-            from readatl06.plot import plot_after_run
+            from readatl06.plot.command import plot_after_run
             plot_after_run(args.outdir, args.merge)
     return status
 
 
 def _module_command(args):
     from readatl06.parallel import abort_on_error, world
-    module = sys.modules.get(f"readatl06.{args.module}")
-    if module is None:
-        raise UsageError(f"'{args.command}' is not available in this installation")
+    module = importlib.import_module(f"readatl06.{args.module}")
     comm = world()
     with abort_on_error(comm):
         return module.run(args, comm)

@@ -15,15 +15,42 @@ from readatl06.cli import main
 GOOD = ["ATL06_20230816161508_08782002_006_02.h5", "processed_ATL06_20181115223845_07380102_001_01.h5"]
 
 
-def test_help_and_list_do_not_import_mpi_or_matplotlib(tmp_path):
-    code = ("import sys; from readatl06.cli import main; rc = main(['list', %r]); "
-            "sys.exit(3 if {'mpi4py', 'matplotlib'} & set(sys.modules) else rc)") % str(DATA / "atl06")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert len(r.stdout.split()) == len(REAL)
-    assert f"{len(REAL)} granules selected" in r.stderr
-    r = run_cli("--help")
-    assert r.returncode == 0 and "reduce" in r.stdout
+HEAVY = ("mpi4py", "matplotlib", "readatl06.synth")
+PROBE = """import sys
+from readatl06.cli import main
+try:
+    rc = main(sys.argv[1:])
+except SystemExit as exc:
+    rc = exc.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("mpi4py", "matplotlib")
+               or m.startswith("readatl06.synth") and m != "readatl06.synth.command" and m != "readatl06.synth")
+print("HEAVY", heavy, file=sys.stderr)
+sys.exit(rc)
+"""
+
+
+@pytest.mark.parametrize("argv", [["list", str(DATA / "atl06")], ["--help"], ["reduce", "--help"],
+                                  ["plot", "--help"], ["synth", "--help"]])
+def test_help_and_list_import_neither_mpi_nor_matplotlib_nor_generator(argv):
+    """No mpi4py, matplotlib or generator module is loaded by list and the help texts."""
+    r = subprocess.run([sys.executable, "-c", PROBE] + argv, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "HEAVY []" in r.stderr
+    if argv[0] == "list":
+        assert len(r.stdout.split()) == len(REAL)
+        assert f"{len(REAL)} granules selected" in r.stderr
+    else:
+        assert "usage:" in r.stdout
+
+
+def test_list_importtime_shows_no_heavy_module():
+    """The issue's own check: python -X importtime -m readatl06 list loads none of them."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "readatl06", "list", str(DATA / "atl06")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    loaded = [line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")]
+    assert "readatl06.cli" in loaded
+    assert not [m for m in loaded if m.startswith(HEAVY)]
 
 
 def test_list_sources_glob_listfile_and_selection(tmp_path, capsys):

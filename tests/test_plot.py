@@ -14,7 +14,8 @@ h5py = pytest.importorskip("h5py")
 pytest.importorskip("matplotlib")
 pytest.importorskip("pyproj")
 
-from readatl06 import plot, plotdata  # noqa: E402
+from readatl06 import plot  # noqa: E402
+from readatl06.plot import command as plot_cmd, data as plotdata, map as plot_map_mod, style as plot_style  # noqa: E402
 
 from conftest import DATA as _DATA  # noqa: E402
 
@@ -253,7 +254,7 @@ def test_draw_map_thins_many_points(tmp_path):
 def test_outline_rings_lonlat_box_and_projected_polygon():
     crs = "EPSG:3031"
     (label, ring), = plot.outline_rings({"bbox": [170, -170, -80, -75]}, crs)   # across the antimeridian
-    x, y = plot._transformer(crs).transform(180.0, -80.0)
+    x, y = plot_map_mod._transformer(crs).transform(180.0, -80.0)
     assert np.hypot(ring[:, 0] - x, ring[:, 1] - y).min() < 1.0                # passes (180, -80)
     r = np.hypot(ring[:, 0], ring[:, 1])
     assert r.max() < 1.8e6                                                     # never the long way round
@@ -282,7 +283,7 @@ def test_profile_one_line_per_beam_strong_and_weak(run_dir, tmp_path):
     assert f["n_points"] == run_dir["n"] // 2
     assert len(ax.collections) == 6                                           # one s_elv band per beam
     for line, beam in zip(lines, f["beams"]):
-        style = plot.STRENGTH_STYLE[f["strengths"][beam]]
+        style = plot_style.STRENGTH_STYLE[f["strengths"][beam]]
         assert line.get_linewidth() == style["linewidth"]
         assert line.get_label().startswith(f"{beam} {f['strengths'][beam]}")
     assert {f["strengths"][b] for b in f["beams"]} == {"strong", "weak"}
@@ -335,7 +336,7 @@ def test_summary_last_record_wins(run_dir, tmp_path):
 # ---------------------------------------------------------------- command line
 def _args(*argv):
     p = argparse.ArgumentParser()
-    plot.add_arguments(p)
+    plot_cmd.add_arguments(p)
     return p.parse_args(list(argv))
 
 
@@ -350,19 +351,19 @@ class _Rank:
 def test_run_draws_on_rank_0_only(run_dir, tmp_path, capsys):
     out = tmp_path / "sub" / "s.png"
     args = _args(run_dir["dir"], "-o", str(out), "--kind", "summary")
-    assert plot.run(args, _Rank(1)) == 0 and not out.exists()
-    assert plot.run(args, _Rank(0)) == 0 and out.exists()
+    assert plot_cmd.run(args, _Rank(1)) == 0 and not out.exists()
+    assert plot_cmd.run(args, _Rank(0)) == 0 and out.exists()
     assert "plot: wrote" in capsys.readouterr().out
     args = _args(run_dir["dir"], "-o", str(tmp_path / "p.png"), "--kind", "profile", "--granule", "nope")
-    assert plot.run(args, None) == 2
+    assert plot_cmd.run(args, None) == 2
     assert "--granule nope" in capsys.readouterr().err
-    assert plot.run(_args(str(tmp_path / "missing"), "-o", str(tmp_path / "x.png")), None) == 2
+    assert plot_cmd.run(_args(str(tmp_path / "missing"), "-o", str(tmp_path / "x.png")), None) == 2
     with pytest.raises(SystemExit):
         _args(run_dir["dir"], "-o", "x.png", "--kind", "histogram")
 
 
 def test_matplotlib_not_imported_with_module():
-    code = "import sys, readatl06.plot, readatl06.plotdata; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, readatl06.plot, readatl06.plot.map, readatl06.plot.profile, readatl06.plot.summary, readatl06.plot.data; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

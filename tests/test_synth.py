@@ -11,8 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from readatl06 import orbitgeom as og
+from readatl06.synth import orbitgeom as og
 from readatl06 import synth
+from readatl06.synth import command as synth_cmd
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -337,14 +338,14 @@ class _Comm:
 
 
 def test_cli_run(tmp_path, capsys):
-    parser = synth.add_arguments(argparse.ArgumentParser())
+    parser = synth_cmd.add_arguments(argparse.ArgumentParser())
     args = parser.parse_args([str(tmp_path), "--granules", "2", "--segments", "10-11", "--segments-per-beam", "100",
                               "--seed", "3", "--beams", "gt1l", "gt1r"])
-    assert synth.run(args, _Comm()) == 0
+    assert synth_cmd.run(args, _Comm()) == 0
     assert len(list(tmp_path.glob("ATL06_*_*10_006_01.h5"))) == 1
     assert "2 of 2 granules" in capsys.readouterr().out
     bad = parser.parse_args([str(tmp_path), "--segments", "15"])
-    assert synth.run(bad, _Comm()) == 2
+    assert synth_cmd.run(bad, _Comm()) == 2
     assert synth.parse_segments(["10-12", 4]) == [4, 10, 11, 12]
 
 
@@ -353,8 +354,8 @@ def test_mpi_ranks_write_disjoint_sets(tmp_path_factory):
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     out = comm.bcast(str(tmp_path_factory.mktemp("mpi")) if comm.rank == 0 else None)
-    parser = synth.add_arguments(argparse.ArgumentParser())
+    parser = synth_cmd.add_arguments(argparse.ArgumentParser())
     args = parser.parse_args([out, "--granules", "4", "--segments-per-beam", "100"])
-    assert synth.run(args, comm) == 0
+    assert synth_cmd.run(args, comm) == 0
     comm.barrier()
     assert len(list(pathlib.Path(out).glob("ATL06_*.h5"))) == 4

@@ -1,4 +1,4 @@
-"""List the files a SOURCE names: a file, a folder (recursive ``*.h5``), a glob, or ``@list.txt``.
+"""Local SOURCEs: a file, a folder (recursive ``*.h5``), a glob, or ``@list.txt``.
 
 Remote schemes (``ssh://``, ``s3://``) are recognised and refused with a clear message until
 their listing back-ends exist.

@@ -1,6 +1,6 @@
 """Schema-driven HDF5 writing for synthetic ATL06 granules (used by readatl06.synth).
 
-Every dataset is created from the layout tables in readatl06.synth_schema: dtype, shape rule,
+Every dataset is created from the layout tables in readatl06.synth.tables: dtype, shape rule,
 chunks, gzip level, shuffle, maxshape, HDF5 creation fill value, `_FillValue` attribute (scalar,
 or a 1-element array in release 003), fixed-length NULLTERM ASCII string attributes, dimension
 scales (H5DS, as h5py's dims API writes them) and the link creation order of the real granules.
@@ -8,7 +8,7 @@ scales (H5DS, as h5py's dims API writes them) and the link creation order of the
 import h5py
 import numpy as np
 
-from . import synth_schema as S
+from . import tables as S
 
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
 

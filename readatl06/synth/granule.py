@@ -16,11 +16,11 @@ import h5py
 import numpy as np
 
 from . import orbitgeom as og
-from . import synth_h5
-from . import synth_schema as S
-from . import synth_values as sv
+from . import h5write
+from . import tables as S
+from . import values as sv
 
-BEAMS = synth_h5.BEAMS
+BEAMS = h5write.BEAMS
 CORRUPT = ("truncated", "empty", "no-beams", "missing-var", "wrong-product")
 PAIR_Y = {1: 3300.0, 2: 0.0, 3: -3300.0}          # m, pair centre left of the RGT (y_atc)
 SIDE_Y = {"l": 45.0, "r": -45.0}                   # m, beams of a pair are 90 m apart
@@ -257,7 +257,7 @@ def _group_attrs_fn(layout, release, overrides, sc_orient):
 
 def write_granule(outdir, plan, seed, beams, release, revision, corrupt, fill_fraction, bad_quality_fraction):
     """Build and write one granule; returns its path."""
-    layout = synth_h5.layout_release(release)
+    layout = h5write.layout_release(release)
     rng = np.random.default_rng(np.random.SeedSequence([seed, plan.index]))
     t_nom = float(og.u_to_delta_time(og.segment_u(plan.seg_first), plan.orbit))
     sc = orientation(t_nom)
@@ -302,7 +302,7 @@ def write_granule(outdir, plan, seed, beams, release, revision, corrupt, fill_fr
             if corrupt == "wrong-product":
                 _write_atl03_like(f, data, sel, values, attrs)
             else:
-                synth_h5.write_tree(f, layout, sel, provider, attrs, skip)
+                h5write.write_tree(f, layout, sel, provider, attrs, skip)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -320,7 +320,7 @@ def _write_atl03_like(f, data, beams, values, attrs):
                             "frame), latitude, longitude, and time for all photons downlinked by ATLAS.",
              "identifier_product_doi": "doi:10.5067/ATLAS/ATL03.006"}
     for name, val, typ in attrs("/", None):
-        synth_h5.set_attr(f, name, atl03.get(name, val), typ)
+        h5write.set_attr(f, name, atl03.get(name, val), typ)
     for k in ("atlas_sdp_gps_epoch", "data_start_utc", "data_end_utc", "release", "version"):
         f.create_dataset("ancillary_data/" + k, data=values["/ancillary_data/" + k])
     for k in ("rgt", "cycle_number", "sc_orient"):

@@ -1,0 +1,78 @@
+"""``readatl06 plot`` on the command line, and ``reduce --plot``. Importing this module imports
+neither matplotlib nor the figure modules; they load when a figure is drawn."""
+import os
+import sys
+
+from readatl06.errors import UsageError
+from readatl06.plot.style import KINDS, MAX_POINTS
+from readatl06.schema import BEAMS
+
+
+# ---------------------------------------------------------------- command line
+def add_arguments(parser):
+    """Options of ``readatl06 plot`` on an argparse (sub)parser."""
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="per-beam files, a reduce output folder, a merged file or raw ATL06 granules "
+                             "(summary: the output folder or its readatl06-manifest.jsonl)")
+    parser.add_argument("-o", "--output", required=True, metavar="FIGURE.png",
+                        help="figure to write (format from the extension: .png, .pdf, .svg)")
+    parser.add_argument("--kind", choices=KINDS, default="map",
+                        help="map: points by h_elv in polar stereographic; profile: h_elv along track per "
+                             "beam of one granule; summary: the run's manifest (default: map)")
+    parser.add_argument("--granule", metavar="NAME",
+                        help="granule to draw (name, stem or a unique part of it; profile default: the earliest)")
+    parser.add_argument("--beams", nargs="+", choices=BEAMS, metavar="BEAM", help="only these beams (gt1l ... gt3r)")
+    parser.add_argument("--outline", metavar="FILE.geojson",
+                        help="map: draw this lon/lat polygon instead of the run's subset")
+    parser.add_argument("--max-points", type=int, default=MAX_POINTS, metavar="N",
+                        help=f"map: draw at most N points, thinned evenly along the tracks (default {MAX_POINTS:,})")
+    parser.add_argument("--dpi", type=int, default=150, help="resolution of raster output (default 150)")
+    return parser
+
+
+def run(args, comm=None):
+    """Draw on rank 0 (other ranks return 0 at once). Exit status 0, 2 for bad usage, 1 for I/O errors."""
+    rank = comm.Get_rank() if comm is not None else 0
+    if rank != 0:
+        return 0
+    from readatl06.plot import plot_map, plot_profile, plot_summary
+    kind = getattr(args, "kind", "map") or "map"
+    try:
+        if args.max_points is not None and args.max_points < 1:
+            raise UsageError("plot: --max-points must be at least 1")
+        if kind == "summary":
+            if len(args.paths) != 1:
+                raise UsageError("plot --kind summary: give one PATH (the output folder or its manifest)")
+            f = plot_summary(args.paths[0], args.output, dpi=args.dpi)
+            what = f"{f['n_granules']} granules, {f['points']:,} points kept"
+        elif kind == "profile":
+            f = plot_profile(args.paths, args.output, granule=args.granule, beams=args.beams, dpi=args.dpi)
+            what = f"{f['granule']}, {f['n_lines']} beams, {f['n_points']:,} points"
+        else:
+            f = plot_map(args.paths, args.output, outline=getattr(args, "outline", None), dpi=args.dpi,
+                         max_points=args.max_points, granule=args.granule, beams=args.beams)
+            what = f"{f['n_points']:,} points, {f['n_granules']} granules, {f['crs']}"
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"plot: {exc}", file=sys.stderr)
+        return 1
+    print(f"plot: wrote {args.output} ({kind}: {what})")
+    return 0
+
+
+def plot_after_run(outdir, merged=None):
+    """``reduce --plot`` (rank 0): a map of the run and its summary figure, next to the outputs."""
+    from readatl06.plot import plot_map, plot_summary
+    src = merged if merged and os.path.exists(merged) else outdir
+    out = {}
+    try:
+        out["map"] = plot_map([src], os.path.join(outdir, "readatl06-map.png"))
+    except Exception as exc:   # a figure must never turn a finished run into a failed one
+        print(f"readatl06 plot: map not drawn: {exc}", file=sys.stderr)
+    try:
+        out["summary"] = plot_summary(outdir, os.path.join(outdir, "readatl06-summary.png"))
+    except Exception as exc:
+        print(f"readatl06 plot: summary not drawn: {exc}", file=sys.stderr)
+    return out
