@@ -76,6 +76,9 @@ def build_parser():
     p = sub.add_parser("merge", help="merge per-beam files into one parallel-HDF5 file")
     p.add_argument("outdir", metavar="OUTDIR")
     p.add_argument("-o", "--output", required=True, metavar="MERGED.h5")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing MERGED.h5")
+    p.add_argument("--parameters", metavar="KEY", help="merge only the per-beam files of this parameter "
+                   "set (the key that a refusal lists) when OUTDIR mixes several")
 
     for name, module, text in (("plot", "plot.command", "draw check figures"),
                                ("synth", "synth.command", "write synthetic ATL06 granules"),
@@ -99,8 +102,6 @@ def _options(args):
     from readatl06.subset import Subset
     if args.no_per_beam and not args.merge:
         raise UsageError("--no-per-beam needs --merge MERGED.h5")
-    if args.resume and args.overwrite:
-        raise UsageError("--resume and --overwrite exclude each other")
     try:
         table = output_vars(args.vars)
     except ValueError as exc:
@@ -141,7 +142,7 @@ def _merge(args):
     from readatl06.parallel import abort_on_error, world
     comm = world()
     with abort_on_error(comm):
-        return merge_outdir(comm, args.outdir, args.output)
+        return merge_outdir(comm, args.outdir, args.output, args.overwrite, args.parameters)
 
 
 def main(argv=None):

@@ -1,9 +1,11 @@
 """Run records (DESIGN §4): one JSON line per granule and attempt, and what ``--resume`` may trust.
 
-During a run every rank appends to its own ``readatl06-manifest.part-<rank>.jsonl`` (flushed after
-each granule, so a killed run keeps its records); at the end rank 0 appends the run's records to
-``readatl06-manifest.jsonl`` and removes the parts. Readers take the main file and any leftover
-parts; the last record of a granule wins.
+The manifest is the truth: a granule counts as finished only with a complete record. During a run
+(one per folder, see :mod:`readatl06.outdir`) every rank appends to its own
+``readatl06-manifest.part-<rank>.jsonl`` (flushed and fsynced after each granule, so a killed run
+keeps its records); rank 0 folds the parts into ``readatl06-manifest.jsonl`` at the end of a run and
+at the start of the next (the leftovers of a killed run), atomically and each record once. Readers
+take the main file and any leftover parts; the last record of a granule wins.
 """
 import glob
 import hashlib
@@ -19,19 +21,33 @@ def params_key(parameters):
 
 
 class PartWriter:
-    """Append-only records of one rank."""
+    """Append-only records of one rank. A record that cannot be written (full disk) is not lost:
+    rank 0 also receives every record and consolidates them; ``error`` keeps the first failure."""
 
     def __init__(self, outdir, rank):
         self.path = os.path.join(outdir, PART.format(rank=rank))
-        self.fh = open(self.path, "a", encoding="utf-8")
+        self.error = None
+        try:
+            self.fh = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            self.fh, self.error = None, exc
 
     def write(self, record):
-        self.fh.write(json.dumps(record, sort_keys=True) + "\n")
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+        if self.fh is None:
+            return
+        try:
+            self.fh.write(json.dumps(record, sort_keys=True) + "\n")
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+        except OSError as exc:
+            self.error = self.error or exc
 
     def close(self):
-        self.fh.close()
+        if self.fh is not None:
+            try:
+                self.fh.close()
+            except OSError as exc:
+                self.error = self.error or exc
 
 
 def _read_lines(path):
@@ -71,38 +87,51 @@ def latest(records):
     return out
 
 
-def consolidate(outdir, records):
-    """Rank 0, end of run: append this run's records to the main manifest, drop the part files."""
+def _key(r):
+    return (r.get("run"), r.get("granule"), r.get("started"), r.get("rank"))
+
+
+def consolidate(outdir, records=()):
+    """Rank 0, under the folder's lock: add the records of the part files (this run's, or a killed
+    run's) and ``records`` to the main manifest, each record once, then drop the part files. The main
+    file is replaced atomically (written under a temporary name, renamed), so a kill at any moment
+    leaves either the old or the new manifest, and records already consolidated are never repeated."""
     main = os.path.join(outdir, MAIN)
-    leftovers = [r for p in part_paths(outdir) for r in _read_lines(p)]
-    seen = {(r["granule"], r.get("started")) for r in records}
-    with open(main, "a", encoding="utf-8") as fh:
-        for r in leftovers:   # records of an earlier, killed run that were never consolidated
-            if (r["granule"], r.get("started")) not in seen:
-                fh.write(json.dumps(r, sort_keys=True) + "\n")
-        for r in records:
-            fh.write(json.dumps(r, sort_keys=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    existing = _read_lines(main) if os.path.exists(main) else []
+    seen = {_key(r) for r in existing}
+    new = []
+    for r in [r for p in part_paths(outdir) for r in _read_lines(p)] + list(records):
+        if _key(r) not in seen:
+            seen.add(_key(r))
+            new.append(r)
+    if new:
+        tmp = os.path.join(outdir, f".{MAIN}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for r in existing + new:
+                    fh.write(json.dumps(r, sort_keys=True) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, main)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
     for p in part_paths(outdir):
         os.remove(p)
     return main
 
 
-def trusted(outdir, key):
-    """{granule name: its outputs} that ``--resume`` may skip: last record done/empty, same
-    parameters, and every output present with the size recorded when it was written."""
-    ok = {}
-    for name, r in latest(read_records(outdir)).items():
-        if r.get("status") not in ("done", "empty") or r.get("params") != key:
-            continue
-        sizes = r.get("sizes", {})
-        complete = True
-        for out in r.get("outputs", []):
-            p = os.path.join(outdir, out)
-            if not os.path.isfile(p) or os.path.getsize(p) != sizes.get(out):
-                complete = False
-                break
-        if complete:
-            ok[name] = list(r.get("outputs", []))
-    return ok
+def complete(outdir, record, on_disk):
+    """A done/empty record whose outputs are exactly the granule's files on disk, at their recorded sizes."""
+    if record.get("status") not in ("done", "empty"):
+        return False
+    outs = list(record.get("outputs", []))
+    if sorted(outs) != sorted(on_disk):
+        return False
+    sizes = record.get("sizes", {})
+    for out in outs:
+        p = os.path.join(outdir, out)
+        if not os.path.isfile(p) or os.path.getsize(p) != sizes.get(out):
+            return False
+    return True

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from readatl06 import __version__
+from readatl06.outdir import tmp_name
 from readatl06.schema import BEAMS, DIRECTIONS
 
 CHUNK = 1 << 18           # elements per chunk of the merged datasets
@@ -142,10 +143,14 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
     if parameters is None and opts is not None:
         parameters = opts.parameters()
 
+    # Written under a temporary name in the target's folder (rank 0's name, the same on every rank)
+    # and renamed by rank 0 after the collective close: a killed merge never leaves a file under
+    # the final name, and an existing file is replaced only when the new one is complete.
+    tmp = comm.bcast(tmp_name(path, f"{os.getpid()}") if comm.rank == 0 else None, root=0)
     if parallel:
-        f = h5py.File(path, "w", driver="mpio", comm=comm)
+        f = h5py.File(tmp, "w", driver="mpio", comm=comm)
     else:
-        f = h5py.File(path + f".tmp-{os.getpid()}", "w") if comm.rank == 0 else None
+        f = h5py.File(tmp, "w") if comm.rank == 0 else None
     try:
         if f is not None:
             _granule_table(f, granules, parameters, write=(comm.rank == 0))
@@ -178,8 +183,9 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
     finally:
         if f is not None:
             f.close()
-    if not parallel and comm.rank == 0:
-        os.replace(path + f".tmp-{os.getpid()}", path)
+    comm.barrier()
+    if comm.rank == 0:
+        os.replace(tmp, path)
     comm.barrier()
     return int(totals.sum())
 
@@ -238,36 +244,76 @@ def load_track(path):
     return Track(parse_name(attrs["granule"]), attrs["beam"], attrs["direction"], data, var_attrs, attrs)
 
 
-def merge_outdir(comm, outdir, output):
-    """``readatl06 merge OUTDIR -o MERGED.h5``: ranks read disjoint per-beam files, then merge."""
+def _outdir_plan(outdir, output, overwrite, params):
+    """Rank 0, under the folder's lock: (files, granules, sizes) to merge; UsageError when the target
+    is not allowed or the folder mixes parameter sets and ``params`` does not say which."""
     import glob
 
-    from readatl06 import manifest, schedule
+    from readatl06 import manifest
+    from readatl06 import outdir as outdir_mod
+    from readatl06.errors import UsageError
     from readatl06.names import parse_name
-    plan = None
+    files = sorted(glob.glob(os.path.join(glob.escape(outdir), "*" + outdir_mod.BEAM_FILE_GLOB)))
+    outdir_mod.check_file_target("-o", output, files, overwrite)
+    outdir_mod.remove_leftovers(os.path.dirname(os.path.abspath(output)), [os.path.basename(output)])
+    by_key, granule_of = {}, {}
+    for p in files:
+        with h5py.File(p, "r") as f:
+            g, par = f.attrs["granule"], f.attrs.get("parameters", "{}")
+        g, par = (v.decode() if isinstance(v, bytes) else str(v) for v in (g, par))
+        granule_of[p] = g
+        by_key.setdefault(manifest.params_key(par), []).append(p)
+    if params is None and len(by_key) > 1:
+        sets = "; ".join(f"{k}: {len(v)} files" for k, v in sorted(by_key.items()))
+        raise UsageError(f"{outdir} mixes per-beam files of {len(by_key)} parameter sets ({sets}); "
+                         "choose one with --parameters KEY")
+    if params is not None and params not in by_key:
+        raise UsageError(f"--parameters {params}: no per-beam file in {outdir} has it "
+                         f"(found: {', '.join(sorted(by_key)) or 'none'})")
+    key = params if params is not None else next(iter(by_key), None)
+    files = by_key.get(key, [])
+    names = {granule_of[p] for p in files}
+    for r in manifest.latest(manifest.read_records(outdir)).values():   # reduced granules without points
+        if r.get("status") == "empty" and r.get("params") == key:
+            names.add(r["granule"])
+    return files, sorted(parse_name(n) for n in names), [os.path.getsize(p) for p in files]
+
+
+def merge_outdir(comm, outdir, output, overwrite=False, params=None):
+    """``readatl06 merge OUTDIR -o MERGED.h5``: ranks read disjoint per-beam files, then merge.
+    Returns the exit status (2: bad target or mixed parameter sets, before any work)."""
+    from readatl06 import outdir as outdir_mod
+    from readatl06 import schedule
+    from readatl06.errors import UsageError
+    plan, lock = None, None
     if comm.rank == 0:
-        files = sorted(glob.glob(os.path.join(outdir, "*_gt[123][lr]_[AD].h5")))
-        names = {r["granule"] for r in manifest.latest(manifest.read_records(outdir)).values()}
-        for p in files:
-            with h5py.File(p, "r") as f:
-                g = f.attrs["granule"]
-            names.add(g.decode() if isinstance(g, bytes) else g)
-        granules = sorted(parse_name(n) for n in names)
-        plan = (files, granules, [os.path.getsize(p) for p in files])
-        if not files:
-            print(f"readatl06 merge: no per-beam files (*_gtNx_A|D.h5) in {outdir}", file=sys.stderr)
-    files, granules, sizes = comm.bcast(plan, root=0)
-    if not files:
-        return 1
-    row = {g.name: i for i, g in enumerate(granules)}
-    held = []
-    parameters = None
-    for i in schedule.assign(sizes, comm.size)[comm.rank]:
-        t = load_track(files[i])
-        parameters = parameters or t.attrs.get("parameters")
-        held.append((row[t.granule.name], t))
-    parameters = next((p for p in comm.allgather(parameters) if p), None)
-    n = merge_tracks(comm, granules, held, output, parameters=parameters)
-    if comm.rank == 0:
-        print(f"readatl06 merge: {n} points from {len(files)} files of {len(granules)} granules -> {output}")
-    return 0
+        try:
+            if not os.path.isdir(outdir):
+                raise UsageError(f"{outdir}: no such folder")
+            lock = outdir_mod.Lock(outdir, "merge")
+            plan = _outdir_plan(outdir, output, overwrite, params)
+            if not plan[0]:
+                print(f"readatl06 merge: no per-beam files (*_gtNx_A|D.h5) in {outdir}", file=sys.stderr)
+        except UsageError as exc:
+            print(f"readatl06 merge: error: {exc}", file=sys.stderr)
+            plan = 2
+    plan = comm.bcast(plan, root=0)
+    try:
+        if plan == 2 or not plan[0]:
+            return 2 if plan == 2 else 1
+        files, granules, sizes = plan
+        row = {g.name: i for i, g in enumerate(granules)}
+        held = []
+        parameters = None
+        for i in schedule.assign(sizes, comm.size)[comm.rank]:
+            t = load_track(files[i])
+            parameters = parameters or t.attrs.get("parameters")
+            held.append((row[t.granule.name], t))
+        parameters = next((p for p in comm.allgather(parameters) if p), None)
+        n = merge_tracks(comm, granules, held, output, parameters=parameters)
+        if comm.rank == 0:
+            print(f"readatl06 merge: {n} points from {len(files)} files of {len(granules)} granules -> {output}")
+        return 0
+    finally:
+        if lock is not None:
+            lock.release()

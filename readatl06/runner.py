@@ -1,80 +1,165 @@
 """``reduce`` across ranks: rank 0 lists and selects, every rank reduces its share independently."""
 import dataclasses
 import datetime as dt
+import errno
 import os
+import socket
 import sys
 import time
 import traceback
 
+import numpy as np
+
 from readatl06 import manifest, schedule
-from readatl06.errors import GranuleError, ReadATL06Error, SourceError
+from readatl06 import outdir as outdir_mod
+from readatl06.errors import GranuleError, ReadATL06Error, SourceError, UsageError
 from readatl06.names import select
 from readatl06.reduce import reduce_granule
 from readatl06.sources import list_sources
 from readatl06.write import write_tracks
 
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
 @dataclasses.dataclass
 class Plan:
     """What rank 0 decided, broadcast to everyone."""
 
-    items: list            # [(GranuleName, path, size)] in DESIGN §3 order (time, name)
-    skipped: list          # names trusted by --resume
+    items: list            # [(GranuleName, path, size, files of it already in OUTDIR)] in §3 order
+    skipped: list          # names whose complete records --resume trusts
     resumed: list          # their output files (read back by --merge)
-    messages: list         # one line per name problem (unparsed, refused, duplicate)
-    error: str = None      # a SourceError: stop before any work
+    messages: list         # one line per name problem (unparsed, refused, duplicate) or resume decision
+    error: str = None      # bad usage or a SourceError: stop before any work (exit 2)
+    run: str = ""          # this run's id, in every record
 
 
-def make_plan(sources, selection, outdir, params_key, resume):
+def _inside(path, folder):
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_targets(outdir, inputs, merge_path, log, overwrite, resume):
+    """Every file the run writes, before any work (UsageError): never an input, never an existing
+    merged file or log without --overwrite (a text log is appended to with --resume)."""
+    if merge_path:
+        outdir_mod.check_file_target("--merge", merge_path, inputs, overwrite)
+    if log:
+        outdir_mod.check_file_target("--log", log, inputs, overwrite, append_ok=resume)
+        if overwrite and os.path.isfile(log):
+            open(log, "w").close()
+
+
+def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, merge_path=None, log=None):
+    """Rank 0, under the folder's lock: list, select, check targets, tidy leftovers, decide."""
     try:
-        paths = list_sources(sources)
-    except SourceError as exc:
+        paths = [p for p in list_sources(sources) if not _inside(p, outdir)]
+        check_targets(outdir, paths, merge_path, log, overwrite, resume)
+    except (SourceError, UsageError) as exc:
         return Plan([], [], [], [], str(exc))
+    manifest.consolidate(outdir)                  # records of a killed run: part files -> manifest
+    outdir_mod.remove_leftovers(outdir)           # its temporary files
+    if merge_path:
+        outdir_mod.remove_leftovers(os.path.dirname(os.path.abspath(merge_path)), [os.path.basename(merge_path)])
     sel = select(paths, selection)
     messages = [f"skipped, name does not parse: {m}" for m in sel.unparsed]
     messages += [f"refused: {m}" for m in sel.refused] + sel.duplicates
-    done = manifest.trusted(outdir, params_key) if resume else {}
-    items, skipped, resumed = [], [], []
+    records = manifest.latest(manifest.read_records(outdir))
+    items, skipped, resumed, changed, unfinished = [], [], [], [], []
     for g, p in sel.granules:
-        if g.name in done:
-            skipped.append(g.name)
-            resumed.extend(os.path.join(outdir, o) for o in done[g.name])
-            continue
+        on_disk = outdir_mod.granule_files(outdir, g.stem)
+        r = records.get(g.name)
+        if resume and r is not None:
+            if r.get("params") == params_key and manifest.complete(outdir, r, on_disk):
+                skipped.append(g.name)
+                resumed.extend(os.path.join(outdir, o) for o in r.get("outputs", []))
+                continue
+            if r.get("status") in ("done", "empty") and r.get("params") != params_key:
+                changed.append(g.name)
+        if resume and on_disk and g.name not in changed:
+            unfinished.append(g.name)
         try:
             size = os.path.getsize(p)
         except OSError:
             size = 0
-        items.append((g, p, size))
+        items.append((g, p, size, on_disk))
+    if changed:
+        messages.append(f"--resume: {len(changed)} granules were reduced with other options and are "
+                        f"redone: {' '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
+    if unfinished:
+        messages.append(f"--resume: {len(unfinished)} granules have files but no complete record "
+                        f"(interrupted) and are redone: {' '.join(unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}")
     return Plan(items, skipped, resumed, messages)
 
 
-def reduce_one(g, path, opts, outdir, write, overwrite, rank):
-    """Reduce and write one granule; always returns (record, tracks) — failures become records."""
+def _failed(record, message, exc=None):
+    record.update(status="failed", error=message, points=0, outputs=[], sizes={})
+    if exc is not None:
+        record["traceback"] = traceback.format_exc(limit=6)
+
+
+def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
+    """Reduce and write one granule; always returns (record, tracks, stop) — failures become records.
+    ``replace``: the granule's files already in OUTDIR (``on_disk``) are the run's own to replace
+    (--overwrite, --resume); the new files are renamed over them and stale ones removed after.
+    ``stop``: a write error of the output folder (full disk ...) that every later granule would hit."""
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
     t0 = time.perf_counter()
     record = {"granule": g.name, "path": str(path), "rank": rank, "started": started, "outputs": [],
               "sizes": {}, "points": 0, "segments": 0, "error": None, "notes": [],
               "removed": {"subset": 0, "fill": 0, "quality": 0}}
-    tracks = []
+    tracks, stop = [], False
     try:
+        if on_disk and write and not replace:
+            more = f" and {len(on_disk) - 1} more" if len(on_disk) > 1 else ""
+            raise GranuleError(g.name, f"output {on_disk[0]}{more} of an earlier run exists; use --overwrite "
+                                       "to replace it or --resume to keep finished granules")
         res = reduce_granule(path, g, opts)
         tracks = res.tracks
         record.update(points=res.points, segments=res.segments, removed=res.removed, notes=res.notes)
         if write and tracks:
-            for p in write_tracks(tracks, outdir, overwrite):
+            for p in write_tracks(tracks, outdir, overwrite=replace):
                 name = os.path.basename(p)
                 record["outputs"].append(name)
                 record["sizes"][name] = os.path.getsize(p)
+        if write:
+            for name in set(on_disk) - set(record["outputs"]):     # stale files of an earlier run
+                os.remove(os.path.join(outdir, name))
         record["status"] = "done" if tracks else "empty"
     except GranuleError as exc:
-        record.update(status="failed", error=str(exc))
+        _failed(record, str(exc))
         tracks = []
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        record.update(status="failed", error=f"{g.name}: unexpected {type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(limit=6))
+    except MemoryError:
+        _failed(record, f"{g.name}: not enough memory to read it (declared sizes too large?)")
+        tracks = []
+    except OSError as exc:
+        if exc.errno in WRITE_ERRNOS:
+            stop = True
+            _failed(record, f"{g.name}: cannot write to {outdir}: {exc.strerror or exc}")
+        else:
+            _failed(record, f"{g.name}: unexpected {type(exc).__name__}: {exc}", exc)
+        tracks = []
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+        _failed(record, f"{g.name}: unexpected {type(exc).__name__}: {exc}", exc)
         tracks = []
     record["seconds"] = round(time.perf_counter() - t0, 4)
-    return record, tracks
+    return record, tracks, stop
+
+
+def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path, log):
+    """Rank 0 checks the folder, takes its lock and plans; everybody gets the plan. (plan, lock)"""
+    plan, lock = None, None
+    if comm.rank == 0:
+        try:
+            outdir_mod.check_outdir(outdir)
+            lock = outdir_mod.Lock(outdir, "reduce")
+            plan = make_plan(sources, selection, outdir, key, resume, overwrite, merge_path, log)
+            plan.run = f"{socket.gethostname()}-{os.getpid()}-{time.time():.3f}"
+        except UsageError as exc:
+            plan = Plan([], [], [], [], str(exc))
+        if plan.error and lock is not None:
+            lock.release()
+    return comm.bcast(plan, root=0), lock
 
 
 def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrite=False, write=True,
@@ -82,28 +167,32 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
     """The whole ``reduce`` command on every rank; returns the exit status (same on every rank)."""
     t0 = time.perf_counter()
     key = manifest.params_key(opts.parameters())
-    plan = None
-    if comm.rank == 0:
-        os.makedirs(outdir, exist_ok=True)
-        plan = make_plan(sources, selection, outdir, key, resume)
-    plan = comm.bcast(plan, root=0)
+    plan, lock = _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path, log)
     if plan.error:
         if comm.rank == 0:
             print(f"readatl06 reduce: error: {plan.error}", file=sys.stderr)
         return 2
+    try:
+        return _run(comm, plan, opts, outdir, key, t0, resume or overwrite, write, progress, log, merge_path)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge_path):
     if comm.rank == 0:
         for m in plan.messages:
             print(f"readatl06: {m}", file=sys.stderr)
         if plan.skipped:
             print(f"readatl06: --resume: {len(plan.skipped)} granules already done, skipped", file=sys.stderr)
-    mine = schedule.assign([size for _, _, size in plan.items], comm.size)[comm.rank]
+    mine = schedule.assign([it[2] for it in plan.items], comm.size)[comm.rank]
     writer = manifest.PartWriter(outdir, comm.rank)
-    records, held = [], []
+    records, held, stopped = [], [], None
     try:
         for k, i in enumerate(mine, 1):
-            g, path, _ = plan.items[i]
-            record, tracks = reduce_one(g, path, opts, outdir, write, overwrite, comm.rank)
-            record["params"] = key
+            g, path, _, on_disk = plan.items[i]
+            record, tracks, stop = reduce_one(g, path, opts, outdir, write, replace, comm.rank, on_disk)
+            record["params"], record["run"] = key, plan.run
             writer.write(record)
             records.append(record)
             if merge_path:
@@ -111,47 +200,73 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
             if progress and comm.rank == 0:
                 print(f"readatl06: rank 0 {k}/{len(mine)} ({len(plan.items)} granules on {comm.size} ranks) "
                       f"{g.name}: {record['status']}", file=sys.stderr)
+            if stop:
+                stopped = f"rank {comm.rank} stopped after a write error: {record['error']}; " \
+                          f"{len(mine) - k} of its granules not attempted (--resume does them)"
+                break
     finally:
         writer.close()
-    all_records = comm.gather(records, root=0)
-    status = 0
+    gathered = comm.gather((records, stopped), root=0)
+    status, reduced = 0, None
     if comm.rank == 0:
-        flat = sorted((r for rs in all_records for r in rs), key=lambda r: r["granule"])
-        manifest.consolidate(outdir, flat)
-        status = 1 if any(r["status"] == "failed" for r in flat) else 0
-        report(flat, plan, comm.size, time.perf_counter() - t0, log)
-    status = comm.bcast(status, root=0)
+        flat = sorted((r for rs, _ in gathered for r in rs), key=lambda r: r["granule"])
+        stops = [s for _, s in gathered if s]
+        status = 1 if stops or any(r["status"] == "failed" for r in flat) else 0
+        try:
+            manifest.consolidate(outdir, flat)
+        except OSError as exc:
+            stops.append(f"the manifest cannot be written ({exc.strerror or exc}); the part files keep the records")
+            status = 1
+        report(flat, plan, comm.size, time.perf_counter() - t0, log, stops)
+        reduced = {r["granule"] for r in flat if r["status"] != "failed"}
+    status, reduced = comm.bcast((status, reduced), root=0)
     if merge_path:
-        _merge(comm, plan, held, merge_path, opts)
+        status = max(status, _merge(comm, plan, held, merge_path, opts, reduced))
     return status
 
 
-def _merge(comm, plan, held, merge_path, opts):
-    """Merge the tracks the ranks hold; granules skipped by --resume are read back from their files."""
+def _merge(comm, plan, held, merge_path, opts, reduced):
+    """Merge the tracks the ranks hold; granules skipped by --resume are read back from their files.
+    Only reduced granules (done or empty) are in the file. Returns an exit status."""
     from readatl06.merge import load_track, merge_tracks
     from readatl06.names import parse_name
-    granules = sorted([g for g, _, _ in plan.items] + [parse_name(n) for n in plan.skipped])
+    granules = sorted([g for g, *_ in plan.items if g.name in reduced] + [parse_name(n) for n in plan.skipped])
+    if not granules:
+        if comm.rank == 0:
+            print(f"readatl06 merge: error: no granule was reduced; {merge_path} not written", file=sys.stderr)
+        return 1
     row = {g.name: i for i, g in enumerate(granules)}
     held = [(row[plan.items[i][0].name], t) for i, t in held]
     sizes = [os.path.getsize(p) for p in plan.resumed]
     for i in schedule.assign(sizes, comm.size)[comm.rank]:
         t = load_track(plan.resumed[i])
         held.append((row[t.granule.name], t))
+    need = sum(sum(np.asarray(v).nbytes for v in t.data.values()) for _, t in held)
+    need = comm.allreduce(need) if comm.size > 1 else need
+    free = outdir_mod.free_bytes(os.path.dirname(os.path.abspath(merge_path))) if comm.rank == 0 else 0
+    free = comm.bcast(free, root=0)
+    if need > free:
+        if comm.rank == 0:
+            print(f"readatl06 merge: error: {merge_path} may need up to {need / 1e6:.1f} MB, only "
+                  f"{free / 1e6:.1f} MB free there; not written", file=sys.stderr)
+        return 1
     n = merge_tracks(comm, granules, held, merge_path, opts)
     if comm.rank == 0:
         print(f"readatl06 merge: {n} points of {len(granules)} granules -> {merge_path}")
+    return 0
 
 
-def report(records, plan, nranks, seconds, log=None):
-    """Rank 0: per-granule errors and notes to stderr/log, then the run summary."""
-    lines = []
+def report(records, plan, nranks, seconds, log=None, stops=()):
+    """Rank 0: per-granule errors and notes to stderr/log, then the run summary. Points are counted
+    only for reduced granules."""
+    lines = [f"STOPPED {s}" for s in stops]
     for r in records:
         if r["status"] == "failed":
             lines.append(f"FAILED {r['error']}")
         for note in r.get("notes", []):
             lines.append(f"note {r['granule']}: {note}")
     n = {s: sum(r["status"] == s for r in records) for s in ("done", "empty", "failed")}
-    points = sum(r["points"] for r in records)
+    points = sum(r["points"] for r in records if r["status"] == "done")
     rate = len(records) / seconds if seconds > 0 else 0.0
     summary = (f"readatl06 summary: {len(plan.items) + len(plan.skipped)} granules selected, "
                f"{n['done']} done, {n['empty']} empty, {n['failed']} failed, {len(plan.skipped)} skipped "

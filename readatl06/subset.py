@@ -109,6 +109,10 @@ class Subset:
             w, e, s, n = self.bbox
             if not (-90 <= s <= n <= 90):
                 raise UsageError(f"--bbox: south {s} and north {n} must satisfy -90 <= S <= N <= 90")
+            if not all(-180 <= v <= 360 for v in (w, e)):
+                raise UsageError(f"--bbox: west {w} and east {e} must be longitudes in -180..360")
+        if crs and self.bbox_xy is None:
+            raise UsageError(f"--crs {crs} is used only with --bbox-xy (a polygon's CRS is --polygon-crs)")
         if self.bbox_xy is not None:
             if not crs:
                 raise UsageError("--bbox-xy needs --crs (e.g. --crs EPSG:3031)")

@@ -131,30 +131,49 @@ def test_bad_granules_give_one_line_errors_and_the_rest_completes(tmp_path, caps
     assert not list(out.glob(".*tmp*"))
 
 
-def test_resume_skips_only_complete_granules(tmp_path, capsys):
+def _tree(folder):
+    """{file name: bytes} of the per-beam files, and every other name in the folder."""
+    files = {p.name: p.read_bytes() for p in folder.glob("*_gt??_[AD].h5")}
+    others = sorted(p.name for p in folder.iterdir() if p.name not in files)
+    return files, others
+
+
+def _same_values(a, b):
+    with h5py.File(__import__("io").BytesIO(a), "r") as f, h5py.File(__import__("io").BytesIO(b), "r") as g:
+        return sorted(f) == sorted(g) and all(np.array_equal(f[k][()], g[k][()]) for k in g)
+
+
+def test_resume_redoes_incomplete_granules_and_converges(tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     for n in GOOD:
         shutil.copy(DATA / "atl06" / n, src / n)
     out = tmp_path / "out"
     assert main(["reduce", str(src), "-o", str(out), "--no-progress"]) == 0
+    first, _ = _tree(out)
     outputs = sorted(out.glob("ATL06_2023*.h5"))
-    first = {p.name: p.read_bytes() for p in outputs}
     outputs[0].unlink()                       # one output of the first granule lost
+    (out / ".ATL06_x_gt1l_A.h5.tmp-123").write_bytes(b"half")   # a killed writer's leftover
     capsys.readouterr()
-    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--resume", "--overwrite"]) == 2
-    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--resume"]) == 1  # others exist
-    capsys.readouterr()
-    for p in out.glob("ATL06_2023*.h5"):
-        p.unlink()
     assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--resume"]) == 0
     text = capsys.readouterr()
     assert "1 granules already done" in text.err and "1 done" in text.out
-    for name, data in first.items():
-        with h5py.File(out / name, "r") as f, h5py.File(__import__("io").BytesIO(data), "r") as g:
-            assert all((f[k][()] == g[k][()]).all() for k in g)
-    # different options: nothing is trusted
-    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--resume", "--quality", "none"]) == 1
+    assert "no complete record" in text.err
+    again, others = _tree(out)
+    assert sorted(again) == sorted(first) and all(_same_values(again[n], first[n]) for n in first)
+    assert others == ["readatl06-manifest.jsonl", "readatl06.lock"]
+    # resume again: nothing to do; --resume --overwrite is the same as --resume
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--resume", "--overwrite"]) == 0
+    assert "2 skipped" in capsys.readouterr().out
+    # different options: exactly the granules concerned are redone, and the run says so
+    assert main(["reduce", str(src), "-o", str(out), "--no-progress", "--resume", "--quality", "none"]) == 0
+    text = capsys.readouterr()
+    assert "2 granules were reduced with other options and are redone" in text.err
+    assert "2 done" in text.out
+    files, _ = _tree(out)
+    for name, data in files.items():
+        with h5py.File(__import__("io").BytesIO(data), "r") as f:
+            assert '"quality": "none"' in f.attrs["parameters"]
 
 
 def test_without_overwrite_existing_outputs_are_not_replaced(tmp_path, capsys):
