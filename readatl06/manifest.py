@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 
+from readatl06.outdir import crash_point
+
 MAIN = "readatl06-manifest.jsonl"
 PART = "readatl06-manifest.part-{rank}.jsonl"
 
@@ -112,11 +114,13 @@ def consolidate(outdir, records=()):
                     fh.write(json.dumps(r, sort_keys=True) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
+            crash_point("consolidate-before-rename")
             os.replace(tmp, main)
         except BaseException:
             if os.path.exists(tmp):
                 os.remove(tmp)
             raise
+    crash_point("consolidate-before-cleanup")
     for p in part_paths(outdir):
         os.remove(p)
     return main

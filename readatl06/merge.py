@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from readatl06 import __version__
-from readatl06.outdir import tmp_name
+from readatl06.outdir import crash_point, tmp_name
 from readatl06.schema import BEAMS, DIRECTIONS
 
 CHUNK = 1 << 18           # elements per chunk of the merged datasets
@@ -155,6 +155,7 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
         if f is not None:
             _granule_table(f, granules, parameters, write=(comm.rank == 0))
         for k, (beam, direction) in enumerate(GROUPS):
+            crash_point("merge-group")
             vars_ = _group_vars(every, meta.get((beam, direction), {}), beam)
             n = int(totals[k])
             grp = f.require_group(f"{beam}/{direction}") if f is not None else None
@@ -184,6 +185,7 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
         if f is not None:
             f.close()
     comm.barrier()
+    crash_point("merge-before-rename")
     if comm.rank == 0:
         os.replace(tmp, path)
     comm.barrier()

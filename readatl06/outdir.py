@@ -5,6 +5,7 @@ import fcntl
 import glob
 import json
 import os
+import signal
 import socket
 import time
 
@@ -146,3 +147,21 @@ def tmp_name(path, tag):
 def free_bytes(folder):
     st = os.statvfs(folder)
     return st.f_bavail * st.f_frsize
+
+
+_passed = {}
+
+
+def crash_point(name):
+    """Fault injection for the kill tests: with ``READATL06_CRASH_AT=name[:N]`` in the environment
+    the process kills itself with SIGKILL the N-th time (default the first) it passes ``name`` —
+    the same death as ``kill -9`` or a wall-time limit, at a chosen moment. A no-op otherwise."""
+    spec = os.environ.get("READATL06_CRASH_AT")
+    if not spec:
+        return
+    want, _, nth = spec.partition(":")
+    if want != name:
+        return
+    _passed[name] = _passed.get(name, 0) + 1
+    if _passed[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)

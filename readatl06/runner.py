@@ -122,6 +122,7 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
                 name = os.path.basename(p)
                 record["outputs"].append(name)
                 record["sizes"][name] = os.path.getsize(p)
+        outdir_mod.crash_point("granule-written")
         if write:
             for name in set(on_disk) - set(record["outputs"]):     # stale files of an earlier run
                 os.remove(os.path.join(outdir, name))
@@ -194,6 +195,7 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
             record, tracks, stop = reduce_one(g, path, opts, outdir, write, replace, comm.rank, on_disk)
             record["params"], record["run"] = key, plan.run
             writer.write(record)
+            outdir_mod.crash_point("record-written")
             records.append(record)
             if merge_path:
                 held.extend((i, t) for t in tracks)

@@ -50,14 +50,14 @@ def mpi_real_dir(mpi_tmp_path):
     return src
 
 
-def run_cli(*args, ranks=None, timeout=300, cwd=None):
+def run_cli(*args, ranks=None, timeout=300, cwd=None, env=None):
     """Run readatl06 in a subprocess (under mpirun when ``ranks`` is given)."""
     cmd = [sys.executable, "-m", "readatl06", *map(str, args)]
     if ranks:
         cmd = ["mpirun", "-n", str(ranks), *cmd]
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none",
-               PYTHONWARNINGS="error")
+               PYTHONWARNINGS="error", **(env or {}))
     for var in [v for v in env if v.startswith(("OMPI_COMM_WORLD", "PMIX_", "PMI_"))]:
         env.pop(var)   # a child mpirun must not think it runs inside the test's own MPI job
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
