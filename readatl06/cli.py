@@ -53,6 +53,9 @@ def _add_run(p):
                    help="per-granule progress on stderr (default: when stderr is a terminal)")
     g.add_argument("--log", metavar="FILE", help="append errors, notes and the summary to FILE")
     g.add_argument("--plot", action="store_true", help="draw a map and a summary figure at the end")
+    g.add_argument("--schedule", choices=("dynamic", "static"), default="dynamic",
+                   help="dynamic (default): ranks take the next largest granule as they finish; "
+                        "static: largest-first plan made up front")
 
 
 def build_parser():
@@ -122,7 +125,8 @@ def _reduce(args):
         progress = sys.stderr.isatty() if args.progress is None else args.progress
         status = run_reduce(comm, args.sources, selection, opts, args.outdir, resume=args.resume,
                             overwrite=args.overwrite, write=not args.no_per_beam, progress=progress,
-                            log=args.log, merge_path=args.merge)
+                            log=args.log, merge_path=args.merge,
+                            schedule_how=args.schedule)
         if args.plot and comm.rank == 0:
             from readatl06.plot.command import plot_after_run
             plot_after_run(args.outdir, args.merge)

@@ -71,3 +71,31 @@ def abort_on_error(comm):
             sys.stderr.flush()
             comm.Abort(1)
         raise
+
+
+class _LocalCounter:
+    def __init__(self):
+        self.value = 0
+
+    def next(self):
+        self.value += 1
+        return self.value - 1
+
+    def free(self):
+        pass
+
+
+@contextlib.contextmanager
+def shared_counter(comm):
+    """A counter every rank of ``comm`` draws from (0, 1, 2, ... each value to exactly one rank):
+    ``mpi4py.util.sync.Counter`` (an MPI window, Fetch_and_op) — no rank idles as a master. With
+    one rank or without mpi4py, a plain local counter. Creation and release are collective."""
+    if comm.size == 1 or isinstance(comm, SerialComm):
+        yield _LocalCounter()
+        return
+    from mpi4py.util.sync import Counter
+    counter = Counter(comm=comm)
+    try:
+        yield counter
+    finally:
+        counter.free()

@@ -14,6 +14,7 @@ from readatl06 import manifest, schedule
 from readatl06 import outdir as outdir_mod
 from readatl06.errors import GranuleError, ReadATL06Error, SourceError, UsageError
 from readatl06.names import select
+from readatl06.parallel import shared_counter
 from readatl06.reduce import reduce_granule
 from readatl06.sources import list_sources
 from readatl06.write import write_tracks
@@ -164,7 +165,7 @@ def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path,
 
 
 def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrite=False, write=True,
-               progress=False, log=None, merge_path=None):
+               progress=False, log=None, merge_path=None, schedule_how="dynamic"):
     """The whole ``reduce`` command on every rank; returns the exit status (same on every rank)."""
     t0 = time.perf_counter()
     key = manifest.params_key(opts.parameters())
@@ -174,23 +175,39 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
             print(f"readatl06 reduce: error: {plan.error}", file=sys.stderr)
         return 2
     try:
-        return _run(comm, plan, opts, outdir, key, t0, resume or overwrite, write, progress, log, merge_path)
+        return _run(comm, plan, opts, outdir, key, t0, resume or overwrite, write, progress, log, merge_path,
+                    schedule_how)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge_path):
+def _work(comm, plan, how):
+    """This rank's granule indices: the static plan, or the next largest one as this rank finishes.
+    (A rank that stops early leaves the rest of the counter to the others.)"""
+    sizes = [it[2] for it in plan.items]
+    if how == "static":
+        yield from schedule.assign(sizes, comm.size)[comm.rank]
+        return
+    order = schedule.largest_first(sizes)
+    with shared_counter(comm) as counter:
+        while True:
+            k = counter.next()
+            if k >= len(order):
+                break
+            yield order[k]
+
+
+def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge_path, how):
     if comm.rank == 0:
         for m in plan.messages:
             print(f"readatl06: {m}", file=sys.stderr)
         if plan.skipped:
             print(f"readatl06: --resume: {len(plan.skipped)} granules already done, skipped", file=sys.stderr)
-    mine = schedule.assign([it[2] for it in plan.items], comm.size)[comm.rank]
     writer = manifest.PartWriter(outdir, comm.rank)
     records, held, stopped = [], [], None
     try:
-        for k, i in enumerate(mine, 1):
+        for k, i in enumerate(_work(comm, plan, how), 1):
             g, path, _, on_disk = plan.items[i]
             record, tracks, stop = reduce_one(g, path, opts, outdir, write, replace, comm.rank, on_disk)
             record["params"], record["run"] = key, plan.run
@@ -200,11 +217,11 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
             if merge_path:
                 held.extend((i, t) for t in tracks)
             if progress and comm.rank == 0:
-                print(f"readatl06: rank 0 {k}/{len(mine)} ({len(plan.items)} granules on {comm.size} ranks) "
+                print(f"readatl06: rank 0, its granule {k} ({len(plan.items)} on {comm.size} ranks, {how}) "
                       f"{g.name}: {record['status']}", file=sys.stderr)
             if stop:
                 stopped = f"rank {comm.rank} stopped after a write error: {record['error']}; " \
-                          f"{len(mine) - k} of its granules not attempted (--resume does them)"
+                          "granules not attempted are left for --resume"
                 break
     finally:
         writer.close()

@@ -1,4 +1,6 @@
-"""Who reduces which granule: a pure function of sizes and rank count (no MPI here)."""
+"""Who reduces which granule (no MPI here). ``static``: a pure function of sizes and rank count
+(largest-first onto the least loaded rank). ``dynamic``: the largest-first order, handed out one
+granule at a time through a shared counter (:func:`readatl06.parallel.shared_counter`) as ranks finish."""
 import heapq
 
 
@@ -10,7 +12,7 @@ def assign(sizes, nranks):
     """
     if nranks < 1:
         raise ValueError(f"nranks must be >= 1, got {nranks}")
-    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
+    order = largest_first(sizes)
     heap = [(0, r) for r in range(nranks)]
     out = [[] for _ in range(nranks)]
     for i in order:
@@ -18,3 +20,8 @@ def assign(sizes, nranks):
         out[r].append(i)
         heapq.heappush(heap, (load + max(int(sizes[i]), 1), r))
     return [sorted(x) for x in out]
+
+
+def largest_first(sizes):
+    """The order in which a dynamic schedule hands out granules: largest first, ties by index."""
+    return sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))

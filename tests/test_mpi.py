@@ -49,8 +49,36 @@ def test_reduce_identical_with_any_rank_count(mpi_tmp_path, mpi_real_dir):
         assert_same(file_contents(mpi_tmp_path / "world"), file_contents(mpi_tmp_path / "self"))
         with open(mpi_tmp_path / "world" / "readatl06-manifest.jsonl") as fh:
             recs = [json.loads(x) for x in fh]
-        assert len(recs) == len(REAL) and {r["rank"] for r in recs} == set(range(min(comm.size, len(REAL))))
+        assert len(recs) == len(REAL) and {r["rank"] for r in recs} <= set(range(comm.size))
         assert not glob.glob(str(mpi_tmp_path / "world" / "readatl06-manifest.part-*"))
+    comm.Barrier()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_static_and_dynamic_schedules_give_identical_outputs_and_merged_files(mpi_tmp_path, mpi_real_dir):
+    """--schedule static and dynamic, on all ranks and on one: same per-beam files, same merged file."""
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    runs = {}
+    for how in ("dynamic", "static"):
+        out = str(mpi_tmp_path / how)
+        assert run_reduce(comm, [str(mpi_real_dir)], Selection(), ReduceOptions(), out, schedule_how=how,
+                          merge_path=out + ".h5") == 0
+        runs[how] = out
+    if comm.rank == 0:
+        one = str(mpi_tmp_path / "one")
+        assert run_reduce(MPI.COMM_SELF, [str(mpi_real_dir)], Selection(), ReduceOptions(), one,
+                          merge_path=one + ".h5") == 0
+        for how, out in runs.items():
+            assert_same(file_contents(out), file_contents(one))
+            with h5py.File(out + ".h5", "r") as f, h5py.File(one + ".h5", "r") as g:
+                names = []
+                f.visit(names.append)
+                for n in names:
+                    if isinstance(f[n], h5py.Dataset):
+                        assert f[n][()].tobytes() == g[n][()].tobytes(), (how, n)
+        with open(os.path.join(runs["dynamic"], "readatl06-manifest.jsonl")) as fh:
+            assert sorted(json.loads(x)["granule"] for x in fh) == sorted(p.name for p in REAL)
     comm.Barrier()
 
 
