@@ -6,6 +6,7 @@ import sys
 from readatl06 import __version__
 from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.parallel import launcher_rank
+from readatl06.schema import COMPRESSIONS
 
 EPILOG = "SOURCE: file, folder (recursive *.h5), quoted glob, @list.txt"
 
@@ -50,9 +51,13 @@ def _add_run(p):
     g.add_argument("--resume", action="store_true", help="skip granules whose outputs are complete")
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="per-granule progress on stderr (default: when stderr is a terminal)")
+                   help="progress over all ranks (default on): a live line on the terminal the job was "
+                        "started from, else a log line on stderr every 30 s")
     g.add_argument("--log", metavar="FILE", help="append errors, notes and the summary to FILE")
     g.add_argument("--plot", action="store_true", help="draw a map and a summary figure at the end")
+    g.add_argument("--compression", choices=COMPRESSIONS, default="deflate",
+                   help="per-beam files: deflate (default; HDF5's standard shuffle + deflate filters, "
+                   "which every HDF5 reader decodes) or none")
     g.add_argument("--schedule", choices=("dynamic", "static"), default="dynamic",
                    help="dynamic (default): ranks take the next largest granule as they finish; "
                         "static: largest-first plan made up front")
@@ -112,7 +117,8 @@ def _options(args):
     selection = Selection.from_args(args)
     subset = Subset(args.bbox, args.bbox_xy, args.crs, args.polygon, args.polygon_crs)
     opts = ReduceOptions(vars=table, beams=tuple(args.beams or BEAMS), strong_only=args.strong_only,
-                         quality=args.quality, subset=subset, selection=selection.as_dict())
+                         quality=args.quality, subset=subset, selection=selection.as_dict(),
+                         compression=args.compression)
     return selection, opts
 
 
@@ -122,7 +128,7 @@ def _reduce(args):
     from readatl06.runner import run_reduce
     comm = world()
     with abort_on_error(comm):
-        progress = sys.stderr.isatty() if args.progress is None else args.progress
+        progress = True if args.progress is None else args.progress
         status = run_reduce(comm, args.sources, selection, opts, args.outdir, resume=args.resume,
                             overwrite=args.overwrite, write=not args.no_per_beam, progress=progress,
                             log=args.log, merge_path=args.merge,

@@ -21,7 +21,10 @@ def launched_by_mpirun():
 
 
 def world():
-    """COMM_WORLD (initialising MPI). Without mpi4py, a one-rank stand-in that behaves like COMM_SELF."""
+    """COMM_WORLD (initialising MPI) under an MPI launcher; otherwise, or without mpi4py, a one-rank
+    stand-in that behaves like COMM_SELF (MPI is never initialised for a plain one-process run)."""
+    if not launched_by_mpirun():
+        return SerialComm()
     try:
         from mpi4py import MPI
     except ImportError:
@@ -77,9 +80,9 @@ class _LocalCounter:
     def __init__(self):
         self.value = 0
 
-    def next(self):
-        self.value += 1
-        return self.value - 1
+    def next(self, incr=1):
+        self.value += incr
+        return self.value - incr
 
     def free(self):
         pass

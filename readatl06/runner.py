@@ -15,6 +15,7 @@ from readatl06 import outdir as outdir_mod
 from readatl06.errors import GranuleError, ReadATL06Error, SourceError, UsageError
 from readatl06.names import select
 from readatl06.parallel import shared_counter
+from readatl06.progress import Progress
 from readatl06.reduce import reduce_granule
 from readatl06.sources import list_sources
 from readatl06.write import write_tracks
@@ -206,8 +207,9 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
             print(f"readatl06: --resume: {len(plan.skipped)} granules already done, skipped", file=sys.stderr)
     writer = manifest.PartWriter(outdir, comm.rank)
     records, held, stopped = [], [], None
+    shown = Progress(comm, len(plan.items), enabled=progress)
     try:
-        for k, i in enumerate(_work(comm, plan, how), 1):
+        for i in _work(comm, plan, how):
             g, path, _, on_disk = plan.items[i]
             record, tracks, stop = reduce_one(g, path, opts, outdir, write, replace, comm.rank, on_disk)
             record["params"], record["run"] = key, plan.run
@@ -216,15 +218,14 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
             records.append(record)
             if merge_path:
                 held.extend((i, t) for t in tracks)
-            if progress and comm.rank == 0:
-                print(f"readatl06: rank 0, its granule {k} ({len(plan.items)} on {comm.size} ranks, {how}) "
-                      f"{g.name}: {record['status']}", file=sys.stderr)
+            shown.update(record)
             if stop:
                 stopped = f"rank {comm.rank} stopped after a write error: {record['error']}; " \
                           "granules not attempted are left for --resume"
                 break
     finally:
         writer.close()
+    shown.close()
     gathered = comm.gather((records, stopped), root=0)
     status, reduced = 0, None
     if comm.rank == 0:

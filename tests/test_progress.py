@@ -1,0 +1,56 @@
+"""Progress over all ranks: the shared counters, the live line and the log lines."""
+import io
+
+import pytest
+
+from readatl06.parallel import SerialComm
+from readatl06.progress import Progress
+
+
+def _records(n, points=10):
+    return [{"status": "failed" if i == 1 else "done", "points": points} for i in range(n)]
+
+
+def test_live_line_on_a_terminal_counts_every_granule():
+    tty = io.StringIO()
+    p = Progress(SerialComm(), 4, terminal=tty)
+    for r in _records(4):
+        p.update(r)
+    p.close()
+    text = tty.getvalue()
+    assert "4/4" in text and "30 points, 1 failed" in text        # the failed granule's points not counted
+
+
+def test_log_lines_without_a_terminal():
+    err = io.StringIO()
+    p = Progress(SerialComm(), 3, every=0.0, terminal=False, err=err)
+    p.bar = None
+    for r in _records(3):
+        p.update(r)
+    p.close()
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith("readatl06: progress: 1/3 granules (0 failed), 10 points kept")
+    assert "3/3 granules (1 failed), 20 points kept" in lines[-1] and "ETA 0:00:00" in lines[-1]
+
+
+def test_disabled_progress_prints_nothing():
+    err = io.StringIO()
+    p = Progress(SerialComm(), 2, enabled=False, err=err)
+    for r in _records(2):
+        p.update(r)
+    p.close()
+    assert err.getvalue() == ""
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rank_zero_shows_the_granules_of_all_ranks():
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    tty = io.StringIO()
+    p = Progress(comm, 3 * comm.size, terminal=tty if comm.rank == 0 else None)
+    for r in [{"status": "done", "points": comm.rank + 1}] * 3:
+        p.update(r)
+    p.close()
+    if comm.rank == 0:
+        total = 3 * sum(range(1, comm.size + 1))
+        assert f"{3 * comm.size}/{3 * comm.size}" in tty.getvalue() and f"{total:,} points" in tty.getvalue()
