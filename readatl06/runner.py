@@ -290,7 +290,8 @@ def report(records, plan, nranks, seconds, log=None, stops=()):
     rate = len(records) / seconds if seconds > 0 else 0.0
     summary = (f"readatl06 summary: {len(plan.items) + len(plan.skipped)} granules selected, "
                f"{n['done']} done, {n['empty']} empty, {n['failed']} failed, {len(plan.skipped)} skipped "
-               f"(--resume); {points} points kept; {seconds:.2f} s wall on {nranks} ranks; "
+               f"(--resume){f', {len(plan.items) - len(records)} not attempted' if len(records) < len(plan.items) else ''}; "
+               f"{points} points kept; {seconds:.2f} s wall on {nranks} ranks; "
                f"{rate:.2f} granules/s")
     for line in lines:
         print(f"readatl06: {line}", file=sys.stderr)

@@ -50,9 +50,10 @@ def mpi_real_dir(mpi_tmp_path):
     return src
 
 
-def run_cli(*args, ranks=None, timeout=300, cwd=None, env=None):
-    """Run readatl06 in a subprocess (under mpirun when ``ranks`` is given)."""
-    cmd = [sys.executable, "-m", "readatl06", *map(str, args)]
+def run_cli(*args, ranks=None, timeout=300, cwd=None, env=None, wrap=()):
+    """Run readatl06 in a subprocess (under mpirun when ``ranks`` is given; ``wrap``: a command
+    prefix for each process, e.g. prlimit)."""
+    cmd = [*wrap, sys.executable, "-m", "readatl06", *map(str, args)]
     if ranks:
         cmd = ["mpirun", "-n", str(ranks), *cmd]
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",

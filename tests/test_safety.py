@@ -196,3 +196,42 @@ def test_counts_and_granule_table_only_hold_reduced_granules(src, tmp_path):
         names = [n.decode() for n in f["granules/name"][()]]
     assert bad.name not in names and len(names) == len(GOOD)
     assert _same(tmp_path / "m.h5", tmp_path / "ref.h5")
+
+
+# ----------------------------------------------------------------------------- full disk
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 kB tmpfs (the full disk of a real job); where mounting is not allowed, a per-process
+    file-size limit (RLIMIT_FSIZE) gives the same EFBIG/ENOSPC-style write error."""
+    import subprocess
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], capture_output=True)
+    yield mnt, r.returncode == 0
+    if r.returncode == 0:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("ranks", [None, 2])
+def test_full_disk_one_line_a_record_no_partial_file_then_resume(src, tmp_path, small_disk, ranks):
+    mnt, mounted = small_disk
+    ref, _ = _reference(src, tmp_path)
+    out = mnt / "out"
+    wrap = () if mounted else ("prlimit", "--fsize=20000")
+    r = run_cli("reduce", src, "-o", out, "--no-progress", ranks=ranks, wrap=wrap)
+    assert r.returncode == 1, r.stderr
+    assert "No space left on device" in r.stderr or "File too large" in r.stderr
+    assert "Traceback" not in r.stderr and "HDF5-DIAG" not in r.stderr and "Segmentation" not in r.stderr
+    assert "readatl06 summary:" in r.stdout and "failed" in r.stdout
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    for p in out.glob("*_gt??_[AD].h5"):                   # what is there is complete
+        assert _same(p, ref / p.name)
+    records = [json.loads(x) for x in (out / MANIFEST).read_text().splitlines()]
+    assert any(x["status"] == "failed" and "cannot write" in x["error"] for x in records)
+    moved = tmp_path / "moved"                              # more room: the same folder elsewhere
+    shutil.copytree(out, moved)
+    r = run_cli("reduce", src, "-o", moved, "--no-progress", "--resume", ranks=ranks)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in ref.glob("*_gt??_[AD].h5"))
+    assert sorted(p.name for p in moved.glob("*_gt??_[AD].h5")) == names
+    assert all(_same(moved / n, ref / n) for n in names)
