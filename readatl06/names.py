@@ -7,7 +7,7 @@ import datetime as dt
 import os
 import re
 
-from readatl06.errors import NotATL06Error, UsageError
+from readatl06.errors import GranuleError, NotATL06Error, UsageError
 
 # One named group per field of the ATL06 file-name convention (ATL06 user guide, "File naming").
 GRANULE_RE = re.compile(
@@ -19,11 +19,20 @@ GRANULE_RE = re.compile(
     r"(?P<region>\d{2})_"     # latitude region ("segment") 01-14
     r"(?P<release>\d{3})_"    # release, e.g. 006
     r"(?P<revision>\d{2})"    # version/revision of that release, e.g. 01
-    r"(?P<suffix>[^.]*)"      # anything a subsetter appended
+    r"(?P<suffix>[^.]*)"      # anything a subsetter appended (real ones: none, or a prefix)
     r"\.(?:h5|hdf5|he5)$"
 )
+# readatl06's own per-beam outputs: <granule stem>_<beam>[_<A|D>].h5 -- never taken for the granule.
+PER_BEAM_SUFFIX_RE = re.compile(r"_(?P<beam>gt[123][lr])(?:_(?P<direction>[AD]))?")
 # Any ICESat-2 product name, used to refuse other products by name (ATL03, ATL07-01, ...).
 PRODUCT_RE = re.compile(r"(?i)(?:^|[_/])(ATL\d\d)(?:-\d\d)?_")
+
+
+class PerBeamOutputError(NotATL06Error):
+    """A readatl06 per-beam output (``..._gt2r_A.h5``) found among the inputs: refused by name."""
+
+    def __init__(self, name):
+        GranuleError.__init__(self, name, "a readatl06 per-beam output, not a granule")
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -50,7 +59,8 @@ class GranuleName:
 
 
 def parse_name(path):
-    """Parse a path's file name; raise NotATL06Error for another product, ValueError if unparseable."""
+    """Parse a path's file name; raise NotATL06Error for another product or a readatl06 per-beam
+    output (PerBeamOutputError), ValueError if unparseable."""
     name = os.path.basename(str(path).rstrip("/"))
     m = GRANULE_RE.match(name)
     if m is None:
@@ -59,6 +69,8 @@ def parse_name(path):
             raise NotATL06Error(name, f"the name says {other.group(1).upper()}")
         raise ValueError(f"{name}: file name does not follow "
                          "[processed_]ATL06_yyyymmddhhmmss_ttttccss_vvv_rr.h5")
+    if PER_BEAM_SUFFIX_RE.fullmatch(m["suffix"]):
+        raise PerBeamOutputError(name)
     try:
         time = dt.datetime.strptime(m["time"], "%Y%m%d%H%M%S")
     except ValueError:

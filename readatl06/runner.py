@@ -17,7 +17,7 @@ from readatl06.names import select
 from readatl06.parallel import shared_counter
 from readatl06.progress import Progress
 from readatl06.reduce import reduce_granule
-from readatl06.sources import list_sources
+from readatl06.sources import discover
 from readatl06.write import write_tracks
 
 
@@ -36,11 +36,6 @@ class Plan:
     run: str = ""          # this run's id, in every record
 
 
-def _inside(path, folder):
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def check_targets(outdir, inputs, merge_path, log, overwrite, resume):
     """Every file the run writes, before any work (UsageError): never an input, never an existing
     merged file or log without --overwrite (a text log is appended to with --resume)."""
@@ -55,7 +50,8 @@ def check_targets(outdir, inputs, merge_path, log, overwrite, resume):
 def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, merge_path=None, log=None):
     """Rank 0, under the folder's lock: list, select, check targets, tidy leftovers, decide."""
     try:
-        paths = [p for p in list_sources(sources) if not _inside(p, outdir)]
+        listing = discover(sources, exclude=[outdir])
+        paths = listing.paths
         check_targets(outdir, paths, merge_path, log, overwrite, resume)
     except (SourceError, UsageError) as exc:
         return Plan([], [], [], [], str(exc))
@@ -64,7 +60,7 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
     if merge_path:
         outdir_mod.remove_leftovers(os.path.dirname(os.path.abspath(merge_path)), [os.path.basename(merge_path)])
     sel = select(paths, selection)
-    messages = [f"skipped, name does not parse: {m}" for m in sel.unparsed]
+    messages = listing.messages() + [f"skipped, name does not parse: {m}" for m in sel.unparsed]
     messages += [f"refused: {m}" for m in sel.refused] + sel.duplicates
     records = manifest.latest(manifest.read_records(outdir))
     items, skipped, resumed, changed, unfinished = [], [], [], [], []
@@ -309,10 +305,13 @@ def run_list(sources, selection, out=None, err=None):
     """``readatl06 list``: selected paths on stdout, problems and the count on stderr."""
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        paths = list_sources(sources)
+        listing = discover(sources)
     except ReadATL06Error as exc:
         print(f"readatl06 list: error: {exc}", file=err)
         return 2
+    paths = listing.paths
+    for m in listing.messages():
+        print(f"readatl06: {m}", file=err)
     sel = select(paths, selection)
     for m in sel.unparsed:
         print(f"readatl06: skipped, name does not parse: {m}", file=err)

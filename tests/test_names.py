@@ -83,3 +83,36 @@ def test_select_each_field_and_duplicates():
         "processed_ATL06_20181015100401_02560110_003_01.h5", "processed_ATL06_20190222031203_08500210_001_01.h5"]
     with pytest.raises(UsageError):
         Selection.from_args(args(start="2020-01-02", end="2020-01-01"))
+
+
+@pytest.mark.parametrize("name", [
+    "ATL06_20181014001049_02350102_001_01_gt2r.h5",
+    "ATL06_20181014001049_02350102_001_01_gt2r_A.h5",
+    "processed_ATL06_20181015100401_02560110_003_01_gt1l_D.h5",
+    "sub/ATL06_20230816161508_08782002_006_02_gt3r_A.h5",
+])
+def test_per_beam_outputs_are_not_granules(name):
+    from readatl06.names import PerBeamOutputError
+    with pytest.raises(PerBeamOutputError) as info:
+        parse_name(name)
+    assert isinstance(info.value, NotATL06Error)
+    assert str(info.value) == f"{name.rsplit('/', 1)[-1]}: a readatl06 per-beam output, not a granule"
+
+
+def test_per_beam_outputs_refused_by_select_and_granule_kept():
+    g = "ATL06_20181014001049_02350102_001_01.h5"
+    sel = select([g, g.replace(".h5", "_gt2r.h5"), g.replace(".h5", "_gt2r_A.h5")])
+    assert [x.name for x, _ in sel.granules] == [g]
+    assert sel.refused == [f"{g[:-3]}_gt2r.h5: a readatl06 per-beam output, not a granule",
+                           f"{g[:-3]}_gt2r_A.h5: a readatl06 per-beam output, not a granule"]
+    assert not sel.duplicates and not sel.unparsed
+
+
+def test_real_names_and_subsetter_suffixes_still_parse():
+    from conftest import REAL
+    for p in REAL:                                       # real names: no suffix, NSIDC prefix processed_
+        g = parse_name(p)
+        assert g.name == p.name and g.processed == p.name.startswith("processed_")
+    # a suffix that is not a readatl06 beam/direction is still a subsetter's (kept as before)
+    assert parse_name("ATL06_20181014001049_02350102_001_01_subsetted.h5").rgt == 235
+    assert parse_name("ATL06_20181014001049_02350102_001_01_gt4r.h5").rgt == 235

@@ -3,7 +3,7 @@ neither matplotlib nor the figure modules; they load when a figure is drawn."""
 import os
 import sys
 
-from readatl06.errors import UsageError
+from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.plot.style import KINDS, MAX_POINTS
 from readatl06.schema import BEAMS
 
@@ -24,6 +24,12 @@ def add_arguments(parser):
     parser.add_argument("--beams", nargs="+", choices=BEAMS, metavar="BEAM", help="only these beams (gt1l ... gt3r)")
     parser.add_argument("--outline", metavar="FILE.geojson",
                         help="map: draw this lon/lat polygon instead of the run's subset")
+    parser.add_argument("--hemisphere", choices=("north", "south"),
+                        help="map: only the points of this hemisphere, in EPSG:3413 (north) or EPSG:3031 "
+                             "(south); needed when the tracks lie in both and no --crs is given")
+    parser.add_argument("--crs", metavar="EPSG:N",
+                        help="map: project the points in this projected CRS (default: EPSG:3031 south, "
+                             "EPSG:3413 north, chosen from the data)")
     parser.add_argument("--max-points", type=int, default=MAX_POINTS, metavar="N",
                         help=f"map: draw at most N points, thinned evenly along the tracks (default {MAX_POINTS:,})")
     parser.add_argument("--dpi", type=int, default=150, help="resolution of raster output (default 150)")
@@ -32,14 +38,17 @@ def add_arguments(parser):
 
 def run(args, comm=None):
     """Draw on rank 0 (other ranks return 0 at once). Exit status 0, 2 for bad usage, 1 for I/O errors."""
-    rank = comm.Get_rank() if comm is not None else 0
+    rank = getattr(comm, "rank", 0) if comm is not None else 0
     if rank != 0:
         return 0
     from readatl06.plot import plot_map, plot_profile, plot_summary
     kind = getattr(args, "kind", "map") or "map"
+    crs, hemisphere = getattr(args, "crs", None), getattr(args, "hemisphere", None)
     try:
         if args.max_points is not None and args.max_points < 1:
             raise UsageError("plot: --max-points must be at least 1")
+        if kind != "map" and (crs or hemisphere):
+            raise UsageError(f"plot: --{'crs' if crs else 'hemisphere'} applies to --kind map only")
         if kind == "summary":
             if len(args.paths) != 1:
                 raise UsageError("plot --kind summary: give one PATH (the output folder or its manifest)")
@@ -50,12 +59,13 @@ def run(args, comm=None):
             what = f"{f['granule']}, {f['n_lines']} beams, {f['n_points']:,} points"
         else:
             f = plot_map(args.paths, args.output, outline=getattr(args, "outline", None), dpi=args.dpi,
-                         max_points=args.max_points, granule=args.granule, beams=args.beams)
+                         max_points=args.max_points, granule=args.granule, beams=args.beams, crs=crs,
+                         hemisphere=hemisphere)
             what = f"{f['n_points']:,} points, {f['n_granules']} granules, {f['crs']}"
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ReadATL06Error) as exc:
         print(f"plot: {exc}", file=sys.stderr)
         return 1
     print(f"plot: wrote {args.output} ({kind}: {what})")
@@ -63,12 +73,18 @@ def run(args, comm=None):
 
 
 def plot_after_run(outdir, merged=None):
-    """``reduce --plot`` (rank 0): a map of the run and its summary figure, next to the outputs."""
+    """``reduce --plot`` (rank 0): a map of the run and its summary figure, next to the outputs
+    (``readatl06-map-north.png`` and ``readatl06-map-south.png`` when the run has tracks in both)."""
     from readatl06.plot import plot_map, plot_summary
+    from readatl06.plot.map import HemisphereError
     src = merged if merged and os.path.exists(merged) else outdir
     out = {}
     try:
-        out["map"] = plot_map([src], os.path.join(outdir, "readatl06-map.png"))
+        try:
+            out["map"] = plot_map([src], os.path.join(outdir, "readatl06-map.png"))
+        except HemisphereError:  # Arctic and Antarctic tracks: one map per hemisphere
+            for h in ("north", "south"):
+                out[f"map-{h}"] = plot_map([src], os.path.join(outdir, f"readatl06-map-{h}.png"), hemisphere=h)
     except Exception as exc:   # a figure must never turn a finished run into a failed one
         print(f"readatl06 plot: map not drawn: {exc}", file=sys.stderr)
     try:

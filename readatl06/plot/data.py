@@ -1,4 +1,5 @@
-"""Data for ``readatl06 plot``: find and read per-beam files, merged files, raw granules, manifests.
+"""Data for ``readatl06 plot``: find and read per-beam files, merged files, raw granules (a run's
+manifest is read in :mod:`.summary`).
 
 No matplotlib here. Every reader returns :class:`Track` objects (one beam, one direction, one
 granule, arrays in along-track order) so the drawing code never needs to know where they came from.
@@ -20,7 +21,6 @@ BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
 DIRECTIONS = ("ascending", "descending")
 BEAM_FILE_GLOB = "*_gt??_[AD].h5"
 MANIFEST_NAME = "readatl06-manifest.jsonl"
-REMOVED_KEYS = ("fill", "quality", "subset")
 # reduced variable -> raw ATL06 variable under gtx/land_ice_segments/
 RAW_NAMES = {"lon": "longitude", "lat": "latitude", "h_elv": "h_li", "s_elv": "h_li_sigma",
              "segment_id": "segment_id"}
@@ -222,33 +222,38 @@ def _read_merged(h5, path, extra, granules, beams):
 
 
 def _read_raw(h5, path, extra, granules, beams):
+    from readatl06.sanity import check_granule, nonfinite_mask
     from readatl06.tracks import DESCENDING, directions
     granule = os.path.basename(path)
     if not _wanted(granule, "", granules, None):
         return []
+    wanted = [b for b in BEAMS if not beams or b in beams]
+    # the reducer's checks before reading (GranuleError: sizes, types, lengths of what is read here)
+    read = ("latitude", "longitude", "h_li", "delta_time") + (("h_li_sigma", "segment_id") if extra else ())
+    check = check_granule(h5, granule, wanted, read)
     out = []
-    for beam in BEAMS:
-        if beam not in h5 or "land_ice_segments" not in h5[beam] or (beams and beam not in beams):
+    for beam in wanted:
+        if beam not in h5 or "land_ice_segments" not in h5[beam]:
             continue
         g = h5[beam]["land_ice_segments"]
-        if "h_li" not in g or "latitude" not in g:
+        if "h_li" not in g or "latitude" not in g or "longitude" not in g:
             continue
         h = g["h_li"][()]
         keep = np.isfinite(h)
         fv = fill_value(g["h_li"].attrs)
         if fv is not None:
             keep &= h != np.asarray(fv, h.dtype)
-        if not keep.any():
-            continue
         lat = g["latitude"][()]
         t = g["delta_time"][()] if "delta_time" in g else np.arange(lat.size, dtype=np.float64)
+        keep &= ~nonfinite_mask(lat, g["longitude"][()], t)
+        if not keep.any():
+            continue
         d = directions(lat[keep], t[keep])
         cols = {"lon": g["longitude"][()][keep], "lat": lat[keep], "h": h[keep]}
         if extra:
             cols["s"] = _read(g["h_li_sigma"], True)[keep] if "h_li_sigma" in g else None
             cols["segment_id"] = g["segment_id"][()][keep] if "segment_id" in g else None
-        strength = text(h5[beam].attrs.get("atlas_beam_type"))
-        strength = strength if strength in ("strong", "weak") else "unknown"
+        strength = check.beam_info(beam, dict(h5[beam].attrs))[1]
         units = {"meters": "m"}.get(text(g["h_li"].attrs.get("units")), "m")
         for code, direction in ((0, "ascending"), (DESCENDING, "descending")):
             sel = d == code
@@ -262,37 +267,65 @@ def _read_raw(h5, path, extra, granules, beams):
 _READERS = {"beamfile": _read_beamfile, "merged": _read_merged, "raw": _read_raw}
 
 
-def load_tracks(paths, extra=False, granules=None, beams=None):
+def _finite(t):
+    """The track without points whose h, lon or lat is NaN/inf (None when nothing is left)."""
+    h = np.asarray(t.h)
+    if h.dtype.kind not in "biuf":
+        raise ValueError(f"h_elv is stored as {h.dtype.str}, not numbers")
+    ok = np.isfinite(h) & np.isfinite(t.lon) & np.isfinite(t.lat)
+    if not ok.all():
+        for name in ("lon", "lat", "h", "s", "segment_id"):
+            v = getattr(t, name)
+            if v is not None:
+                setattr(t, name, v[ok])
+    return t if t.size else None
+
+
+def load_tracks(paths, extra=False, granules=None, beams=None, warn=True):
     """Tracks from PATHs (see :func:`expand_paths`). ``extra`` also reads s_elv and segment_id.
 
     ``granules``: a set of granule stems to keep (None: all); ``beams``: beam names to keep.
-    Returns ``(tracks, skipped)``; ``skipped`` lists ``"path: reason"`` for files left out.
+    Returns ``(tracks, skipped)``; ``skipped`` lists ``"path: reason"`` for files left out (files that
+    are not regular files, do not open, or hold content the sanity checks refuse); ``warn`` logs them.
     """
     import h5py
+    from readatl06.errors import GranuleError
     tracks, skipped = [], []
     for path in expand_paths(paths):
+        if not os.path.isfile(path):              # a FIFO would block open() forever
+            skipped.append(f"{path}: not a regular file, not read")
+            continue
         try:
             with h5py.File(path, "r") as h5:
                 kind = classify(h5)
                 if kind is None:
                     skipped.append(f"{path}: not a readatl06 output or an ATL06 granule with land_ice_segments")
                     continue
-                tracks.extend(_READERS[kind](h5, path, extra, granules, beams))
-        except (OSError, KeyError) as exc:
+                found = [_finite(t) for t in _READERS[kind](h5, path, extra, granules, beams)]
+        except GranuleError as exc:
+            skipped.append(f"{path}: {exc.cause}")
+            continue
+        except (OSError, KeyError, TypeError, ValueError) as exc:
             skipped.append(f"{path}: cannot be read ({exc})")
-    for s in skipped:
-        log.warning("plot: skipped %s", s)
-    good = []
-    for t in tracks:
-        ok = np.isfinite(t.h) & np.isfinite(t.lon) & np.isfinite(t.lat)
-        if not ok.all():
-            for name in ("lon", "lat", "h", "s", "segment_id"):
-                v = getattr(t, name)
-                if v is not None:
-                    setattr(t, name, v[ok])
-        if t.size:
-            good.append(t)
-    return good, skipped
+            continue
+        tracks.extend(t for t in found if t is not None)
+    if warn:
+        for s in skipped:
+            log.warning("plot: skipped %s", s)
+    return tracks, skipped
+
+
+def require_tracks(tracks, skipped, paths):
+    """Log the skipped files when something is left to draw; otherwise raise one line: ValueError
+    (exit 1) naming why the files were skipped, or UsageError when there were simply no points."""
+    if tracks:
+        for s in skipped:
+            log.warning("plot: skipped %s", s)
+        return tracks
+    if skipped:
+        more = f" (and {len(skipped) - 1} more skipped)" if len(skipped) > 1 else ""
+        raise ValueError(f"nothing to draw: {skipped[0]}{more}")
+    raise UsageError(f"plot: no points in {' '.join(map(str, paths))}")
 
 
 def granule_names(paths):
@@ -333,51 +366,3 @@ def match_granule(names, wanted):
                          f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
     raise UsageError(f"plot: --granule {wanted}: matches {len(hits)} granules ({', '.join(hits[:5])}); "
                      "give more of the name")
-
-
-# ---------------------------------------------------------------- manifest
-def find_manifest(path):
-    """A manifest file from a path to it or to the run's output folder."""
-    p = os.fspath(path)
-    if os.path.isdir(p):
-        cand = os.path.join(p, MANIFEST_NAME)
-        if os.path.isfile(cand):
-            return cand
-        others = sorted(glob.glob(os.path.join(p, "readatl06-manifest.*")))
-        if others:
-            return others[0]
-        raise UsageError(f"plot: {p}: no {MANIFEST_NAME} in this folder (is it a reduce output folder?)")
-    if not os.path.isfile(p):
-        raise UsageError(f"plot: {p}: no such manifest file or folder")
-    return p
-
-
-def read_manifest(path):
-    """Records of a run, one per granule (the last record wins: resumed runs append), sorted by the
-    acquisition time in the name. Lines that are not JSON (a run killed mid-write) are skipped."""
-    p = find_manifest(path)
-    last = {}
-    with open(p, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("plot: %s line %d is not JSON; skipped", p, n)
-                continue
-            if isinstance(rec, dict) and rec.get("granule"):
-                last[granule_stem(rec["granule"])] = rec
-    if not last:
-        raise UsageError(f"plot: {p}: the manifest has no granule records")
-    out = []
-    for stem in sorted(last, key=_time_key):
-        r = last[stem]
-        removed = r.get("removed") or {}
-        out.append({"granule": r["granule"], "stem": stem, "status": r.get("status") or "unknown",
-                    "points": int(r.get("points") or 0), "seconds": float(r.get("seconds") or 0.0),
-                    "rank": int(r.get("rank") or 0), "segments": int(r.get("segments") or 0),
-                    "error": r.get("error"),
-                    "removed": {k: int(removed.get(k) or 0) for k in REMOVED_KEYS}})
-    return out

@@ -5,14 +5,56 @@ import os
 import numpy as np
 
 from readatl06.errors import UsageError
-from readatl06.plot.data import DIRECTIONS, granule_names, granule_stem, load_tracks, match_granule
+from readatl06.plot.data import DIRECTIONS, granule_names, granule_stem, load_tracks, match_granule, require_tracks
 from readatl06.plot.style import MARKERS, MAX_POINTS, OUTLINE_COLOUR, _figure, _save
+
+HEMISPHERE_CRS = {"north": "EPSG:3413", "south": "EPSG:3031"}
+
+
+class HemisphereError(UsageError):
+    """Tracks in both hemispheres and no --crs: one polar stereographic map cannot show both."""
 
 
 # ---------------------------------------------------------------- geometry
 def choose_crs(lat):
     """EPSG:3031 (Antarctic polar stereographic) when the mean latitude is south, else EPSG:3413."""
     return "EPSG:3031" if float(np.nanmean(lat)) < 0 else "EPSG:3413"
+
+
+def check_crs(crs):
+    """``crs`` as given when it is a projected CRS pyproj knows; UsageError otherwise (the map's axes
+    are kilometres of a plane, so lon/lat or geocentric systems are refused)."""
+    import pyproj
+    try:
+        parsed = pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError as exc:
+        raise UsageError(f"plot --crs {crs}: unknown coordinate reference system ({exc})") from None
+    if not parsed.is_projected:
+        raise UsageError(f"plot --crs {crs}: not a projected CRS (the map is drawn in metres); "
+                         "use e.g. EPSG:3413 (Arctic) or EPSG:3031 (Antarctic)")
+    return crs
+
+
+def hemisphere_counts(tracks):
+    """``{"north": points with lat >= 0, "south": points with lat < 0}`` over the tracks."""
+    south = sum(int(np.count_nonzero(t.lat < 0)) for t in tracks)
+    return {"north": sum(t.size for t in tracks) - south, "south": south}
+
+
+def select_hemisphere(tracks, hemisphere):
+    """The tracks' points in one hemisphere (``north``: lat >= 0, ``south``: lat < 0); empty tracks dropped."""
+    import dataclasses
+    if hemisphere not in HEMISPHERE_CRS:
+        raise UsageError(f"plot: hemisphere {hemisphere!r}: expected north or south")
+    out = []
+    for t in tracks:
+        sel = (t.lat >= 0) if hemisphere == "north" else (t.lat < 0)
+        if sel.all():
+            out.append(t)
+        elif sel.any():
+            out.append(dataclasses.replace(t, **{k: getattr(t, k)[sel] for k in ("lon", "lat", "h", "s", "segment_id")
+                                                 if getattr(t, k) is not None}))
+    return out
 
 
 def _transformer(crs_to, crs_from="EPSG:4326"):
@@ -144,6 +186,15 @@ def draw_map(tracks, out_png, outline=None, max_points=MAX_POINTS, dpi=150, crs=
     if not main:
         raise UsageError("plot: no points to draw")
     n_total = sum(t.size for t in main)
+    if crs is None:
+        counts = hemisphere_counts(main + before)
+        if counts["north"] and counts["south"]:
+            raise HemisphereError(
+                f"plot: the tracks are in both hemispheres ({counts['north']:,} points north of the equator, "
+                f"{counts['south']:,} south) and one polar stereographic map cannot show both: give "
+                "--hemisphere north (EPSG:3413) or --hemisphere south (EPSG:3031), or --crs EPSG:N for one map")
+    else:
+        check_crs(crs)
     crs = crs or choose_crs(np.concatenate([t.lat[:: max(1, t.size // 1000)] for t in main]))
     tf = _transformer(crs)
     dirs = [d for d in DIRECTIONS if any(t.direction == d for t in main)]
@@ -228,13 +279,23 @@ def draw_map(tracks, out_png, outline=None, max_points=MAX_POINTS, dpi=150, crs=
             "figure": fig, "axes": list(axes)}
 
 
-def plot_map(paths, out_png, outline=None, max_points=MAX_POINTS, dpi=150, granule=None, beams=None):
+def plot_map(paths, out_png, outline=None, max_points=MAX_POINTS, dpi=150, granule=None, beams=None,
+             crs=None, hemisphere=None):
     """Map of PATHs (per-beam files, output folders, merged files, raw granules). Returns facts:
-    crs (EPSG by hemisphere), n_points, n_drawn, n_tracks, n_granules, directions, outline_rings, figure."""
+    crs (EPSG by hemisphere), n_points, n_drawn, n_tracks, n_granules, directions, outline_rings, figure.
+
+    Tracks in both hemispheres need ``hemisphere`` (``north``/``south``: only those points, in EPSG:3413
+    / EPSG:3031) or ``crs`` (every point in that projected CRS); without either, HemisphereError."""
+    if crs is not None:
+        check_crs(crs)
     granules = None
     if granule:
         granules = {match_granule(granule_names(paths), granule)}
-    tracks, _ = load_tracks(paths, granules=granules, beams=set(beams) if beams else None)
-    if not tracks:
-        raise UsageError(f"plot: no points in {' '.join(map(str, paths))}")
-    return draw_map(tracks, out_png, outline=outline, max_points=max_points, dpi=dpi)
+    tracks, skipped = load_tracks(paths, granules=granules, beams=set(beams) if beams else None, warn=False)
+    tracks = require_tracks(tracks, skipped, paths)
+    if hemisphere is not None:
+        tracks = select_hemisphere(tracks, hemisphere)
+        if not tracks:
+            raise UsageError(f"plot: no points in the {hemisphere}ern hemisphere in {' '.join(map(str, paths))}")
+        crs = crs or HEMISPHERE_CRS[hemisphere]
+    return draw_map(tracks, out_png, outline=outline, max_points=max_points, dpi=dpi, crs=crs)

@@ -4,7 +4,7 @@ import os
 import numpy as np
 
 from readatl06.errors import UsageError
-from readatl06.plot.data import BEAMS, granule_names, granule_stem, load_tracks, log, match_granule
+from readatl06.plot.data import BEAMS, granule_names, granule_stem, load_tracks, log, match_granule, require_tracks
 from readatl06.plot.style import SEGMENT_LENGTH_KM, STRENGTH_STYLE, _figure, _save
 
 
@@ -60,7 +60,10 @@ def plot_profile(paths, out_png, granule=None, beams=None, dpi=150, gap_km=0.5):
     stem = match_granule(names, granule) if granule else names[0]
     if not granule and len(names) > 1:
         log.info("plot: %d granules found; profile of %s (choose another with --granule)", len(names), stem)
-    tracks, _ = load_tracks(paths, extra=True, granules={stem}, beams=set(beams) if beams else None)
+    tracks, skipped = load_tracks(paths, extra=True, granules={stem}, beams=set(beams) if beams else None,
+                                  warn=False)
+    if tracks or skipped:
+        require_tracks(tracks, skipped, paths)    # logs what was skipped, or one line when nothing is left
     after = [t for t in tracks if t.kind != "raw"]
     before = [t for t in tracks if t.kind == "raw"] if after else []
     main = after or tracks

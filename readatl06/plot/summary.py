@@ -1,10 +1,64 @@
 """``readatl06 plot --kind summary``: from a run's manifest, points kept and removed per granule, time per rank."""
+import glob
+import json
 import os
 
 import numpy as np
 
-from readatl06.plot.data import REMOVED_KEYS, read_manifest
+from readatl06.errors import UsageError
+from readatl06.plot.data import MANIFEST_NAME, _time_key, granule_stem, log
 from readatl06.plot.style import REMOVED_COLOURS, STATUS_COLOURS, _figure, _save
+
+
+# ---------------------------------------------------------------- manifest (the run's records)
+REMOVED_KEYS = ("fill", "quality", "subset")
+
+
+def find_manifest(path):
+    """A manifest file from a path to it or to the run's output folder."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        cand = os.path.join(p, MANIFEST_NAME)
+        if os.path.isfile(cand):
+            return cand
+        others = sorted(glob.glob(os.path.join(p, "readatl06-manifest.*")))
+        if others:
+            return others[0]
+        raise UsageError(f"plot: {p}: no {MANIFEST_NAME} in this folder (is it a reduce output folder?)")
+    if not os.path.isfile(p):
+        raise UsageError(f"plot: {p}: no such manifest file or folder")
+    return p
+
+
+def read_manifest(path):
+    """Records of a run, one per granule (the last record wins: resumed runs append), sorted by the
+    acquisition time in the name. Lines that are not JSON (a run killed mid-write) are skipped."""
+    p = find_manifest(path)
+    last = {}
+    with open(p, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("plot: %s line %d is not JSON; skipped", p, n)
+                continue
+            if isinstance(rec, dict) and rec.get("granule"):
+                last[granule_stem(rec["granule"])] = rec
+    if not last:
+        raise UsageError(f"plot: {p}: the manifest has no granule records")
+    out = []
+    for stem in sorted(last, key=_time_key):
+        r = last[stem]
+        removed = r.get("removed") or {}
+        out.append({"granule": r["granule"], "stem": stem, "status": r.get("status") or "unknown",
+                    "points": int(r.get("points") or 0), "seconds": float(r.get("seconds") or 0.0),
+                    "rank": int(r.get("rank") or 0), "segments": int(r.get("segments") or 0),
+                    "error": r.get("error"),
+                    "removed": {k: int(removed.get(k) or 0) for k in REMOVED_KEYS}})
+    return out
 
 
 # ---------------------------------------------------------------- summary

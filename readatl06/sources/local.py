@@ -1,69 +1,262 @@
 """Local SOURCEs: a file, a folder (recursive ``*.h5``), a glob, or ``@list.txt``.
 
+Only regular files are candidates: FIFOs, sockets, devices, broken links and folders named like a
+granule (``*.h5``) are refused by name, with one line each, and never opened (opening a FIFO blocks
+forever). Folders are walked following symbolic links, but a link back into a folder being walked (a
+loop) or to a folder already walked is noted once and not followed. Folders given in ``exclude``
+(the run's OUTDIR) are never listed, so a re-run does not pick up its own outputs.
+
 Remote schemes (``ssh://``, ``s3://``) are recognised and refused with a clear message until
 their listing back-ends exist.
 """
+import dataclasses
+import errno
 import glob
 import os
+import stat
 
 from readatl06.errors import SourceError
 
 REMOTE_SCHEMES = ("ssh://", "s3://", "http://", "https://")
 EXTENSIONS = (".h5", ".hdf5", ".he5")
+MAX_LIST_DEPTH = 8
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISDIR, "a folder"))
 
 
-def _walk(folder):
-    out = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs.sort()
-        out.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(EXTENSIONS))
-    return out
+@dataclasses.dataclass
+class Listing:
+    """What a set of SOURCEs names.
+
+    ``paths``: candidate granule files (regular files), each once, in the order found.
+    ``refused``: one line per path that is not a regular file (named, never opened).
+    ``notes``: one line per symbolic-link loop or repeated folder not followed, per SOURCE that
+    lies inside an excluded (output) folder, per folder that holds no ``*.h5`` file.
+    """
+
+    paths: list = dataclasses.field(default_factory=list)
+    refused: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)
+
+    def messages(self):
+        """``refused`` and ``notes`` as the lines a command prints (``refused: ...`` / ``note: ...``)."""
+        return [f"refused: {m}" for m in self.refused] + [f"note: {m}" for m in self.notes]
 
 
-def _list_file(listing, depth):
-    path = listing[1:]
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = [ln.strip() for ln in fh]
-    except OSError as exc:
-        raise SourceError(f"list file {path}: cannot be read ({exc.strerror})") from exc
-    base = os.path.dirname(os.path.abspath(path))
-    out = []
-    for line in lines:
-        if not line or line.startswith("#"):
-            continue
-        if not line.startswith(REMOTE_SCHEMES) and not os.path.isabs(line) and not line.startswith("@"):
-            line = os.path.join(base, line)       # relative entries are relative to the list file
-        out.extend(list_source(line, depth + 1))
-    return out
+def _kind(mode):
+    for test, what in _KINDS:
+        if test(mode):
+            return what
+    return "not a regular file"
 
 
-def list_source(source, depth=0):
-    """Paths (strings) of candidate granules named by one SOURCE, in a stable order."""
-    source = str(source)
-    if depth > 8:
-        raise SourceError(f"{source}: list files nest more than 8 deep")
-    if source.startswith("@"):
-        return _list_file(source, depth)
-    if source.startswith(REMOTE_SCHEMES):
-        scheme = source.split("://", 1)[0]
-        raise SourceError(f"{source}: {scheme}:// sources are not supported by this version of "
-                          "readatl06; use 'readatl06 fetch' or copy the granules to a local folder")
-    if os.path.isdir(source):
-        return _walk(source)
-    if os.path.isfile(source):
-        return [source]
-    if glob.has_magic(source):
-        out = []
-        for p in sorted(glob.glob(source, recursive=True)):
-            out.extend(_walk(p) if os.path.isdir(p) else [p])
-        return out
-    raise SourceError(f"{source}: no such file or folder")
+def _stat_problem(path, exc):
+    """Why ``os.stat`` failed, in words: a link loop, a broken link, or the OS's reason."""
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    if os.path.islink(path):
+        return f"a broken symbolic link ({exc.strerror})"
+    return f"cannot be read ({exc.strerror})"
 
 
-def list_sources(sources):
-    """All paths from all SOURCEs, each path once, in the order found."""
-    out = []
+def _is_hdf5_name(name):
+    return name.lower().endswith(EXTENSIONS)
+
+
+class _Lister:
+    """One listing: the folders already walked and the excluded folders, by (device, inode)."""
+
+    def __init__(self, exclude=()):
+        self.out = Listing()
+        self.walked = {}          # (dev, ino) -> the path it was walked under
+        self.excluded = {}        # (dev, ino) -> the excluded folder as given
+        self._inside = {}         # real folder path -> None: known to be outside every excluded folder
+        for folder in exclude or ():
+            try:
+                st = os.stat(folder)
+            except OSError:
+                continue          # an OUTDIR that does not exist yet holds nothing to exclude
+            if stat.S_ISDIR(st.st_mode):
+                self.excluded[(st.st_dev, st.st_ino)] = os.fspath(folder)
+
+    # ---------------------------------------------------------------- one path
+    def _inside_excluded(self, path):
+        """The excluded folder that ``path`` (a file or folder) lies in, or None."""
+        if not self.excluded:
+            return None
+        p = os.path.realpath(path)
+        seen = []
+        hit = None
+        while True:
+            if p in self._inside:
+                hit = self._inside[p]
+                break
+            seen.append(p)
+            try:
+                st = os.stat(p)
+                hit = self.excluded.get((st.st_dev, st.st_ino))
+            except OSError:
+                hit = None
+            parent = os.path.dirname(p)
+            if hit is not None or parent == p:
+                break
+            p = parent
+        for q in seen[1:] if hit is None else []:
+            self._inside[q] = None            # folders known to lie outside every excluded one
+        return hit
+
+    def file(self, path, named=False):
+        """A path found by a glob or a list, or named on the command line: keep it if it is a regular file."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            self.out.refused.append(f"{path}: {_stat_problem(path, exc)}, not read")
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if _is_hdf5_name(path.rstrip("/")):
+                self.out.refused.append(f"{path}: a folder named like a granule file, not read")
+            else:
+                self.folder(path, named=named)
+            return
+        if not stat.S_ISREG(st.st_mode):
+            self.out.refused.append(f"{path}: {_kind(st.st_mode)}, not a regular file; not read")
+            return
+        hit = self._inside_excluded(path)
+        if hit is not None:
+            self.out.refused.append(f"{path}: inside the output folder {hit}, not read as a source")
+            return
+        self.out.paths.append(path)
+
+    # ---------------------------------------------------------------- folders
+    def folder(self, top, named=False):
+        """Walk a folder: its files in name order, then its sub-folders in name order (depth first)."""
+        try:
+            st = os.stat(top)
+        except OSError as exc:
+            raise SourceError(f"{top}: cannot be read ({exc.strerror})") from exc
+        hit = self._inside_excluded(top)
+        if hit is not None:
+            self.out.notes.append(f"{top}: inside the output folder {hit}, not listed")
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in self.walked:
+            self.out.notes.append(f"{top}: same folder as {self.walked[key]}, listed once")
+            return
+        found_before = len(self.out.paths)
+        self.walked[key] = top
+        # explicit stack of (folder, its ancestors' keys) so deep trees need no recursion
+        stack = [(top, frozenset([key]))]
+        while stack:
+            folder, chain = stack.pop()
+            subdirs = self._scan(folder, chain)
+            for path, sub_key in reversed(subdirs):
+                stack.append((path, chain | {sub_key}))
+        if named and len(self.out.paths) == found_before:
+            self.out.notes.append(f"{top}: no {'/'.join('*' + e for e in EXTENSIONS)} files in this folder")
+
+    def _scan(self, folder, chain):
+        """Keep the regular ``*.h5`` files of one folder; return its sub-folders to walk."""
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.out.refused.append(f"{folder}: folder cannot be read ({exc.strerror}), not listed")
+            return []
+        subdirs = []
+        for e in entries:
+            path = os.path.join(folder, e.name)
+            try:
+                st = e.stat(follow_symlinks=True)
+            except OSError as exc:
+                if _is_hdf5_name(e.name):
+                    self.out.refused.append(f"{path}: {_stat_problem(path, exc)}, not read")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if _is_hdf5_name(e.name):
+                    self.out.refused.append(f"{path}: a folder named like a granule file, not read")
+                elif key in self.excluded:
+                    continue                       # the run's output folder: never listed
+                elif key in chain:
+                    self.out.notes.append(f"{path}: symbolic link loop (back to {self.walked.get(key, '?')}), "
+                                          "not followed")
+                elif key in self.walked:
+                    self.out.notes.append(f"{path}: same folder as {self.walked[key]}, listed once")
+                else:
+                    self.walked[key] = path
+                    subdirs.append((path, key))
+                continue
+            if not _is_hdf5_name(e.name):
+                continue
+            if stat.S_ISREG(st.st_mode):
+                self.out.paths.append(path)
+            else:
+                self.out.refused.append(f"{path}: {_kind(st.st_mode)}, not a regular file; not read")
+        return subdirs
+
+    # ---------------------------------------------------------------- one SOURCE
+    def source(self, source, depth=0):
+        source = os.fspath(source)
+        if depth > MAX_LIST_DEPTH:
+            raise SourceError(f"{source}: list files nest more than {MAX_LIST_DEPTH} deep")
+        if source.startswith("@"):
+            return self._list_file(source, depth)
+        if source.startswith(REMOTE_SCHEMES):
+            scheme = source.split("://", 1)[0]
+            raise SourceError(f"{source}: {scheme}:// sources are not supported by this version of "
+                              "readatl06; use 'readatl06 fetch' or copy the granules to a local folder")
+        if os.path.lexists(source):
+            return self.file(source, named=True)
+        if glob.has_magic(source):
+            hits = sorted(glob.glob(source, recursive=True))
+            if not hits:
+                raise SourceError(f"{source}: matches nothing")
+            for p in hits:
+                self.file(p, named=False)
+            return None
+        raise SourceError(f"{source}: no such file or folder")
+
+    def _list_file(self, listing, depth):
+        path = listing[1:]
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = [ln.strip() for ln in fh]
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise SourceError(f"list file {path}: cannot be read ({why})") from exc
+        base = os.path.dirname(os.path.abspath(path))
+        for line in lines:
+            if not line or line.startswith("#"):
+                continue
+            if not line.startswith(REMOTE_SCHEMES) and not os.path.isabs(line) and not line.startswith("@"):
+                line = os.path.join(base, line)       # relative entries are relative to the list file
+            self.source(line, depth + 1)
+
+
+def discover(sources, exclude=()):
+    """A :class:`Listing` of all SOURCEs: regular files, each once, in the order found, plus the
+    refused paths and notes. ``exclude``: folders (the run's OUTDIR) whose contents are never listed.
+    Raises SourceError for a SOURCE that does not exist, a glob that matches nothing, an unreadable
+    list file or an unsupported scheme."""
+    lister = _Lister(exclude)
     for s in sources:
-        out.extend(list_source(s))
-    return list(dict.fromkeys(out))
+        lister.source(s)
+    out = lister.out
+    out.paths = list(dict.fromkeys(out.paths))
+    out.refused = list(dict.fromkeys(out.refused))
+    out.notes = list(dict.fromkeys(out.notes))
+    return out
+
+
+def list_source(source, depth=0, exclude=()):
+    """Paths (strings) of candidate granules named by one SOURCE, in a stable order."""
+    lister = _Lister(exclude)
+    lister.source(source, depth)
+    return lister.out.paths
+
+
+def list_sources(sources, exclude=()):
+    """All paths from all SOURCEs, each path once, in the order found (refused paths left out:
+    :func:`discover` says which and why)."""
+    return discover(sources, exclude).paths

@@ -3,13 +3,15 @@
 Modules: :mod:`.orbitgeom` (a calibrated ICESat-2 orbit), :mod:`.values` (heights, flags, geophysics
 along it), :mod:`.tables` (the real layout: dtypes, fill values, chunking, attributes per release),
 :mod:`.h5write` (the HDF5 writer driven by those tables), :mod:`.granule` (one granule, corrupt
-variants), :mod:`.plan` (planning and writing a run), :mod:`.command` (the command line). Names load on first
-use so that ``readatl06 --help`` does not import the generator."""
+variants), :mod:`.hostile` (hostile content for tests), :mod:`.plan` (planning and writing a run),
+:mod:`.command` (the command line). Names load on first use so that ``readatl06 --help`` does not
+import the generator."""
 import importlib
 
 _EXPORTS = {"generate": "plan", "plan_granules": "plan", "prepare": "plan",
             "parse_segments": "plan", "GranulePlan": "plan",
-            "write_granule": "granule", "BEAMS": "granule", "CORRUPT": "granule"}
+            "write_granule": "granule", "BEAMS": "granule", "CORRUPT": "granule",
+            "HOSTILE": "hostile", "hostile_indices": "hostile"}
 __all__ = sorted(_EXPORTS)
 
 

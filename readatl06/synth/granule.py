@@ -19,6 +19,7 @@ from . import orbitgeom as og
 from . import h5write
 from . import tables as S
 from . import values as sv
+from .hostile import HOSTILE, make_hostile
 
 BEAMS = h5write.BEAMS
 CORRUPT = ("truncated", "empty", "no-beams", "missing-var", "wrong-product")
@@ -303,6 +304,8 @@ def write_granule(outdir, plan, seed, beams, release, revision, corrupt, fill_fr
                 _write_atl03_like(f, data, sel, values, attrs)
             else:
                 h5write.write_tree(f, layout, sel, provider, attrs, skip)
+        if corrupt in HOSTILE:
+            make_hostile(tmp, corrupt, sel[0] if sel else None)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import orbitgeom as og
 from .granule import BEAMS, CORRUPT, write_granule
+from .hostile import HOSTILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +138,7 @@ def generate(outdir, granules=1, seed=0, segments=(10, 11, 12), start="2019-01-0
     rank/size split the N granules (k % size == rank); the set of files for a seed does not
     depend on size. region_box=(crs, xmin, xmax, ymin, ymax) keeps only granules crossing the
     box (e.g. ("EPSG:3031", -1124782, 81623, -919821, -96334) for the Kamb ice stream box, or
-    ("EPSG:4326", W, E, S, N)). corrupt: one of CORRUPT, applied to every granule.
+    ("EPSG:4326", W, E, S, N)). corrupt: one of CORRUPT or HOSTILE (.hostile), applied to every granule.
     Bad arguments raise ValueError before anything is written."""
     plans, opts = prepare(granules, seed, segments, start, segments_per_beam, size_spread, beams, release,
                           corrupt, fill_fraction, bad_quality_fraction, region_box, revision)
@@ -149,8 +150,8 @@ def generate(outdir, granules=1, seed=0, segments=(10, 11, 12), start="2019-01-0
 def prepare(granules, seed, segments, start, segments_per_beam, size_spread, beams, release, corrupt,
             fill_fraction, bad_quality_fraction, region_box=None, revision="01"):
     """Check the arguments and plan the run: (plans, options of write_granule); ValueError if bad."""
-    if corrupt is not None and corrupt not in CORRUPT:
-        raise ValueError(f"corrupt must be one of {', '.join(CORRUPT)}")
+    if corrupt is not None and corrupt not in CORRUPT + HOSTILE:
+        raise ValueError(f"corrupt must be one of {', '.join(CORRUPT + HOSTILE)}")
     if beams and not set(beams) <= set(BEAMS):
         raise ValueError(f"beams must be among {' '.join(BEAMS)}")
     beams = tuple(BEAMS if not beams else [b for b in BEAMS if b in set(beams)])
