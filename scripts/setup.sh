@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command set-up for readatl06 on a fresh Debian machine (run as root or with sudo).
-#  1. Debian Open MPI + parallel HDF5
+#  1. Debian Open MPI + parallel HDF5; SLURM (slurm-wlm, and slurm-wlm-torque for PBS-style qsub),
+#     whose daemons the job-script tests start themselves on localhost
 #  2. a virtual environment at .venv/
 #  3. h5py 3.16.0 built from source against parallel HDF5 (wheel cached in .wheelhouse/)
 #  4. the package itself (editable) with its test dependencies
@@ -16,8 +17,8 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 step() { printf '\n== %s\n' "$*"; }
 t0=$(date +%s)
 
-step "Debian packages (Open MPI, parallel HDF5)"
-PKGS="openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools pkg-config"
+step "Debian packages (Open MPI, parallel HDF5, SLURM for the job-script tests)"
+PKGS="openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools pkg-config slurm-wlm slurm-wlm-torque"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
