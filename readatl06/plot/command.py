@@ -57,6 +57,12 @@ def run(args, comm=None):
         elif kind == "profile":
             f = plot_profile(args.paths, args.output, granule=args.granule, beams=args.beams, dpi=args.dpi)
             what = f"{f['granule']}, {f['n_lines']} beams, {f['n_points']:,} points"
+        elif kind == "xover":
+            if len(args.paths) != 1:
+                raise UsageError("plot --kind xover: give one PATH (the xover command's .h5 or .parquet)")
+            from readatl06.plot.xover import plot_xover
+            f = plot_xover(args.paths[0], args.output, dpi=args.dpi)
+            what = f"{f['n_xovers']:,} crossovers"
         else:
             f = plot_map(args.paths, args.output, outline=getattr(args, "outline", None), dpi=args.dpi,
                          max_points=args.max_points, granule=args.granule, beams=args.beams, crs=crs,

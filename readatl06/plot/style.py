@@ -4,7 +4,7 @@ matplotlib is imported inside the drawing functions only (no pyplot, no global b
 display needed on a compute node)."""
 import os
 
-KINDS = ("map", "profile", "summary")
+KINDS = ("map", "profile", "summary", "xover")
 MAX_POINTS = 250_000            # points drawn per map; more are thinned evenly along the tracks
 MARKERS = {"ascending": "^", "descending": "v"}
 STRENGTH_STYLE = {"strong": {"linewidth": 1.6, "linestyle": "-"},
