@@ -1,11 +1,18 @@
-"""Open one ATL06 granule once, check that it is one, and read beam arrays from it."""
+"""Open one ATL06 granule once, check that it is one, and read beam arrays from it.
+
+Per-segment variables are read through a Beam plan: each dataset opened once, and decoded by the
+chunk reader (readatl06.chunks) where its layout allows, else by h5py.
+"""
+import functools
 import os
 
 import h5py
 import numpy as np
 
-from readatl06.beams import beam_info
+from readatl06.beams import SPOTS, beam_info
+from readatl06.chunks import chunk_index, read_index, userblock
 from readatl06.errors import GranuleError, NotATL06Error
+from readatl06.filters import ChunkError
 from readatl06.schema import ATLAS_SDP_GPS_EPOCH, BEAMS, GPS_EPOCH_PATH, LIS
 
 
@@ -44,24 +51,35 @@ def open_error(path, exc):
 class Granule:
     """An open ATL06 granule. Use as a context manager; every read goes through the one handle."""
 
-    def __init__(self, path):
+    def __init__(self, path, chunk_reader=True):
         self.path = str(path)
         self.name = os.path.basename(self.path)
+        self.fd = None
         try:
             self.file = h5py.File(self.path, "r")
         except (OSError, ValueError) as exc:
             raise open_error(self.path, exc) from exc
         try:
             self._check_product()
+            self.user_block = userblock(self.file)
+            self.chunk_reader = chunk_reader and self.user_block == 0
+            if self.chunk_reader:
+                self.fd = os.open(self.path, os.O_RDONLY)
         except BaseException:
-            self.file.close()
+            self.close()
             raise
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self.file.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.file.close()
+        self.close()
 
     def _check_product(self):
         f = self.file
@@ -97,42 +115,125 @@ class Granule:
     def gps_epoch(self):
         return float(self.scalar(GPS_EPOCH_PATH, ATLAS_SDP_GPS_EPOCH))
 
-    @property
+    @functools.cached_property
     def sc_orient(self):
         v = self.scalar("/orbit_info/sc_orient")
         return None if v is None else int(v)
 
     def beam_info(self, beam):
-        return beam_info(beam, self.sc_orient, dict(self.file[beam].attrs))
+        sc = self.sc_orient           # the beam group's attributes only where sc_orient cannot say
+        return beam_info(beam, sc, None if sc in SPOTS else dict(self.file[beam].attrs))
 
-    # --- per-beam variables -----------------------------------------------------------------
-    def dataset(self, beam, source):
-        """The h5py dataset for an OutVar source (relative to land_ice_segments, or absolute), or None."""
-        path = source.replace("/gtx/", f"/{beam}/") if source.startswith("/") else f"/{beam}/{LIS}/{source}"
-        d = self.file.get(path)
-        return d if isinstance(d, h5py.Dataset) else None
+    def beam(self, beam):
+        """The read plan of one beam (see Beam)."""
+        return Beam(self, beam)
 
-    def read(self, beam, source, n=None):
-        """Whole 1-D array of a per-segment variable; GranuleError if missing or of the wrong length."""
-        d = self.dataset(beam, source)
-        if d is None:
-            raise GranuleError(self.name, f"beam {beam}: {LIS}/{source} is missing")
-        if d.ndim != 1 or (n is not None and d.shape[0] != n):
-            raise GranuleError(self.name, f"beam {beam}: {LIS}/{source} has shape {d.shape}, "
-                                          f"expected ({n},) like latitude")
+    def fetch(self, offset, size):
+        """``size`` bytes of the file at ``offset`` (fewer at its end): what a ChunkIndex is read with."""
+        return os.pread(self.fd, size, offset)
+
+
+class Var:
+    """One planned dataset: opened once, its ``_FillValue`` and chunk index read once."""
+
+    __slots__ = ("source", "label", "dsid", "fill", "index")
+
+    def __init__(self, source, label, dsid, fill, index):
+        self.source, self.label, self.dsid, self.fill, self.index = source, label, dsid, fill, index
+
+    @property
+    def dset(self):
+        """The h5py Dataset (for h5py reads and attributes other than ``_FillValue``)."""
+        return h5py.Dataset(self.dsid)
+
+    def text_attr(self, key):
+        return _text(self.dset.attrs[key]) if key in self.dset.attrs else ""
+
+
+class Beam:
+    """A beam's variables, planned once: each dataset is looked up and opened once, its ``_FillValue``
+    and chunk index read once, and its values decoded once (by the chunk reader, else h5py)."""
+
+    def __init__(self, granule, beam):
+        self.granule, self.beam = granule, beam
+        self.lis = granule.file[beam][LIS].id
+        self._vars = {}
+        self._values = {}
+
+    def var(self, source):
+        """The Var of an OutVar source (relative to land_ice_segments, or absolute with gtx), or None."""
+        if source not in self._vars:
+            self._vars[source] = self._open(source)
+        return self._vars[source]
+
+    def _open(self, source):
+        g = self.granule
+        if source.startswith("/"):
+            where, path = g.file.id, source.replace("/gtx/", f"/{self.beam}/")
+            label = path.lstrip("/")
+        else:
+            where, path, label = self.lis, source, f"{LIS}/{source}"
         try:
-            return d[()]
-        except OSError as exc:
-            raise GranuleError(self.name, f"beam {beam}: {LIS}/{source} cannot be read ({exc})") from exc
-
-    @staticmethod
-    def fill_value(dset):
-        """The ``_FillValue`` attribute as a scalar of the dataset's dtype (scalar or 1-element array), or None."""
-        if dset is None or "_FillValue" not in dset.attrs:
+            oid = h5py.h5o.open(where, path.encode())
+        except (KeyError, ValueError):
             return None
-        value = _scalar(dset.attrs["_FillValue"])
-        return None if value is None else np.asarray(value).astype(dset.dtype)[()]
+        if not isinstance(oid, h5py.h5d.DatasetID):
+            return None
+        try:
+            index = chunk_index(oid, g.user_block) if g.chunk_reader else None
+            fill = fill_value(oid)
+        except (OSError, RuntimeError) as exc:
+            raise self._error(label, f"cannot be read ({exc})") from exc
+        return Var(source, label, oid, fill, index)
 
-    @staticmethod
-    def text_attr(dset, key):
-        return _text(dset.attrs[key]) if dset is not None and key in dset.attrs else ""
+    def _error(self, label, cause):
+        return GranuleError(self.granule.name, f"beam {self.beam}: {label} {cause}")
+
+    def require(self, source):
+        v = self.var(source)
+        if v is None:
+            raise self._error(f"{LIS}/{source}" if not source.startswith("/") else source.lstrip("/"),
+                              "is missing")
+        return v
+
+    def read(self, source, n=None, rows=None):
+        """A per-segment variable: the whole 1-D array (decoded once), or its values at sorted ``rows``
+        (only the chunks holding them are decoded). GranuleError if missing, of the wrong length or
+        unreadable."""
+        v = self.require(source)
+        full = self._values.get(source)
+        if full is None:
+            shape = (v.index.n,) if v.index is not None else v.dsid.shape
+            if len(shape) != 1 or (n is not None and shape[0] != n):
+                raise self._error(v.label, f"has shape {shape}, expected ({n},) like latitude")
+            if rows is not None and v.index is not None:
+                return self._decode(v, rows)
+            full = self._values[source] = self._decode(v)
+        return full if rows is None else full[rows]
+
+    def _decode(self, v, rows=None):
+        try:
+            if v.index is not None:
+                return read_index(v.index, self.granule.fetch, rows)
+            return v.dset[()]
+        except ChunkError as exc:
+            raise self._error(v.label, f"cannot be read: {exc}") from None
+        except OSError as exc:
+            raise self._error(v.label, f"cannot be read ({exc})") from exc
+
+
+def fill_value(dsid):
+    """The ``_FillValue`` attribute of a DatasetID as a scalar of the dataset's dtype (scalar or
+    1-element array), or None."""
+    try:
+        attr = h5py.h5a.open(dsid, b"_FillValue")
+    except KeyError:
+        return None
+    dtype = attr.dtype
+    if dtype.kind in "biuf":                 # numeric (the ATL06 case): one low-level read
+        value = np.empty(attr.shape, dtype)
+        attr.read(value)
+    else:
+        value = h5py.Dataset(dsid).attrs["_FillValue"]
+    value = _scalar(value)
+    return None if value is None else np.asarray(value).astype(dsid.dtype)[()]

@@ -1,4 +1,5 @@
 """One granule in, per-beam/per-direction tracks out (DESIGN §2). No MPI, no output files here."""
+import contextlib
 import dataclasses
 import json
 import time
@@ -9,12 +10,12 @@ from readatl06 import __version__
 from readatl06.beams import BEAM_INDEX
 from readatl06.errors import GranuleError
 from readatl06.read import Granule
-from readatl06.schema import BEAMS, DIRECTION_CODE, DIRECTIONS, H_LI_FILL, output_vars
+from readatl06.schema import BEAMS, COMPRESSIONS, DIRECTION_CODE, DIRECTIONS, H_LI_FILL, output_vars
 from readatl06.subset import Subset
 from readatl06.timeconv import gps_to_decimal_year
 from readatl06.tracks import directions, fill_mask, orbit_id, quality_mask
 
-CORE = ("latitude", "longitude", "h_li", "delta_time")
+SOFTWARE = f"readatl06 {__version__}"
 
 
 @dataclasses.dataclass
@@ -26,15 +27,23 @@ class ReduceOptions:
     subset: Subset = dataclasses.field(default_factory=Subset)
     selection: dict = dataclasses.field(default_factory=dict)
 
+    compression: str = "deflate"     # per-beam (and merged) files: deflate | none; not in parameters()
+    _parameters: str = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
     def __post_init__(self):
         if not self.vars:
             self.vars = output_vars()
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression {self.compression!r}: expected one of {', '.join(COMPRESSIONS)}")
 
     def parameters(self):
-        """JSON string of the options, stored in every output file."""
-        return json.dumps({"selection": self.selection, **self.subset.as_dict(), "quality": self.quality,
-                           "beams": list(self.beams), "strong_only": self.strong_only,
-                           "vars": [v.source for v in self.vars if v.kind == "user"]}, sort_keys=True)
+        """JSON string of the options that decide the data, stored in every output file (built once)."""
+        if self._parameters is None:
+            self._parameters = json.dumps({
+                "selection": self.selection, **self.subset.as_dict(), "quality": self.quality,
+                "beams": list(self.beams), "strong_only": self.strong_only,
+                "vars": [v.source for v in self.vars if v.kind == "user"]}, sort_keys=True)
+        return self._parameters
 
 
 @dataclasses.dataclass
@@ -84,11 +93,12 @@ def _orbit_numbers(g, gname):
 
 
 def reduce_granule(path, gname, opts):
-    """Read ``path`` once and return its tracks; GranuleError for a granule that cannot be reduced."""
+    """Read ``path`` once and return its tracks; GranuleError for a granule that cannot be reduced.
+    ``path`` may also be an open ``read.Granule`` (e.g. a remote one); its opener closes it."""
     t0 = time.perf_counter()
     res = GranuleResult(tracks=[])
     missing = {}
-    with Granule(path) as g:
+    with (contextlib.nullcontext(path) if isinstance(path, Granule) else Granule(path)) as g:
         rgt, cycle, notes = _orbit_numbers(g, gname)
         res.notes.extend(notes)
         epoch = g.gps_epoch
@@ -116,80 +126,90 @@ def reduce_granule(path, gname, opts):
 
 
 def _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, missing):
-    lat = g.read(beam, "latitude")
+    plan = g.beam(beam)
+    lat = plan.read("latitude")
     n = lat.size
     res.segments += n
-    lon = g.read(beam, "longitude", n)
+    lon = plan.read("longitude", n)
     keep = opts.subset.mask(lon, lat) if opts.subset.active else np.ones(n, bool)
     res.removed["subset"] += int(n - keep.sum())
     if not keep.any():
         return
-    h_dset = g.dataset(beam, "h_li")
-    h = g.read(beam, "h_li", n)
-    fill = Granule.fill_value(h_dset)
+    h = plan.read("h_li", n)
+    fill = plan.var("h_li").fill
     ok = fill_mask(h, H_LI_FILL if fill is None else fill)
     res.removed["fill"] += int((keep & ~ok).sum())
     keep &= ok
     if opts.quality != "none":
-        if g.dataset(beam, "atl06_quality_summary") is None:
+        if plan.var("atl06_quality_summary") is None:
             raise GranuleError(g.name, f"beam {beam}: atl06_quality_summary is missing, needed by "
                                        "--quality summary (use --quality none to keep every valid height)")
-        good = quality_mask(h, g.read(beam, "atl06_quality_summary", n), opts.quality)
+        good = quality_mask(h, plan.read("atl06_quality_summary", n), opts.quality)
         res.removed["quality"] += int((keep & ~good).sum())
         keep &= good
     if not keep.any():
         return
-    dt = g.read(beam, "delta_time", n)
-    direction = directions(lat, dt, gname.region)
-    cache = {"latitude": lat, "longitude": lon, "h_li": h, "delta_time": dt}
+    dt = plan.read("delta_time", n)
+    kept = np.flatnonzero(keep)
+    direction = directions(lat, dt, gname.region)[kept]
+    # Every variable once per beam, at the kept points; the directions then take their parts.
+    columns = {}
+    for v in opts.vars:
+        values, attrs = _values(plan, v, kept, n, epoch)
+        if values is None:
+            missing.setdefault(v.source, set()).add(beam)
+        else:
+            columns[v.name] = values, attrs
     for d_code, d_name in enumerate(DIRECTIONS):
-        idx = np.flatnonzero(keep & (direction == d_code))
-        if idx.size == 0:
+        part = direction == d_code
+        m = int(part.sum())
+        if m == 0:
             continue
-        data, var_attrs = {}, {}
         oid = orbit_id(int(cycle), int(rgt), gname.region, int(gname.release), int(gname.revision),
                        BEAM_INDEX[beam], d_code)
+        data, var_attrs = {}, {}
         for v in opts.vars:
-            values, attrs = _values(g, beam, v, idx, cache, n, epoch, rgt, cycle, oid)
-            if values is None:
-                missing.setdefault(v.source, set()).add(beam)
+            if v.name not in columns:
                 continue
+            values, attrs = columns[v.name]
+            if v.kind == "orbit":
+                values = np.full(m, oid, np.int64)
+            elif v.kind == "orbitinfo":
+                values = np.full(m, rgt if v.name == "rgt" else cycle, v.dtype)
+            else:
+                values = values[part] if m < part.size else values
             data[v.name] = values
             var_attrs[v.name] = attrs
         res.tracks.append(Track(gname, beam, d_name, data, var_attrs, {
             "granule": gname.name, "beam": beam, "direction": d_name, "spot": np.int8(spot),
             "beam_strength": strength, "rgt": np.int16(rgt), "cycle": np.int8(cycle),
             "segment": np.int8(gname.region), "release": gname.release,
-            "software": f"readatl06 {__version__}", "parameters": opts.parameters()}))
+            "software": SOFTWARE, "parameters": opts.parameters()}))
 
 
-def _values(g, beam, v, idx, cache, n, epoch, rgt, cycle, oid):
-    """(kept values, attributes) of one OutVar, or (None, None) when the granule lacks it."""
-    m = idx.size
+def _values(plan, v, kept, n, epoch):
+    """(values at the kept points, attributes) of one OutVar, or (None, None) when the granule lacks it.
+    Track ids and orbit numbers are made per direction: here only their attributes (values ``()``)."""
+    beam = plan.beam
     attrs = {"units": v.units, "long_name": v.long_name,
              "source": (v.source.replace("/gtx/", f"/{beam}/") if v.source.startswith("/")
                         else f"/{beam}/land_ice_segments/{v.source}")}
     if v.kind == "orbit":
         attrs["source"] = "readatl06 track id (see README)"
-        return np.full(m, oid, np.int64), attrs
+        return (), attrs
     if v.kind == "orbitinfo":
-        return np.full(m, rgt if v.name == "rgt" else cycle, v.dtype), attrs
+        return (), attrs
     if v.kind in ("gpstime", "utcyear"):
-        t = epoch + cache["delta_time"][idx]
+        t = epoch + plan.read("delta_time", n, kept)
         attrs["source"] = f"/ancillary_data/atlas_sdp_gps_epoch + /{beam}/land_ice_segments/delta_time"
         return (t if v.kind == "gpstime" else gps_to_decimal_year(t)), attrs
-    dset = g.dataset(beam, v.source)
-    if dset is None:
+    var = plan.var(v.source)
+    if var is None:
         return None, None
-    full = cache.get(v.source)
-    if full is None:
-        full = g.read(beam, v.source, n if not v.source.startswith("/") else None)
-    if full.ndim != 1 or full.shape[0] != n:
-        raise GranuleError(g.name, f"beam {beam}: {v.source} has shape {full.shape}, expected ({n},)")
+    values = plan.read(v.source, n, kept)
     if v.kind == "user":
-        attrs["units"] = Granule.text_attr(dset, "units")
-        attrs["long_name"] = Granule.text_attr(dset, "long_name")
-    fill = Granule.fill_value(dset)
-    if fill is not None:
-        attrs["_FillValue"] = fill
-    return full[idx], attrs
+        attrs["units"] = var.text_attr("units")
+        attrs["long_name"] = var.text_attr("long_name")
+    if var.fill is not None:
+        attrs["_FillValue"] = var.fill
+    return values, attrs

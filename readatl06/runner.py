@@ -8,17 +8,13 @@ import sys
 import time
 import traceback
 
-import numpy as np
-
 from readatl06 import manifest, schedule
 from readatl06 import outdir as outdir_mod
 from readatl06.errors import GranuleError, ReadATL06Error, SourceError, UsageError
 from readatl06.names import select
 from readatl06.parallel import shared_counter
 from readatl06.progress import Progress
-from readatl06.reduce import reduce_granule
 from readatl06.sources import discover
-from readatl06.write import write_tracks
 
 
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
@@ -106,6 +102,8 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
     record = {"granule": g.name, "path": str(path), "rank": rank, "started": started, "outputs": [],
               "sizes": {}, "points": 0, "segments": 0, "error": None, "notes": [],
               "removed": {"subset": 0, "fill": 0, "quality": 0}}
+    from readatl06.reduce import reduce_granule   # not imported by `list`
+    from readatl06.write import write_tracks
     tracks, stop = [], False
     try:
         if on_disk and write and not replace:
@@ -116,7 +114,7 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
         tracks = res.tracks
         record.update(points=res.points, segments=res.segments, removed=res.removed, notes=res.notes)
         if write and tracks:
-            for p in write_tracks(tracks, outdir, overwrite=replace):
+            for p in write_tracks(tracks, outdir, overwrite=replace, compression=opts.compression):
                 name = os.path.basename(p)
                 record["outputs"].append(name)
                 record["sizes"][name] = os.path.getsize(p)
@@ -162,7 +160,7 @@ def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path,
 
 
 def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrite=False, write=True,
-               progress=False, log=None, merge_path=None, schedule_how="dynamic"):
+               progress=False, log=None, merge_path=None, schedule_how="dynamic", merge_memory=None):
     """The whole ``reduce`` command on every rank; returns the exit status (same on every rank)."""
     t0 = time.perf_counter()
     key = manifest.params_key(opts.parameters())
@@ -173,7 +171,7 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
         return 2
     try:
         return _run(comm, plan, opts, outdir, key, t0, resume or overwrite, write, progress, log, merge_path,
-                    schedule_how)
+                    schedule_how, merge_memory)
     finally:
         if lock is not None:
             lock.release()
@@ -195,14 +193,15 @@ def _work(comm, plan, how):
             yield order[k]
 
 
-def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge_path, how):
+def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge_path, how, merge_memory=None):
+    from readatl06.merge import HeldTracks   # tracks for --merge: in memory up to a limit, then their files
     if comm.rank == 0:
         for m in plan.messages:
             print(f"readatl06: {m}", file=sys.stderr)
         if plan.skipped:
             print(f"readatl06: --resume: {len(plan.skipped)} granules already done, skipped", file=sys.stderr)
     writer = manifest.PartWriter(outdir, comm.rank)
-    records, held, stopped = [], [], None
+    records, held, stopped = [], HeldTracks(outdir, write, merge_memory), None
     shown = Progress(comm, len(plan.items), enabled=progress)
     try:
         for i in _work(comm, plan, how):
@@ -237,27 +236,29 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
         reduced = {r["granule"] for r in flat if r["status"] != "failed"}
     status, reduced = comm.bcast((status, reduced), root=0)
     if merge_path:
-        status = max(status, _merge(comm, plan, held, merge_path, opts, reduced))
+        status = max(status, _merge(comm, plan, held, merge_path, opts, reduced, merge_memory))
     return status
 
 
-def _merge(comm, plan, held, merge_path, opts, reduced):
-    """Merge the tracks the ranks hold; granules skipped by --resume are read back from their files.
+def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
+    """Merge the tracks the ranks hold (in memory, or as the per-beam files they wrote once their
+    share of ``merge_memory`` MB was used); granules skipped by --resume are merged from their files.
     Only reduced granules (done or empty) are in the file. Returns an exit status."""
-    from readatl06.merge import load_track, merge_tracks
+    from readatl06.merge import TrackFile, memory_bytes, merge_tracks, rounds_note, track_bytes
     from readatl06.names import parse_name
     granules = sorted([g for g, *_ in plan.items if g.name in reduced] + [parse_name(n) for n in plan.skipped])
     if not granules:
         if comm.rank == 0:
             print(f"readatl06 merge: error: no granule was reduced; {merge_path} not written", file=sys.stderr)
         return 1
+    over = comm.allgather(held.bytes if getattr(held, "over", False) else 0)
     row = {g.name: i for i, g in enumerate(granules)}
     held = [(row[plan.items[i][0].name], t) for i, t in held]
     sizes = [os.path.getsize(p) for p in plan.resumed]
     for i in schedule.assign(sizes, comm.size)[comm.rank]:
-        t = load_track(plan.resumed[i])
+        t = TrackFile.open(plan.resumed[i])
         held.append((row[t.granule.name], t))
-    need = sum(sum(np.asarray(v).nbytes for v in t.data.values()) for _, t in held)
+    need = sum(track_bytes(t) for _, t in held)
     need = comm.allreduce(need) if comm.size > 1 else need
     free = outdir_mod.free_bytes(os.path.dirname(os.path.abspath(merge_path))) if comm.rank == 0 else 0
     free = comm.bcast(free, root=0)
@@ -266,9 +267,14 @@ def _merge(comm, plan, held, merge_path, opts, reduced):
             print(f"readatl06 merge: error: {merge_path} may need up to {need / 1e6:.1f} MB, only "
                   f"{free / 1e6:.1f} MB free there; not written", file=sys.stderr)
         return 1
-    n = merge_tracks(comm, granules, held, merge_path, opts)
+    if comm.rank == 0 and max(over):
+        print(f"readatl06 merge: --no-per-beam: the ranks keep their tracks in memory for the merge (up to "
+              f"{max(over) / 2 ** 20:.3g} MB on one rank, more than the tracks' share of --merge-memory "
+              f"{memory_bytes(merge_memory) / 2 ** 20:.3g} MB); with per-beam files they would be read back",
+              file=sys.stderr)
+    n = merge_tracks(comm, granules, held, merge_path, opts, memory=merge_memory)
     if comm.rank == 0:
-        print(f"readatl06 merge: {n} points of {len(granules)} granules -> {merge_path}")
+        print(f"readatl06 merge: {n} points of {len(granules)} granules -> {merge_path}{rounds_note()}")
     return 0
 
 

@@ -4,16 +4,15 @@ Reading, writing and merging are all driven by ``OUTPUT_VARS``; nothing else lis
 """
 import dataclasses
 
-import numpy as np
-
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
 DIRECTIONS = ("ascending", "descending")
 DIRECTION_CODE = {"ascending": "A", "descending": "D"}
 LIS = "land_ice_segments"
 GPS_EPOCH_PATH = "/ancillary_data/atlas_sdp_gps_epoch"
 ATLAS_SDP_GPS_EPOCH = 1198800018.0   # s, GPS time of 2018-01-01T00:00:00Z; used when a subset lacks it
-H_LI_FILL = np.float32(np.finfo(np.float32).max)
+H_LI_FILL = 3.4028234663852886e+38     # FLT_MAX, h_li's fill value where it lacks _FillValue
 H_LI_LIMIT = 1e4                     # --quality summary: |h_li| < 1e4 m
+COMPRESSIONS = ("deflate", "none")   # --compression of the per-beam and merged files (DESIGN §1)
 
 
 @dataclasses.dataclass(frozen=True)

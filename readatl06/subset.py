@@ -141,7 +141,9 @@ class Subset:
         return ok
 
     def as_dict(self):
-        import shapely.geometry
-        return {"bbox": self.bbox, "bbox_xy": self.bbox_xy, "crs": self.crs,
-                "polygon": shapely.geometry.mapping(self.polygon) if self.polygon is not None else None,
+        polygon = None
+        if self.polygon is not None:       # shapely only when there is a polygon (37 ms of start-up)
+            import shapely.geometry
+            polygon = shapely.geometry.mapping(self.polygon)
+        return {"bbox": self.bbox, "bbox_xy": self.bbox_xy, "crs": self.crs, "polygon": polygon,
                 "polygon_file": self.polygon_path, "polygon_crs": self.polygon_crs}

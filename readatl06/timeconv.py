@@ -24,16 +24,35 @@ def gps_minus_utc(t_gps):
     return np.searchsorted(_LEAP_GPS, np.asarray(t_gps, dtype=np.float64), side="right")
 
 
+def _same_bin(edges, t):
+    """The bin of ``edges`` (searchsorted, right) that holds every value of ``t``, or None."""
+    if not t.size:
+        return None
+    lo, hi = np.searchsorted(edges, [np.min(t), np.max(t)], side="right")
+    return lo if lo == hi else None
+
+
 def gps_to_posix(t_gps):
     """GPS seconds -> POSIX seconds (UTC, no leap seconds counted), float64."""
     t = np.asarray(t_gps, dtype=np.float64)
-    return t - gps_minus_utc(t) + GPS_EPOCH_POSIX
+    leaps = _same_bin(_LEAP_GPS, t)          # a granule spans minutes: one leap count for all, usually
+    return t - (gps_minus_utc(t) if leaps is None else leaps) + GPS_EPOCH_POSIX
+
+
+# Start (POSIX s) of every year 1970 .. 2200, for a table lookup instead of datetime64 conversions.
+_YEARS = np.arange(1970, 2202, dtype=np.int64)
+_YEAR_START = (_YEARS - 1970).astype("datetime64[Y]").astype("datetime64[s]").astype(np.int64)
 
 
 def posix_to_decimal_year(t_posix):
     """POSIX seconds (UTC) -> decimal year: year + elapsed fraction of that calendar year."""
     t = np.asarray(t_posix, dtype=np.float64)
     whole = np.floor(t)
+    if t.size and _YEAR_START[0] <= np.min(whole) and np.max(whole) < _YEAR_START[-1]:
+        one = _same_bin(_YEAR_START, whole)
+        k = np.searchsorted(_YEAR_START, whole, side="right") - 1 if one is None else one - 1
+        start = _YEAR_START[k]
+        return _YEARS[k] + (t - start) / (_YEAR_START[k + 1] - start)
     year = whole.astype("datetime64[s]").astype("datetime64[Y]")
     start = year.astype("datetime64[s]").astype(np.int64)
     length = (year + 1).astype("datetime64[s]").astype(np.int64) - start

@@ -1,0 +1,165 @@
+"""Per-beam files: direct chunk writes (shuffle + ISA-L deflate in the project) and --compression none
+read back equal to what HDF5's own filters write, every HDF5 reader decodes them, and a failed write
+leaves nothing behind."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REAL
+from readatl06.names import parse_name
+from readatl06.reduce import ReduceOptions, Track, reduce_granule
+from readatl06.schema import OUTPUT_VARS
+from readatl06.write import CHUNK, SMALL, write_tracks
+
+GRANULE = parse_name("ATL06_20190101002015_00540210_006_01.h5")
+
+
+def big_track(n=CHUNK + 4465, direction="ascending", seed=0):
+    """A track longer than one output chunk (the last one partial), every default variable and dtype."""
+    rng = np.random.default_rng(seed)
+    data, attrs = {}, {}
+    for v in OUTPUT_VARS:
+        dt = np.dtype(v.dtype)
+        if dt.kind == "f":
+            data[v.name] = (rng.normal(size=n) * 100).astype(dt)
+        else:
+            info = np.iinfo(dt)
+            data[v.name] = rng.integers(max(info.min, -(2 ** 40)), min(info.max, 2 ** 40), n).astype(dt)
+        attrs[v.name] = {"units": v.units, "long_name": v.long_name, "source": v.source_path}
+    data["h_elv"][:10] = np.float32(3.4028235e38)
+    attrs["h_elv"]["_FillValue"] = np.float32(3.4028235e38)
+    file_attrs = {"granule": GRANULE.name, "beam": "gt1l", "direction": direction, "spot": np.int8(6),
+                  "rgt": np.int16(54), "parameters": ReduceOptions().parameters()}
+    return Track(GRANULE, "gt1l", direction, data, attrs, file_attrs)
+
+
+def reference_write(track, path):
+    """How per-beam files were written before issue 9: HDF5's own gzip 4 + shuffle."""
+    with h5py.File(path, "w") as f:
+        for k, v in track.attrs.items():
+            f.attrs[k] = v
+        for name, values in track.data.items():
+            kw = {}
+            if values.size > SMALL:
+                kw = dict(chunks=(min(values.size, CHUNK),), compression="gzip", compression_opts=4, shuffle=True)
+            d = f.create_dataset(name, data=values, **kw)
+            for k, v in track.var_attrs[name].items():
+                d.attrs[k] = v
+
+
+def contents(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        out["/"] = {k: (np.asarray(v).dtype.str, np.asarray(v).tobytes()) for k, v in f.attrs.items()}
+        for name, d in f.items():
+            out[name] = (d.dtype.str, d.shape, d[()].tobytes(),
+                         {k: (np.asarray(v).dtype.str, np.asarray(v).tobytes()) for k, v in d.attrs.items()})
+    return out
+
+
+def test_both_modes_equal_reference_and_declare_standard_filters(tmp_path):
+    tracks = [big_track(), big_track(3000, "descending", 1)]
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for t in tracks:
+        reference_write(t, ref / f"{t.stem}.h5")
+    for mode in ("deflate", "none"):
+        out = tmp_path / mode
+        out.mkdir()
+        paths = write_tracks(tracks, str(out), compression=mode)
+        assert sorted(os.listdir(out)) == sorted(os.listdir(ref))        # no temporary files left
+        for p in paths:
+            assert contents(p) == contents(ref / os.path.basename(p))
+            with h5py.File(p, "r") as f:
+                for name, d in f.items():
+                    if mode == "deflate" and d.size > SMALL:
+                        assert d.compression == "gzip" and d.shuffle and d.chunks == (min(d.size, CHUNK),)
+                    else:
+                        assert d.compression is None and d.chunks is None and not d.shuffle
+
+
+def test_real_tracks_both_modes_equal_reference(real_dir, tmp_path):
+    name = REAL[0].name
+    tracks = reduce_granule(real_dir / name, parse_name(name), ReduceOptions()).tracks
+    assert tracks
+    for t in tracks:
+        reference_write(t, tmp_path / f"ref-{t.stem}.h5")
+    for mode in ("deflate", "none"):
+        (tmp_path / mode).mkdir()
+        for p in write_tracks(tracks, str(tmp_path / mode), compression=mode):
+            ref = tmp_path / f"ref-{os.path.basename(p)}"
+            assert contents(p) == contents(ref)
+            # the same HDF5 objects: types (vlen UTF-8 strings), dataspaces, layout, filters
+            assert _header(p) == _header(ref)
+
+
+def _header(path):
+    r = subprocess.run(["h5dump", "-H", "-p", str(path)], capture_output=True, text=True, check=True)
+    return r.stdout.split("\n", 1)[1]
+
+
+def _h5dump_values(path, name):
+    r = subprocess.run(["h5dump", "-y", "-w", "0", "-m", "%.17g", "-d", f"/{name}", str(path)], capture_output=True,
+                       text=True, check=True)
+    body = r.stdout.split("DATA {", 1)[1].split("}", 1)[0]
+    return [float(x) for x in body.replace("\n", " ").split(",") if x.strip()]
+
+
+def test_h5dump_decodes_a_deflated_file(tmp_path):
+    t = big_track()
+    (path,) = write_tracks([t], str(tmp_path))
+    with h5py.File(path, "r") as f:
+        assert f["segment_id"].compression == "gzip"
+    for name in ("segment_id", "s_fg", "rgt", "orbit"):       # i4, i1 (shuffle no-op), i2, i8
+        assert _h5dump_values(path, name) == t.data[name].astype(float).tolist(), name
+    for name in ("h_elv", "lat"):                          # f4 (fill values included), f8
+        got = np.array(_h5dump_values(path, name)).astype(t.data[name].dtype)
+        assert got.tobytes() == t.data[name].tobytes(), name
+
+
+def test_xarray_reads_deflated_file(tmp_path):
+    import xarray as xr
+    t = big_track()
+    (path,) = write_tracks([t], str(tmp_path))
+    with xr.open_dataset(path, engine="h5netcdf", phony_dims="sort", decode_times=False,
+                         mask_and_scale=False) as ds:
+        for name in ("segment_id", "h_elv", "q_flg"):
+            assert ds[name].values.tobytes() == t.data[name].tobytes()
+
+
+def test_unknown_compression_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="compression 'gzip9'"):
+        write_tracks([big_track(10)], str(tmp_path), compression="gzip9")
+    with pytest.raises(ValueError, match="compression 'lz4'"):
+        ReduceOptions(compression="lz4")
+    assert "compression" not in ReduceOptions(compression="none").parameters()
+
+
+@pytest.mark.parametrize("mode", ["deflate", "none"])
+def test_write_error_is_one_line_and_leaves_nothing(mode, tmp_path):
+    """A full disk (here: a file-size limit, EFBIG) mid-write: a clean OSError, no file at all, and
+    the granule's tracks written before it are removed too."""
+    script = textwrap.dedent(f"""
+        import os, resource, signal, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_write import big_track
+        from readatl06.write import write_tracks
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        small, large = big_track(100, "ascending"), big_track(300000, "descending")
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200000, 200000))
+        try:
+            write_tracks([small, large], sys.argv[1], compression={mode!r})
+        except OSError as exc:
+            print("ERRNO", exc.errno, str(exc))
+    """)
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""                                   # no HDF5 error stack
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ERRNO 27 [Errno 27] File too large: "), lines
+    assert os.listdir(tmp_path) == []
