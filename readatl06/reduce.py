@@ -13,6 +13,7 @@ from readatl06.read import Granule
 from readatl06.schema import BEAMS, COMPRESSIONS, DIRECTION_CODE, DIRECTIONS, H_LI_FILL, output_vars
 from readatl06.subset import Subset
 from readatl06.timeconv import gps_to_decimal_year
+from readatl06.sanity import check_granule, nonfinite_mask
 from readatl06.tracks import directions, fill_mask, orbit_id, quality_mask
 
 SOFTWARE = f"readatl06 {__version__}"
@@ -99,9 +100,10 @@ def reduce_granule(path, gname, opts):
     res = GranuleResult(tracks=[])
     missing = {}
     with (contextlib.nullcontext(path) if isinstance(path, Granule) else Granule(path)) as g:
+        check = check_granule(g.file, g.name, opts.beams, [v.source for v in opts.vars])
         rgt, cycle, notes = _orbit_numbers(g, gname)
-        res.notes.extend(notes)
-        epoch = g.gps_epoch
+        res.notes.extend(check.notes + notes)
+        epoch = check.epoch
         present = dict(g.beams())
         if not present:
             res.notes.append("no beam groups (gt1l..gt3r) in the granule")
@@ -111,7 +113,7 @@ def reduce_granule(path, gname, opts):
             if not present[beam]:
                 res.notes.append(f"beam {beam} has no land_ice_segments")
                 continue
-            spot, strength = g.beam_info(beam)
+            spot, strength = g.beam_info(beam) if check.orient_valid else (0, "unknown")
             if opts.strong_only and strength != "strong":
                 continue
             _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, missing)
@@ -131,8 +133,13 @@ def _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, m
     n = lat.size
     res.segments += n
     lon = plan.read("longitude", n)
-    keep = opts.subset.mask(lon, lat) if opts.subset.active else np.ones(n, bool)
-    res.removed["subset"] += int(n - keep.sum())
+    dt = plan.read("delta_time", n)
+    finite = ~nonfinite_mask(lat, lon, dt)          # NaN/inf coordinates or times: dropped like fill
+    res.removed["fill"] += int(n - finite.sum())
+    keep = finite.copy()
+    if opts.subset.active:
+        keep[finite] = opts.subset.mask(lon[finite], lat[finite])
+    res.removed["subset"] += int(finite.sum() - keep.sum())
     if not keep.any():
         return
     h = plan.read("h_li", n)
@@ -149,9 +156,10 @@ def _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, m
         keep &= good
     if not keep.any():
         return
-    dt = plan.read("delta_time", n)
     kept = np.flatnonzero(keep)
-    direction = directions(lat, dt, gname.region)[kept]
+    direction = np.zeros(n, np.int8)
+    direction[finite] = directions(lat[finite], dt[finite], gname.region)   # NaN must not spread
+    direction = direction[kept]
     # Every variable once per beam, at the kept points; the directions then take their parts.
     columns = {}
     for v in opts.vars:
