@@ -73,6 +73,8 @@ class GranuleResult:
     removed: dict = dataclasses.field(default_factory=lambda: {"subset": 0, "fill": 0, "quality": 0})
     notes: list = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    looked_up: set = dataclasses.field(default_factory=set)   # variables looked for (a beam kept points)
+    found: set = dataclasses.field(default_factory=set)       # ... and found in at least one beam
 
     @property
     def points(self):
@@ -164,9 +166,11 @@ def _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, m
     columns = {}
     for v in opts.vars:
         values, attrs = _values(plan, v, kept, n, epoch)
+        res.looked_up.add(v.source)
         if values is None:
             missing.setdefault(v.source, set()).add(beam)
         else:
+            res.found.add(v.source)
             columns[v.name] = values, attrs
     for d_code, d_name in enumerate(DIRECTIONS):
         part = direction == d_code

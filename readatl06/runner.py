@@ -12,6 +12,7 @@ from readatl06 import manifest, schedule
 from readatl06 import outdir as outdir_mod
 from readatl06.errors import GranuleError, ReadATL06Error, SourceError, UsageError
 from readatl06.names import select
+from readatl06.schema import OUTPUT_VARS
 from readatl06.parallel import shared_counter
 from readatl06.progress import Progress
 from readatl06.sources import discover
@@ -113,6 +114,8 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
         res = reduce_granule(path, g, opts)
         tracks = res.tracks
         record.update(points=res.points, segments=res.segments, removed=res.removed, notes=res.notes)
+        user = [v.source for v in opts.vars[len(OUTPUT_VARS):]]
+        record["vars"] = {s: s in res.found for s in user if s in res.looked_up}   # --vars: found here?
         if write and tracks:
             for p in write_tracks(tracks, outdir, overwrite=replace, compression=opts.compression):
                 name = os.path.basename(p)
@@ -177,6 +180,18 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
             lock.release()
 
 
+def _vars_found_nowhere(records, opts):
+    """--vars variables that no reduced granule has (where points were kept): one error line each."""
+    looked, found = set(), set()
+    for r in records:
+        for source, ok in r.get("vars", {}).items():
+            looked.add(source)
+            if ok:
+                found.add(source)
+    return [f"--vars {s}: found in no granule of this run (looked for in {sum(s in r.get('vars', {}) for r in records)})"
+            for s in sorted(looked - found)]
+
+
 def _work(comm, plan, how):
     """This rank's granule indices: the static plan, or the next largest one as this rank finishes.
     (A rank that stops early leaves the rest of the counter to the others.)"""
@@ -225,7 +240,7 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
     status, reduced = 0, None
     if comm.rank == 0:
         flat = sorted((r for rs, _ in gathered for r in rs), key=lambda r: r["granule"])
-        stops = [s for _, s in gathered if s]
+        stops = [s for _, s in gathered if s] + _vars_found_nowhere(flat, opts)
         status = 1 if stops or any(r["status"] == "failed" for r in flat) else 0
         try:
             manifest.consolidate(outdir, flat)
@@ -281,7 +296,7 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
 def report(records, plan, nranks, seconds, log=None, stops=()):
     """Rank 0: per-granule errors and notes to stderr/log, then the run summary. Points are counted
     only for reduced granules."""
-    lines = [f"STOPPED {s}" for s in stops]
+    lines = [f"ERROR {s}" for s in stops]
     for r in records:
         if r["status"] == "failed":
             lines.append(f"FAILED {r['error']}")

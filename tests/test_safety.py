@@ -236,3 +236,13 @@ def test_full_disk_one_line_a_record_no_partial_file_then_resume(src, tmp_path, 
     names = sorted(p.name for p in ref.glob("*_gt??_[AD].h5"))
     assert sorted(p.name for p in moved.glob("*_gt??_[AD].h5")) == names
     assert all(_same(moved / n, ref / n) for n in names)
+
+
+def test_vars_found_in_no_granule_is_an_error(src, tmp_path):
+    r = run_cli("reduce", src, "-o", tmp_path / "out", "--no-progress", "--vars", "no_such_var",
+                "fit_statistics/n_fit_photons")
+    assert r.returncode == 1
+    assert "--vars no_such_var: found in no granule of this run" in r.stderr
+    assert "n_fit_photons: found in no granule" not in r.stderr
+    with h5py.File(next((tmp_path / "out").glob("ATL06_2023*_gt1l_*.h5")), "r") as f:
+        assert "n_fit_photons" in f and "no_such_var" not in f
