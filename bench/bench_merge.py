@@ -1,32 +1,49 @@
-"""Benchmark ``readatl06.merge.merge_tracks`` against the floor: a raw collective write of the same bytes.
+"""Benchmark of the merged file (issue 11): ``merge_tracks`` against a raw collective write of the
+same bytes, its scaling over ranks, and its peak memory per rank against the number of granules.
 
     . scripts/mpienv.sh
-    mpirun -n 2 python bench/bench_merge.py                           # 48 granules x 12 tracks x ~5000 points
-    mpirun -n 4 python bench/bench_merge.py --granules 96 --points 8000 --json /tmp/bm4.json
-    python bench/bench_merge.py --summarize /tmp/bm1.json /tmp/bm4.json   # one table from earlier runs
+    mpirun -n 2 python bench/bench_merge.py                      # one run: 48 granules x 12 tracks x ~5000 points
+    mpirun -n 2 python bench/bench_merge.py --source files       # merge OUTDIR: the points stream from per-beam files
+    python bench/bench_merge.py --scaling 1 2 4                  # one mpirun per rank count; efficiency table
+    python bench/bench_merge.py --memory-scan 8 16 32 --merge-memory 64 --points 22000   # peak RSS per rank
+    python bench/bench_merge.py --summarize /tmp/bm1.json /tmp/bm2.json                 # one table from --json files
 
-Every rank builds in memory the synthetic Tracks (all OUTPUT_VARS with their table dtypes, smooth
-lat/lon, heights smooth + noise, realistic flags and fill values) of the (granule, beam, direction)
-tracks it is given by ``--assign``: ``lpt`` whole granules by ``schedule.assign`` as ``reduce --merge``
-does; ``rr`` round robin; ``contiguous`` consecutive granule rows; ``track`` per-beam tracks by size
-as ``merge OUTDIR`` does. ``--empty`` makes that fraction of tracks absent. Three writes then take
-turns ``--repeat`` times (barrier before and after each; the best time of each counts):
+One run (under ``mpirun -n N``): every rank builds in memory the synthetic Tracks (all OUTPUT_VARS
+with their table dtypes, smooth lat/lon, heights smooth + noise, realistic flags and fill values) of
+the (granule, beam, direction) tracks ``--assign`` gives it: ``lpt`` whole granules by
+``schedule.assign`` as ``reduce --merge`` does; ``rr`` round robin; ``contiguous`` consecutive granule
+rows; ``track`` per-beam tracks by size as ``merge OUTDIR`` does. ``--empty`` makes that fraction of
+tracks absent. ``--source files`` writes the tracks to per-beam files first (``write_tracks``, not
+timed) and merges TrackFiles, so the merge reads its slices back. Three writes then take turns
+``--repeat`` times (barrier before and after each; the best time of each counts):
 
-* merge       ``merge_tracks`` (parallel HDF5) -> one file;
-* raw gzip    the floor: the same datasets (lengths, dtypes, fill values, chunks ``merge.CHUNK``,
-              gzip 4 + shuffle), every rank writing ONE contiguous slab per dataset, collectively
-              (``merge.write_selection``), from buffers built before the clock starts;
+* merge       ``merge_tracks`` (parallel HDF5, ``--merge-memory``) -> one file;
+* raw gzip    the floor: the same datasets (lengths, dtypes, fill values, chunks ``chunk_for(n)``,
+              gzip 4 + shuffle), every rank writing the same run of whole chunks as the merge, in ONE
+              collective call per dataset (``merge.write_selection``), from buffers holding those
+              points in file order, built before the clock starts;
 * raw         the same without compression, for reference.
 
 Rank 0 prints ranks, bytes (uncompressed), seconds, MB/s and merge bandwidth / raw gzip bandwidth
 against ``--target`` (0.70), then reads the merged file back serially and checks every dataset against
 the tracks concatenated in granule order (``--no-verify`` skips it; exit status 1 on a mismatch).
+
+``--scaling R...`` launches one run per rank count (``mpirun -n R``, more ranks than cores are
+oversubscribed) and prints merge and floor times with the strong-scaling efficiency T1 / (R TR).
+``--memory-scan G...`` measures, for each number of granules, the peak resident memory of every rank
+(``resource.getrusage``, ru_maxrss) of a fresh ``mpirun -n --ranks`` process that merges with
+``--merge-memory``: ``outdir`` (``merge OUTDIR`` from per-beam files written beforehand by another
+process) and ``reduce`` (tracks made one granule at a time, written to per-beam files and kept in
+``HeldTracks`` as ``reduce --merge`` does, then merged). It prints the peak, the peak minus the
+process's peak before the merge (imports, MPI), the rounds and the largest round buffer.
 """
 import argparse
 import datetime as dt
 import json
 import os
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +54,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from readatl06 import merge, schedule  # noqa: E402
+from readatl06 import redistribute as rd  # noqa: E402
 from readatl06.beams import BEAM_INDEX  # noqa: E402
 from readatl06.names import parse_name  # noqa: E402
 from readatl06.reduce import Track  # noqa: E402
@@ -44,8 +62,9 @@ from readatl06.schema import ATLAS_SDP_GPS_EPOCH, OUTPUT_VARS  # noqa: E402
 from readatl06.timeconv import gps_to_decimal_year  # noqa: E402
 from readatl06.tracks import orbit_id  # noqa: E402
 
+HERE = os.path.abspath(__file__)
 GROUPS = merge.GROUPS
-GI = "granule_index"     # the column merge_tracks adds to every group
+GI = merge.GI            # the column merge_tracks adds to every group
 F4_FILL = float(np.finfo(np.float32).max)
 F8_FILL = float(np.finfo(np.float64).max)
 # _FillValue as the ATL06 source declares it (variables computed by readatl06 have none).
@@ -155,32 +174,51 @@ def layout(comm, held):
     return out
 
 
-def local_buffers(held, lay):
-    """{k: {name: array}}: this rank's points of every dataset, concatenated in granule order."""
+def runs(comm, counts):
+    """Per group (total, chunk, this rank's run [a, b)): the merge's split of one round of whole chunks."""
+    out = []
+    for k in range(len(GROUPS)):
+        sources = [(r, int(counts[r, k]), 0, None) for r in range(counts.shape[0]) if counts[r, k]]
+        gp = rd.GroupPlan(sources, comm.size, 1, 1 << 62)
+        bounds = gp.bounds(0, gp.total) if gp.total else np.zeros(comm.size + 1, np.int64)
+        out.append((gp.total, gp.chunk, int(bounds[comm.rank]), int(bounds[comm.rank + 1])))
+    return out
+
+
+def floor_buffers(granules, counts, seed, lay, spans):
+    """{k: {name: array}}: the points of this rank's run of every dataset, in file order (any rank can
+    make any track: they are deterministic)."""
     bufs = {}
-    for k, key in enumerate(GROUPS):
-        mine = sorted(((r, t) for r, t in held if (t.beam, t.direction) == key), key=lambda rt: rt[0])
-        bufs[k] = {}
-        for name, dtype, _ in lay[k]:
-            parts = [np.full(len(t), r, np.int32) if name == GI else np.asarray(t.data[name], dtype) for r, t in mine]
-            bufs[k][name] = np.concatenate(parts) if parts else np.zeros(0, dtype)
+    for k in range(len(GROUPS)):
+        _, _, a, b = spans[k]
+        starts = np.concatenate([[0], np.cumsum(counts[:, k])])
+        parts = {name: [] for name, _, _ in lay[k]}
+        for r in range(counts.shape[0]):
+            lo, hi = max(a, starts[r]), min(b, starts[r + 1])
+            if hi <= lo:
+                continue
+            t = make_track(granules[r], r, k, int(counts[r, k]), seed)
+            for name, dtype, _ in lay[k]:
+                v = np.full(len(t), r, np.int32) if name == GI else np.asarray(t.data[name], dtype)
+                parts[name].append(v[lo - starts[r]:hi - starts[r]])
+        bufs[k] = {name: np.concatenate(p) if p else np.zeros(0, dtype) for (name, dtype, _), p in
+                   zip(lay[k], parts.values())}
     return bufs
 
 
-def raw_write(comm, path, lay, bufs, totals, starts, gzip=True):
-    """The same datasets as merge_tracks; every rank writes ONE slab per dataset, collectively."""
+def raw_write(comm, path, lay, bufs, spans, gzip=True):
+    """The same datasets as merge_tracks; every rank writes its run of whole chunks, collectively."""
     with h5py.File(path, "w", driver="mpio", comm=comm) as f:
         for k, (beam, direction) in enumerate(GROUPS):
             grp = f.require_group(f"{beam}/{direction}")
-            n = int(totals[k])
-            kw = {"chunks": (min(n, merge.CHUNK),)} if n else {}
+            n, chunk, a, b = spans[k]
+            kw = {"chunks": (chunk,)} if n else {}
             if n and gzip:
                 kw.update(compression="gzip", compression_opts=4, shuffle=True)
             for name, dtype, fill in lay[k]:
                 d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=fill, **kw)
-                if n:   # every rank takes part, also with an empty slab (STACK.md: the empty-slice hang)
-                    buf = bufs[k][name]
-                    mspace, fspace, buf, dxpl = merge.write_selection(d, [(int(starts[k]), buf.size)], buf)
+                if n:   # every rank takes part, also with an empty run (STACK.md: the empty-slice hang)
+                    mspace, fspace, buf, dxpl = merge.write_selection(d, [(a, b - a)] if b > a else [], bufs[k][name])
                     d.id.write(mspace, fspace, buf, dxpl=dxpl)
 
 
@@ -221,32 +259,167 @@ def verify(path, granules, counts, seed, lay):
                     problems.append(f"{where}: {d.dtype}{got.shape} != {want.dtype}{want.shape} or values differ")
                 if name != GI and d.attrs.get("units") is None:
                     problems.append(f"{where}: no units attribute")
-                layout_want = ("gzip", True, (min(want.size, merge.CHUNK),)) if want.size else (None, False, None)
+                layout_want = ("gzip", True, (rd.chunk_for(want.size),)) if want.size else (None, False, None)
                 if (d.compression, d.shuffle, d.chunks) != layout_want:
                     problems.append(f"{where}: layout {d.compression} {d.shuffle} {d.chunks}")
     return problems
 
 
 def table(rows):
-    head = (f"{'ranks':>5} {'assign':>10} {'chunk':>7} {'MB':>7} {'merge s':>8} {'raw gz s':>8} {'raw s':>7} "
-            f"{'merge MB/s':>10} {'raw gz MB/s':>11} {'raw MB/s':>9} {'merge/raw gz':>12}")
+    head = (f"{'ranks':>5} {'assign':>10} {'source':>7} {'MB':>7} {'merge s':>8} {'raw gz s':>8} {'raw s':>7} "
+            f"{'merge MB/s':>10} {'raw gz MB/s':>11} {'merge/raw gz':>12} {'rounds':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         mb = r["bytes"] / 1e6
-        lines.append(f"{r['ranks']:>5} {r['assign']:>10} {r.get('chunk', 0):>7} {mb:>7.1f} {r['merge_s']:>8.3f} "
-                     f"{r['raw_gzip_s']:>8.3f} {r['raw_nogzip_s']:>7.3f} {mb / r['merge_s']:>10.1f} "
-                     f"{mb / r['raw_gzip_s']:>11.1f} {mb / r['raw_nogzip_s']:>9.1f} {100 * r['ratio']:>11.1f}%")
+        lines.append(f"{r['ranks']:>5} {r['assign']:>10} {r.get('source', 'memory'):>7} {mb:>7.1f} "
+                     f"{r['merge_s']:>8.3f} {r['raw_gzip_s']:>8.3f} {r['raw_nogzip_s']:>7.3f} "
+                     f"{mb / r['merge_s']:>10.1f} {mb / r['raw_gzip_s']:>11.1f} {100 * r['ratio']:>11.1f}% "
+                     f"{r.get('rounds', 0):>6}")
     return "\n".join(lines)
 
 
+def scaling_table(rows):
+    t1 = {key: next((r[key] for r in rows if r["ranks"] == 1), None) for key in ("merge_s", "raw_gzip_s")}
+    head = (f"{'ranks':>5} {'merge s':>8} {'raw gz s':>8} {'merge/raw gz':>12} {'merge eff':>9} {'raw gz eff':>10}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        eff = {key: (t1[key] / (r["ranks"] * r[key]) if t1[key] else float("nan")) for key in t1}
+        lines.append(f"{r['ranks']:>5} {r['merge_s']:>8.3f} {r['raw_gzip_s']:>8.3f} {100 * r['ratio']:>11.1f}% "
+                     f"{eff['merge_s']:>9.2f} {eff['raw_gzip_s']:>10.2f}")
+    return "\n".join(lines)
+
+
+def _env():
+    env = dict(os.environ)
+    for var in [v for v in env if v.startswith(("OMPI_COMM_WORLD", "PMIX_", "PMI_"))]:
+        env.pop(var)
+    return env
+
+
+def _launch(ranks, args, timeout=3600):
+    cmd = ["mpirun", "-n", str(ranks), sys.executable, HERE, *map(str, args)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+    if r.returncode:
+        sys.stderr.write(r.stdout + r.stderr)
+        raise SystemExit(f"bench_merge: {' '.join(cmd)} failed ({r.returncode})")
+    return r
+
+
+# ----------------------------------------------------------------------------- scaling and memory drivers
+def scaling(args, passthrough):
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_merge_scaling_") as tmp:
+        for n in args.scaling:
+            out = os.path.join(tmp, f"r{n}.json")
+            _launch(n, [*passthrough, "--json", out])
+            with open(out) as fh:
+                rows.append(json.load(fh))
+    print(f"bench_merge --scaling: {rows[0]['granules']} granules, {rows[0]['points']} points, "
+          f"{rows[0]['bytes'] / 1e6:.1f} MB, source {rows[0]['source']}, best of {args.repeat}, "
+          f"{os.cpu_count()} cores (more ranks are oversubscribed)")
+    print(table(rows))
+    print(scaling_table(rows))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+def make_files(comm, outdir, granules, counts, seed):
+    """Every rank writes the per-beam files of its share of the tracks (write_tracks)."""
+    from readatl06.write import write_tracks
+    if comm.rank == 0:
+        os.makedirs(outdir, exist_ok=True)
+    comm.barrier()
+    keys = [(r, k) for r in range(len(granules)) for k in range(len(GROUPS)) if counts[r, k]]
+    out = []
+    for r, k in keys[comm.rank::comm.size]:
+        t = make_track(granules[r], r, k, int(counts[r, k]), seed)
+        out.append((r, merge.TrackFile.of(t, write_tracks([t], outdir, overwrite=True)[0])))
+    comm.barrier()
+    return out
+
+
+def rss_worker(args):
+    """One fresh process per rank: the merge's peak RSS (``outdir`` or ``reduce``) on rank 0's line."""
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    granules = granule_names(args.granules)
+    counts = track_counts(args.granules, args.points, args.seed, args.empty)
+    out = os.path.join(args.rss_worker, "merged.h5")
+    comm.barrier()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    if args.rss_mode == "outdir":
+        merge.merge_outdir(comm, os.path.join(args.rss_worker, "tracks"), out, overwrite=True, memory=args.merge_memory)
+    else:
+        from readatl06.write import write_tracks
+        tracks_dir = os.path.join(args.rss_worker, "tracks")
+        if comm.rank == 0:
+            os.makedirs(tracks_dir, exist_ok=True)
+        comm.barrier()
+        held = merge.HeldTracks(tracks_dir, True, args.merge_memory)
+        for r in schedule.assign([int(c) for c in counts.sum(axis=1)], comm.size)[comm.rank]:
+            tracks = [make_track(granules[r], r, k, int(counts[r, k]), args.seed)
+                      for k in range(len(GROUPS)) if counts[r, k]]
+            write_tracks(tracks, tracks_dir, overwrite=True)
+            held.extend((r, t) for t in tracks)
+            del tracks
+        merge.merge_tracks(comm, granules, list(held), out, parameters="{}", memory=args.merge_memory)
+    seconds = max(comm.allgather(time.perf_counter() - t0))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rows = comm.gather({"before_kb": before, "peak_kb": peak, "largest_buffer": merge.last_stats["largest_buffer"],
+                        "held_bytes": merge.last_stats["held_bytes"], "rounds": merge.last_stats["rounds"]}, root=0)
+    if comm.rank == 0:
+        print("RESULT " + json.dumps({"ranks": comm.size, "granules": args.granules, "mode": args.rss_mode,
+                                      "seconds": seconds, "points": int(counts.sum()), "per_rank": rows}))
+    return 0
+
+
+def memory_scan(args):
+    lines, results = [], []
+    head = (f"{'mode':>7} {'granules':>8} {'points':>9} {'rounds':>6} {'peak MB (max rank)':>18} "
+            f"{'merge MB (peak - before)':>24} {'largest buffer MB':>17} {'held MB':>7} {'s':>6}")
+    for mode in args.rss_modes:
+        for g in args.memory_scan:
+            tmp = tempfile.mkdtemp(prefix="bench_merge_rss_", dir=args.out)
+            try:
+                common = ["--granules", g, "--points", args.points, "--seed", args.seed, "--empty", args.empty]
+                if mode == "outdir":
+                    _launch(args.ranks, [*common, "--make-files", os.path.join(tmp, "tracks")])
+                r = _launch(args.ranks, [*common, "--rss-worker", tmp, "--rss-mode", mode,
+                                         "--merge-memory", args.merge_memory])
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            res = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("RESULT "))[7:])
+            results.append(res)
+            pr = res["per_rank"]
+            peak = max(x["peak_kb"] for x in pr) / 1024
+            delta = max(x["peak_kb"] - x["before_kb"] for x in pr) / 1024
+            buf = max(x["largest_buffer"] for x in pr) / 2 ** 20
+            held = max(x["held_bytes"] for x in pr) / 2 ** 20
+            lines.append(f"{mode:>7} {g:>8} {res['points']:>9} {pr[0]['rounds']:>6} {peak:>18.1f} {delta:>24.1f} "
+                         f"{buf:>17.1f} {held:>7.1f} {res['seconds']:>6.2f}")
+    print(f"bench_merge --memory-scan: {args.ranks} ranks, --merge-memory {args.merge_memory} MB, "
+          f"~{args.points} points per track, 12 tracks per granule; MB = 2^20 bytes")
+    print(head + "\n" + "-" * len(head) + "\n" + "\n".join(lines))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
-def main(argv=None):
+def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--granules", type=int, default=48)
     ap.add_argument("--points", type=int, default=5000, help="mean points per track (granule x beam x direction)")
     ap.add_argument("--empty", type=float, default=0.0, help="fraction of tracks absent (0 points)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--assign", choices=("lpt", "rr", "contiguous", "track"), default="lpt")
+    ap.add_argument("--source", choices=("memory", "files"), default="memory",
+                    help="memory: Tracks held by the ranks (reduce --merge); files: per-beam files (merge OUTDIR)")
+    ap.add_argument("--merge-memory", type=float, default=merge.DEFAULT_MEMORY_MB, metavar="MB")
     ap.add_argument("--repeat", type=int, default=3, help="rounds of the three writes; the best of each counts")
     ap.add_argument("--out", default=None, help="folder for the files (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the last merged and raw files")
@@ -254,17 +427,51 @@ def main(argv=None):
     ap.add_argument("--no-verify", dest="verify", action="store_false")
     ap.add_argument("--target", type=float, default=0.70, help="merge / raw gzip bandwidth to reach")
     ap.add_argument("--summarize", nargs="+", metavar="JSON", help="print one table from earlier --json files")
-    args = ap.parse_args(argv)
+    ap.add_argument("--scaling", nargs="+", type=int, metavar="R", help="one run per rank count; efficiency table")
+    ap.add_argument("--memory-scan", nargs="+", type=int, metavar="G", help="peak RSS per rank for these granule counts")
+    ap.add_argument("--ranks", type=int, default=2, help="ranks of --memory-scan")
+    ap.add_argument("--rss-modes", nargs="+", choices=("outdir", "reduce"), default=["outdir", "reduce"])
+    ap.add_argument("--make-files", metavar="DIR", help=argparse.SUPPRESS)
+    ap.add_argument("--rss-worker", metavar="DIR", help=argparse.SUPPRESS)
+    ap.add_argument("--rss-mode", default="outdir", help=argparse.SUPPRESS)
+    return ap, ap.parse_args(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap, args = parse(argv)
     if args.summarize:
         rows = []
         for p in args.summarize:
             with open(p) as fh:
-                rows.append(json.load(fh))
+                got = json.load(fh)
+            rows.extend(got if isinstance(got, list) else [got])
         print(table(rows))
         return 0
+    if args.scaling:
+        skip = {"--scaling", "--json"}
+        passthrough, i = [], 0
+        while i < len(argv):
+            if argv[i] in skip:
+                i += 1
+                while i < len(argv) and not argv[i].startswith("--"):
+                    i += 1
+                continue
+            passthrough.append(argv[i])
+            i += 1
+        return scaling(args, passthrough)
+    if args.memory_scan:
+        return memory_scan(args)
+    if args.rss_worker:
+        return rss_worker(args)
 
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
+    granules = granule_names(args.granules)
+    counts = track_counts(args.granules, args.points, args.seed, args.empty)
+    if args.make_files:
+        make_files(comm, args.make_files, granules, counts, args.seed)
+        return 0
     if not h5py.get_config().mpi:
         if comm.rank == 0:
             print("bench_merge: h5py has no MPI support; nothing to compare", file=sys.stderr)
@@ -275,33 +482,27 @@ def main(argv=None):
         os.makedirs(out, exist_ok=True)
     paths = {key: os.path.join(out, f"{key}_n{comm.size}.h5") for key in ("merge", "raw_gzip", "raw_nogzip")}
 
-    granules = granule_names(args.granules)
-    counts = track_counts(args.granules, args.points, args.seed, args.empty)
     mine = assignment(args.assign, counts, comm.size)[comm.rank]
     t0 = time.perf_counter()
     held = [(r, make_track(granules[r], r, k, int(counts[r, k]), args.seed)) for r, k in mine]
     t_build = max(comm.allgather(time.perf_counter() - t0))
-
-    # the floor's plan: the same datasets; this rank's slab = its points of each group, placed in rank order
     lay = layout(comm, held)
-    bufs = local_buffers(held, lay)
-    local = np.array([bufs[k][GI].size for k in range(len(GROUPS))], np.int64)
-    all_local = np.array(comm.allgather(local))               # ranks x groups
-    totals = all_local.sum(axis=0)
-    starts = all_local.cumsum(axis=0)[comm.rank] - local
-    assert (totals == counts.sum(axis=0)).all()
-    nbytes = int(sum(totals[k] * np.dtype(dtype).itemsize for k in lay for _, dtype, _ in lay[k]))
+    if args.source == "files":
+        held = make_files(comm, os.path.join(out, "tracks"), granules, counts, args.seed)
+    spans = runs(comm, counts)
+    bufs = floor_buffers(granules, counts, args.seed, lay, spans)
+    nbytes = int(sum(spans[k][0] * np.dtype(dtype).itemsize for k in lay for _, dtype, _ in lay[k]))
 
     # warm-up, not in the table: the first collective gzip write of a process pays MPI-IO and
     # shared-memory set-up once (without it the first measured write was seconds slower)
     p_warm = os.path.join(out, f"warmup_n{comm.size}.h5")
-    t_warm = timed(comm, lambda: raw_write(comm, p_warm, {k: lay[k][:1] for k in lay}, bufs, totals, starts))
+    t_warm = timed(comm, lambda: raw_write(comm, p_warm, {k: lay[k][:1] for k in lay}, bufs, spans))
     remove(comm, p_warm)
 
     writes = {"merge": lambda: merge.merge_tracks(comm, granules, held, paths["merge"], parameters="{}",
-                                                  parallel=True),
-              "raw_gzip": lambda: raw_write(comm, paths["raw_gzip"], lay, bufs, totals, starts, gzip=True),
-              "raw_nogzip": lambda: raw_write(comm, paths["raw_nogzip"], lay, bufs, totals, starts, gzip=False)}
+                                                  parallel=True, memory=args.merge_memory),
+              "raw_gzip": lambda: raw_write(comm, paths["raw_gzip"], lay, bufs, spans, gzip=True),
+              "raw_nogzip": lambda: raw_write(comm, paths["raw_nogzip"], lay, bufs, spans, gzip=False)}
     times = {key: [] for key in writes}
     for _ in range(args.repeat):
         for key, fn in writes.items():
@@ -309,9 +510,10 @@ def main(argv=None):
             times[key].append(timed(comm, fn))
     best = {key: min(v) for key, v in times.items()}
     ratio = best["raw_gzip"] / best["merge"]       # = merge MB/s / raw gzip MB/s
-    result = {"ranks": comm.size, "assign": args.assign, "granules": args.granules, "points_per_track": args.points,
-              "tracks": int((counts > 0).sum()), "points": int(counts.sum()), "bytes": nbytes,
-              "chunk": merge.CHUNK, "build_tracks_s": t_build, "warmup_s": t_warm,
+    result = {"ranks": comm.size, "assign": args.assign, "source": args.source, "granules": args.granules,
+              "points_per_track": args.points, "tracks": int((counts > 0).sum()), "points": int(counts.sum()),
+              "bytes": nbytes, "chunks": sorted({s[1] for s in spans}), "merge_memory_mb": args.merge_memory,
+              "rounds": merge.last_stats["rounds"], "build_tracks_s": t_build, "warmup_s": t_warm,
               "merge_s": best["merge"], "raw_gzip_s": best["raw_gzip"], "raw_nogzip_s": best["raw_nogzip"],
               "merge_MBps": nbytes / 1e6 / best["merge"], "raw_gzip_MBps": nbytes / 1e6 / best["raw_gzip"],
               "raw_nogzip_MBps": nbytes / 1e6 / best["raw_nogzip"], "ratio": ratio, "target": args.target,
@@ -322,8 +524,8 @@ def main(argv=None):
         result.update({f"{key}_file_bytes": v for key, v in sizes.items()})
         print(f"bench_merge: {args.granules} granules x {len(GROUPS)} tracks, {result['points']} points, "
               f"{nbytes / 1e6:.1f} MB uncompressed ({len(lay[0])} datasets per group), assign={args.assign}, "
-              f"chunk {merge.CHUNK} elements, best of {args.repeat}; tracks built in {t_build:.2f} s, "
-              f"warm-up write {t_warm:.2f} s")
+              f"source={args.source}, chunks {result['chunks']} elements, --merge-memory {args.merge_memory} MB, "
+              f"best of {args.repeat}; tracks built in {t_build:.2f} s, warm-up write {t_warm:.2f} s")
         print(table([result]))
         print("  all times (s): " + "; ".join(f"{k} " + " ".join(f"{x:.3f}" for x in v) for k, v in times.items()))
         print("  files (MB): " + ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sizes.items()))
@@ -345,8 +547,10 @@ def main(argv=None):
             json.dump(result, fh, indent=1)
     if not args.keep:
         remove(comm, *paths.values())
-        if made_tmp and comm.rank == 0:
-            shutil.rmtree(out, ignore_errors=True)
+        if comm.rank == 0:
+            shutil.rmtree(os.path.join(out, "tracks"), ignore_errors=True)
+            if made_tmp:
+                shutil.rmtree(out, ignore_errors=True)
     comm.barrier()
     return status
 

@@ -8,7 +8,8 @@ from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.parallel import launcher_rank
 from readatl06.schema import COMPRESSIONS
 
-EPILOG = "SOURCE: file, folder (recursive *.h5), quoted glob, @list.txt"
+EPILOG = ("SOURCE: file, folder (recursive *.h5), quoted glob, @list.txt (paths or URLs), "
+          "ssh://[user@]host[:port]/path/glob, s3://bucket/prefix, https://host/path/granule.h5")
 
 
 def _add_selection(p):
@@ -48,6 +49,7 @@ def _add_run(p):
     g = p.add_argument_group("run")
     g.add_argument("--merge", metavar="MERGED.h5", help="merge all tracks into one parallel-HDF5 file")
     g.add_argument("--no-per-beam", action="store_true", help="with --merge: do not write per-beam files")
+    _add_merge_memory(g)
     g.add_argument("--resume", action="store_true", help="skip granules whose outputs are complete")
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -58,9 +60,41 @@ def _add_run(p):
     g.add_argument("--compression", choices=COMPRESSIONS, default="deflate",
                    help="per-beam files: deflate (default; HDF5's standard shuffle + deflate filters, "
                    "which every HDF5 reader decodes) or none")
+    g.add_argument("--timings", action="store_true", help="print seconds per stage (list, read and inflate, "
+                   "filter, write) summed over ranks and the bytes read (always recorded in the manifest)")
     g.add_argument("--schedule", choices=("dynamic", "static"), default="dynamic",
                    help="dynamic (default): ranks take the next largest granule as they finish; "
                         "static: largest-first plan made up front")
+
+
+def _add_remote(p, scratch=False):
+    g = p.add_argument_group("remote sources (ssh://, s3://, https://)")
+    g.add_argument("--ssh-key", metavar="FILE", help="private key (default: the ssh agent and ~/.ssh keys); "
+                   "a password only from READATL06_SSH_PASSWORD or a prompt")
+    g.add_argument("--known-hosts", metavar="FILE", help="host keys to trust (default ~/.ssh/known_hosts)")
+    g.add_argument("--ssh-accept-new", action="store_true",
+                   help="trust and record the key of a host seen for the first time (a changed key is always refused)")
+    g.add_argument("--s3-endpoint", metavar="URL", help="an S3-compatible store (credentials: the AWS chain)")
+    g.add_argument("--s3-anon", action="store_true", help="unsigned S3 requests (public buckets)")
+    if scratch:
+        g.add_argument("--scratch", metavar="DIR", help="stage remote granules here when they cannot be read "
+                       "in place (deleted after reduction; default: the system's temporary folder)")
+
+
+def _megabytes(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of MB")
+    return value
+
+
+def _add_merge_memory(g):
+    g.add_argument("--merge-memory", type=_megabytes, default=512, metavar="MB",
+                   help="memory per rank for the merge's buffers (default 512): beyond it the merge writes "
+                        "in rounds and reads tracks back from the per-beam files")
 
 
 def build_parser():
@@ -72,6 +106,7 @@ def build_parser():
     p = sub.add_parser("list", help="print the selected granules, one per line", epilog=EPILOG)
     p.add_argument("sources", nargs="+", metavar="SOURCE")
     _add_selection(p)
+    _add_remote(p)
 
     p = sub.add_parser("reduce", help="reduce granules to per-beam files", epilog=EPILOG)
     p.add_argument("sources", nargs="+", metavar="SOURCE")
@@ -80,6 +115,7 @@ def build_parser():
     _add_subset(p)
     _add_reduction(p)
     _add_run(p)
+    _add_remote(p, scratch=True)
 
     p = sub.add_parser("merge", help="merge per-beam files into one parallel-HDF5 file")
     p.add_argument("outdir", metavar="OUTDIR")
@@ -87,6 +123,18 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace an existing MERGED.h5")
     p.add_argument("--parameters", metavar="KEY", help="merge only the per-beam files of this parameter "
                    "set (the key that a refusal lists) when OUTDIR mixes several")
+    _add_merge_memory(p)
+
+    p = sub.add_parser("xover", help="crossovers: every ascending x descending track crossing (DESIGN §7)")
+    p.add_argument("source", metavar="MERGED.h5|OUTDIR")
+    p.add_argument("-o", "--output", required=True, metavar="XOVERS.h5|.parquet",
+                   help="HDF5 (.h5, group xovers) or GeoParquet (.parquet), by the suffix")
+    p.add_argument("--crs", metavar="EPSG:N", help="projected CRS in metres for every track "
+                   "(default: EPSG:3031 where lat < 0, EPSG:3413 where lat >= 0)")
+    p.add_argument("--max-gap", type=float, default=100.0, metavar="M",
+                   help="skip lines whose two points are more than M metres apart (default 100)")
+    p.add_argument("--dt-max", type=float, metavar="DAYS", help="keep only crossings at most DAYS apart in time")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     for name, module, text in (("plot", "plot.command", "draw check figures"),
                                ("synth", "synth.command", "write synthetic ATL06 granules"),
@@ -95,10 +143,11 @@ def build_parser():
         p.set_defaults(module=module)
         importlib.import_module(f"readatl06.{module}").add_arguments(p)   # light: no matplotlib, no generator
 
-    p = sub.add_parser("fetch", help="download selected remote granules")
+    p = sub.add_parser("fetch", help="download selected remote granules", epilog=EPILOG)
     p.add_argument("sources", nargs="+", metavar="SOURCE")
-    p.add_argument("-o", "--outdir", required=True)
+    p.add_argument("-o", "--outdir", required=True, metavar="DIR")
     _add_selection(p)
+    _add_remote(p)
     return parser
 
 
@@ -132,7 +181,8 @@ def _reduce(args):
         status = run_reduce(comm, args.sources, selection, opts, args.outdir, resume=args.resume,
                             overwrite=args.overwrite, write=not args.no_per_beam, progress=progress,
                             log=args.log, merge_path=args.merge,
-                            schedule_how=args.schedule)
+                            schedule_how=args.schedule, merge_memory=args.merge_memory,
+                            timings=args.timings)
         if args.plot and comm.rank == 0:
             from readatl06.plot.command import plot_after_run
             plot_after_run(args.outdir, args.merge)
@@ -147,12 +197,23 @@ def _module_command(args):
         return module.run(args, comm)
 
 
+def _fetch(args):
+    from readatl06.fetch import run_fetch
+    from readatl06.names import Selection
+    from readatl06.parallel import abort_on_error, world
+    selection = Selection.from_args(args)
+    comm = world()
+    with abort_on_error(comm):
+        return run_fetch(comm, args.sources, selection, args.outdir)
+
+
 def _merge(args):
     from readatl06.merge import merge_outdir
     from readatl06.parallel import abort_on_error, world
     comm = world()
     with abort_on_error(comm):
-        return merge_outdir(comm, args.outdir, args.output, args.overwrite, args.parameters)
+        return merge_outdir(comm, args.outdir, args.output, args.overwrite, args.parameters,
+                            memory=args.merge_memory)
 
 
 def main(argv=None):
@@ -168,6 +229,9 @@ def main(argv=None):
         parser._print_message = lambda *a, **k: None
     args = parser.parse_args(argv)
     try:
+        if args.command in ("list", "reduce", "fetch"):
+            from readatl06.sources import remote
+            remote.configure(args)                # process-wide, on every rank
         if args.command == "list":
             from readatl06.names import Selection
             from readatl06.runner import run_list
@@ -176,8 +240,15 @@ def main(argv=None):
             return _reduce(args)
         if args.command == "merge":
             return _merge(args)
+        if args.command == "xover":
+            from readatl06.parallel import abort_on_error, world
+            from readatl06.xover_run import run_xover
+            comm = world()
+            with abort_on_error(comm):
+                return run_xover(comm, args.source, args.output, crs=args.crs, max_gap=args.max_gap,
+                                 dt_max=args.dt_max, overwrite=args.overwrite)
         if args.command == "fetch":
-            raise UsageError("fetch: remote sources (ssh://, s3://) are not supported by this version")
+            return _fetch(args)
         return _module_command(args)
     except UsageError as exc:
         if not quiet:

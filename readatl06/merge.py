@@ -1,12 +1,16 @@
 """One file for the whole run, written collectively with parallel HDF5 (DESIGN §3).
 
-Every rank holds the tracks of the granules it reduced (or read). Granules are ordered by
-(acquisition time in the name, file name); within a (beam, direction) the points of granule g
-start at the prefix sum of the counts of granules before g, so the file is the same for any rank
-count and any distribution of work. Structure calls are made identically on every rank; each rank
-then writes its blocks of every dataset in ONE collective call (also with nothing to write: see
-STACK.md on the empty-slice hang). Without MPI in h5py, rank 0 gathers numeric arrays (Gatherv)
-and writes the same file serially.
+Granules are ordered by (acquisition time in the name, file name); within a (beam, direction) the
+points of granule g start at the prefix sum of the counts of granules before g, so the file is the
+same for any rank count and any distribution of work. Every rank builds the same plan from one
+allgather of the tracks each holds (in memory, or as per-beam files): all groups and datasets are
+created first, at full size, with identical structure calls on every rank; then each group is
+written in rounds that fit ``--merge-memory``. In a round every rank owns whole chunks of every
+dataset (``redistribute``): it reads its share of the per-beam files itself and receives the points
+other ranks hold in memory with one Alltoallv per dataset, then every rank writes its run of chunks
+in ONE collective call per dataset (also with nothing to write: see STACK.md on the empty-slice
+hang), so each chunk is compressed by exactly one rank. Without MPI in h5py, rank 0 gathers each
+round (Gatherv) and writes the same file serially.
 """
 import json
 import os
@@ -16,11 +20,18 @@ import h5py
 import numpy as np
 
 from readatl06 import __version__
+from readatl06 import redistribute as rd
+from readatl06.redistribute import HeldTracks, TrackFile, memory_bytes, track_bytes, vars_of  # noqa: F401 (API)
 from readatl06.outdir import crash_point, tmp_name
 from readatl06.schema import BEAMS, DIRECTIONS
 
-CHUNK = 1 << 18           # elements per chunk of the merged datasets
+CHUNK = rd.CHUNK_MAX       # elements per chunk of a large merged dataset (smaller ones: rd.chunk_for)
 GROUPS = [(b, d) for b in BEAMS for d in DIRECTIONS]
+DEFAULT_MEMORY_MB = rd.DEFAULT_MEMORY_MB
+ROUND_SHARE = rd.ROUND_SHARE
+GI = rd.GI
+GI_ATTRS = {"long_name": "row of this point's granule in /granules", "units": "1"}
+last_stats = {}            # this process's figures of its last merge (rounds, largest buffer ...)
 
 
 def fill_for(dtype, attrs):
@@ -35,9 +46,9 @@ def describe(held):
     meta = {}
     for row, t in held:
         vars_ = meta.setdefault((t.beam, t.direction), {})
-        for name, values in t.data.items():
+        for name, (dtype, attrs) in vars_of(t).items():
             if name not in vars_ or row < vars_[name][0]:
-                vars_[name] = (row, np.asarray(values).dtype.str, dict(t.var_attrs[name]))
+                vars_[name] = (row, dtype, dict(attrs))
     return meta
 
 
@@ -67,25 +78,14 @@ def _group_vars(every, own, beam):
     return out
 
 
-def _blocks(rows, counts, offsets):
-    """Contiguous (start, length) runs in the file for this rank's granule rows (adjacent rows joined)."""
-    blocks = []
-    for r in rows:
-        n = int(counts[r])
-        if n == 0:
-            continue
-        start = int(offsets[r])
-        if blocks and blocks[-1][0] + blocks[-1][1] == start:
-            blocks[-1][1] += n
-        else:
-            blocks.append([start, n])
-    return blocks
-
-
-def _write_collective(dset, blocks, buf):
-    """Every rank calls H5Dwrite with a collective transfer list, even with an empty selection."""
-    mspace, fspace, buf, dxpl = write_selection(dset, blocks, buf)
-    dset.id.write(mspace, fspace, buf, dxpl=dxpl)
+def _datasets(vars_):
+    """[(name, dtype, attrs, fill)] of a group in file order: by first row, then name; granule_index last."""
+    out = []
+    for name, (_, dtype, attrs) in sorted(vars_.items(), key=lambda kv: (kv[1][0], kv[0])):
+        fill = fill_for(dtype, attrs)
+        out.append((name, dtype, attrs if "_FillValue" in attrs else dict(attrs, _FillValue=fill), fill))
+    out.append((GI, "<i4", dict(GI_ATTRS), None))
+    return out
 
 
 def write_selection(dset, blocks, buf):
@@ -101,6 +101,12 @@ def write_selection(dset, blocks, buf):
     dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
     dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
     return mspace, fspace, np.ascontiguousarray(buf), dxpl
+
+
+def _write_collective(dset, a, b, buf):
+    """Every rank calls H5Dwrite with a collective transfer list, even with an empty selection."""
+    mspace, fspace, buf, dxpl = write_selection(dset, [(a, b - a)] if b > a else [], buf)
+    dset.id.write(mspace, fspace, buf, dxpl=dxpl)
 
 
 def _gatherv(comm, buf):
@@ -119,9 +125,37 @@ def mpi_h5py(comm):
             and os.environ.get("READATL06_MERGE_SERIAL", "") != "1")
 
 
-def merge_tracks(comm, granules, held, path, opts=None, parameters=None, parallel=None):
+def _plans(comm, held, items, budget):
+    """Per group: the GroupPlan from every rank's sources, and {source index: Track} of this rank's."""
+    local = [(row, GROUPS.index((t.beam, t.direction)), len(t), t.path if isinstance(t, TrackFile) else None)
+             for row, t in held if len(t)]
+    table = comm.allgather(local) if comm.size > 1 else [local]
+    by_group = [[] for _ in GROUPS]
+    for rank, entries in enumerate(table):
+        for row, k, n, path in entries:
+            by_group[k].append((row, n, -1 if path is not None else rank, path))
+    mine = {(row, GROUPS.index((t.beam, t.direction))): t for row, t in held
+            if len(t) and not isinstance(t, TrackFile)}
+    plans, tracks = [], []
+    for k, sources in enumerate(by_group):
+        sources.sort(key=lambda s: s[0])
+        rows = [s[0] for s in sources]
+        if len(set(rows)) != len(rows):
+            raise ValueError(f"two tracks of one granule in group {'/'.join(GROUPS[k])}")
+        sizes = [np.dtype(dt).itemsize for _, dt, _, _ in items[k]]
+        # per point of a rank's run: every dataset's buffer, one dataset's send and receive buffers,
+        # and HDF5's uncompressed + compressed chunks of the dataset being written
+        gp = rd.GroupPlan(sources, comm.size, sum(sizes) + 4 * max(sizes), budget)
+        plans.append(gp)
+        tracks.append({i: mine[(s[0], k)] for i, s in enumerate(sources) if s[2] == comm.rank})
+    return plans, tracks
+
+
+def merge_tracks(comm, granules, held, path, opts=None, parameters=None, parallel=None, memory=None):
     """Write the merged file. ``granules``: GranuleName list in §3 order (the same on every rank);
-    ``held``: this rank's ``[(granule_row, Track)]``. Returns the number of points written."""
+    ``held``: this rank's ``[(granule_row, Track or TrackFile)]`` (TrackFiles can be read by any rank);
+    ``memory``: ``--merge-memory`` in MB. Returns the number of points written."""
+    global last_stats
     parallel = mpi_h5py(comm) if parallel is None else parallel
     if not parallel and comm.rank == 0:
         print("readatl06 merge: no parallel HDF5 (h5py without MPI or forced off): rank 0 gathers the "
@@ -129,19 +163,15 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
     held = sorted(held, key=lambda rt: (rt[0], BEAMS.index(rt[1].beam), rt[1].direction))
     meta = combine(comm.allgather(describe(held)))
     every = combine([{0: v} for v in meta.values()]).get(0, {})   # every group gets every variable
-    ng = len(granules)
-    counts = np.zeros((len(GROUPS), ng), np.int64)
-    by_group = {}
-    for row, t in held:
-        k = GROUPS.index((t.beam, t.direction))
-        counts[k, row] += len(t)
-        by_group.setdefault(k, []).append((row, t))
-    counts = comm.allreduce(counts) if comm.size > 1 else counts
-    offsets = np.zeros_like(counts)
-    offsets[:, 1:] = np.cumsum(counts, axis=1)[:, :-1]
-    totals = counts.sum(axis=1)
+    items = [_datasets(_group_vars(every, meta.get(key, {}), key[0])) for key in GROUPS]
+    budget = memory_bytes(memory) * ROUND_SHARE
+    plans, tracks = _plans(comm, held, items, budget)
+    writers = comm.size if parallel else 1       # serial: rank 0 holds a whole round
     if parameters is None and opts is not None:
         parameters = opts.parameters()
+    stats = {"rounds": 0, "rounds_per_group": [], "largest_buffer": 0, "chunks": [gp.chunk for gp in plans],
+             "held_bytes": sum(track_bytes(t) for _, t in held if not isinstance(t, TrackFile)),
+             "budget": budget}
 
     # Written under a temporary name in the target's folder (rank 0's name, the same on every rank)
     # and renamed by rank 0 after the collective close: a killed merge never leaves a file under
@@ -152,35 +182,18 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
     else:
         f = h5py.File(tmp, "w") if comm.rank == 0 else None
     try:
-        if f is not None:
-            _granule_table(f, granules, parameters, write=(comm.rank == 0))
-        for k, (beam, direction) in enumerate(GROUPS):
+        dsets = _create(f, granules, parameters, comm.rank == 0, plans, items)
+        for k in range(len(GROUPS)):
             crash_point("merge-group")
-            vars_ = _group_vars(every, meta.get((beam, direction), {}), beam)
-            n = int(totals[k])
-            grp = f.require_group(f"{beam}/{direction}") if f is not None else None
-            if grp is not None:
-                grp.attrs["beam"] = beam
-                grp.attrs["direction"] = direction
-            mine = by_group.get(k, [])
-            blocks = _blocks([r for r, _ in mine], counts[k], offsets[k])
-            items = sorted(vars_.items(), key=lambda kv: (kv[1][0], kv[0]))
-            items.append(("granule_index", (0, "<i4", {"long_name": "row of this point's granule in /granules",
-                                                        "units": "1"})))
-            for name, (_, dtype, attrs) in items:
-                if name == "granule_index":
-                    buf = np.concatenate([np.full(len(t), r, np.int32) for r, t in mine]) if mine else np.zeros(0, "i4")
-                else:
-                    fill = fill_for(dtype, attrs)
-                    parts = [np.asarray(t.data[name]) if name in t.data else np.full(len(t), fill, dtype)
-                             for _, t in mine]
-                    buf = np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
-                    if "_FillValue" not in attrs:
-                        attrs = dict(attrs, _FillValue=fill)
-                _dataset(comm, f, grp, name, dtype, n, attrs, blocks, buf, parallel, mine, counts[k], offsets[k])
+            rounds = plans[k].rounds(writers)
+            stats["rounds_per_group"].append(len(rounds))
+            for a_round, b_round in rounds:
+                used = _round(comm, plans[k], tracks[k], items[k], dsets[k], a_round, b_round, parallel)
+                stats["largest_buffer"] = max(stats["largest_buffer"], used)
+            stats["rounds"] += len(rounds)
         if f is not None:
             f.attrs["software"] = f"readatl06 {__version__}"
-            f.attrs["n_granules"] = np.int64(ng)
+            f.attrs["n_granules"] = np.int64(len(granules))
     finally:
         if f is not None:
             f.close()
@@ -189,33 +202,71 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
     if comm.rank == 0:
         os.replace(tmp, path)
     comm.barrier()
-    return int(totals.sum())
+    last_stats = stats
+    return int(sum(gp.total for gp in plans))
 
 
-def _dataset(comm, f, grp, name, dtype, n, attrs, blocks, buf, parallel, mine, counts, offsets):
-    fill = attrs.get("_FillValue")
-    kw = dict(chunks=(min(n, CHUNK),), compression="gzip", compression_opts=4, shuffle=True) if n else {}
-    if parallel:
-        d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=fill, **kw)
-        for key, value in attrs.items():
-            d.attrs[key] = value
-        if n:   # zero-size: nobody writes (the same decision on every rank)
-            _write_collective(d, blocks, buf)
-        return
-    # serial fallback: rank 0 places every rank's blocks
-    all_blocks = comm.allgather(blocks)
-    data = _gatherv(comm, buf)
-    if comm.rank != 0:
-        return
-    full = np.empty(n, dtype)
-    pos = 0
-    for rank_blocks in all_blocks:
-        for start, length in rank_blocks:
-            full[start:start + length] = data[pos:pos + length]
-            pos += length
-    d = grp.create_dataset(name, data=full, fillvalue=fill, **kw)
-    for key, value in attrs.items():
-        d.attrs[key] = value
+def _create(f, granules, parameters, first, plans, items):
+    """Every group and dataset at full size with its attributes (identical calls on every rank that
+    has the file). Returns per group {name: Dataset} (empty without a file)."""
+    dsets = [{} for _ in GROUPS]
+    if f is None:
+        return dsets
+    _granule_table(f, granules, parameters, write=first)
+    for k, (beam, direction) in enumerate(GROUPS):
+        grp = f.require_group(f"{beam}/{direction}")
+        grp.attrs["beam"] = beam
+        grp.attrs["direction"] = direction
+        n = plans[k].total
+        kw = dict(chunks=(plans[k].chunk,), compression="gzip", compression_opts=4, shuffle=True) if n else {}
+        for name, dtype, attrs, _ in items[k]:
+            d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=attrs.get("_FillValue"), **kw)
+            for key, value in attrs.items():
+                d.attrs[key] = value
+            dsets[k][name] = d
+    return dsets
+
+
+def _round(comm, gp, tracks, items, dsets, a_round, b_round, parallel):
+    """One round of one group: this rank's run of whole chunks assembled, then written (collectively,
+    or gathered to rank 0). Returns the most bytes of buffers this rank held at once."""
+    bounds = gp.bounds(a_round, b_round)
+    a, b = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
+    outs, live, used = {}, 0, 0
+    if gp.any_file_in(a, b):       # all datasets at once: each file opened once per round
+        outs = {name: np.empty(b - a, dtype) for name, dtype, _, _ in items}
+        rd.read_files(gp, a, b, outs, {name: fill for name, _, _, fill in items})
+        live = sum(o.nbytes for o in outs.values())
+    ex = rd.plan_exchange(gp, bounds, comm.rank, a_round, b_round) if gp.any_held(a_round, b_round) else None
+    for name, dtype, _, fill in items:
+        out = outs.pop(name, None)
+        if out is None:
+            out = np.empty(b - a, dtype)
+            live += out.nbytes
+        extra = 0
+        if name == GI:
+            rd.fill_index(gp, a, b, out)
+        elif ex is not None:
+            rd.copy_local(ex, tracks, name, fill, out)
+            if ex.needed:       # the same decision on every rank: all or none call Alltoallv
+                send = rd.send_buffer(ex, gp, tracks, name, dtype, fill)
+                got = rd.alltoallv(comm, send, ex.scounts, ex.rcounts, dtype)
+                extra = send.nbytes + got.nbytes
+                del send
+                rd.place(ex, got, out)
+                del got
+        used = max(used, live + extra)
+        if parallel:
+            _write_collective(dsets[name], a, b, out)
+        else:
+            data = _gatherv(comm, out)
+            if comm.rank == 0:
+                dsets[name][a_round:b_round] = data
+                used = max(used, live + data.nbytes)
+            del data
+        live -= out.nbytes
+        del out
+    return used
 
 
 def _granule_table(f, granules, parameters, write):
@@ -235,15 +286,12 @@ def _granule_table(f, granules, parameters, write):
 
 
 def load_track(path):
-    """A Track read back from a per-beam file (for ``merge OUTDIR`` and ``--resume --merge``)."""
-    from readatl06.names import parse_name
+    """A Track read back from a per-beam file, points included."""
     from readatl06.reduce import Track
+    t = TrackFile.open(path)
     with h5py.File(path, "r") as f:
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        data = {k: f[k][()] for k in f}
-        var_attrs = {k: {a: (v.decode() if isinstance(v, bytes) else v) for a, v in f[k].attrs.items()}
-                     for k in f}
-    return Track(parse_name(attrs["granule"]), attrs["beam"], attrs["direction"], data, var_attrs, attrs)
+        data = {k: f[k][()] for k in t.var_dtypes}
+    return Track(t.granule, t.beam, t.direction, data, t.var_attrs, t.attrs)
 
 
 def _outdir_plan(outdir, output, overwrite, params):
@@ -281,9 +329,11 @@ def _outdir_plan(outdir, output, overwrite, params):
     return files, sorted(parse_name(n) for n in names), [os.path.getsize(p) for p in files]
 
 
-def merge_outdir(comm, outdir, output, overwrite=False, params=None):
-    """``readatl06 merge OUTDIR -o MERGED.h5``: ranks read disjoint per-beam files, then merge.
-    Returns the exit status (2: bad target or mixed parameter sets, before any work)."""
+def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None):
+    """``readatl06 merge OUTDIR -o MERGED.h5``: ranks open disjoint per-beam files for their metadata,
+    then the merge streams the points from the files, every rank reading the slices of its chunks,
+    round by round (``memory``: ``--merge-memory`` MB). Returns the exit status (2: bad target or
+    mixed parameter sets, before any work)."""
     from readatl06 import outdir as outdir_mod
     from readatl06 import schedule
     from readatl06.errors import UsageError
@@ -308,14 +358,21 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None):
         held = []
         parameters = None
         for i in schedule.assign(sizes, comm.size)[comm.rank]:
-            t = load_track(files[i])
+            t = TrackFile.open(files[i])
             parameters = parameters or t.attrs.get("parameters")
             held.append((row[t.granule.name], t))
         parameters = next((p for p in comm.allgather(parameters) if p), None)
-        n = merge_tracks(comm, granules, held, output, parameters=parameters)
+        n = merge_tracks(comm, granules, held, output, parameters=parameters, memory=memory)
         if comm.rank == 0:
-            print(f"readatl06 merge: {n} points from {len(files)} files of {len(granules)} granules -> {output}")
+            print(f"readatl06 merge: {n} points from {len(files)} files of {len(granules)} granules -> {output}"
+                  f"{rounds_note()}")
         return 0
     finally:
         if lock is not None:
             lock.release()
+
+
+def rounds_note():
+    """`` (in N rounds)`` when the last merge needed more than one round per group."""
+    per_group = last_stats.get("rounds_per_group", [])
+    return f" (in {last_stats['rounds']} rounds)" if per_group and max(per_group) > 1 else ""

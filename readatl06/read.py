@@ -5,6 +5,7 @@ chunk reader (readatl06.chunks) where its layout allows, else by h5py.
 """
 import functools
 import os
+import time
 
 import h5py
 import numpy as np
@@ -55,6 +56,8 @@ class Granule:
         self.path = str(path)
         self.name = os.path.basename(self.path)
         self.fd = None
+        self.bytes_read = 0          # stored bytes read for the data (--timings)
+        self.read_seconds = 0.0      # time in reading and decoding them
         try:
             self.file = h5py.File(self.path, "r")
         except (OSError, ValueError) as exc:
@@ -130,7 +133,9 @@ class Granule:
 
     def fetch(self, offset, size):
         """``size`` bytes of the file at ``offset`` (fewer at its end): what a ChunkIndex is read with."""
-        return os.pread(self.fd, size, offset)
+        data = os.pread(self.fd, size, offset)
+        self.bytes_read += len(data)
+        return data
 
 
 class Var:
@@ -212,14 +217,18 @@ class Beam:
         return full if rows is None else full[rows]
 
     def _decode(self, v, rows=None):
+        t0 = time.perf_counter()
         try:
             if v.index is not None:
                 return read_index(v.index, self.granule.fetch, rows)
+            self.granule.bytes_read += v.dsid.get_storage_size()
             return v.dset[()]
         except ChunkError as exc:
             raise self._error(v.label, f"cannot be read: {exc}") from None
         except OSError as exc:
             raise self._error(v.label, f"cannot be read ({exc})") from exc
+        finally:
+            self.granule.read_seconds += time.perf_counter() - t0
 
 
 def fill_value(dsid):

@@ -73,6 +73,8 @@ class GranuleResult:
     removed: dict = dataclasses.field(default_factory=lambda: {"subset": 0, "fill": 0, "quality": 0})
     notes: list = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    read_seconds: float = 0.0        # reading and decoding the granule's data (the rest: filtering)
+    bytes_read: int = 0
     looked_up: set = dataclasses.field(default_factory=set)   # variables looked for (a beam kept points)
     found: set = dataclasses.field(default_factory=set)       # ... and found in at least one beam
 
@@ -119,6 +121,7 @@ def reduce_granule(path, gname, opts):
             if opts.strong_only and strength != "strong":
                 continue
             _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, missing)
+        res.read_seconds, res.bytes_read = g.read_seconds, g.bytes_read
     by_beams = {}
     for source, beams in missing.items():
         by_beams.setdefault(tuple(sorted(beams)), []).append(source)

@@ -15,7 +15,7 @@ from readatl06.names import select
 from readatl06.schema import OUTPUT_VARS
 from readatl06.parallel import shared_counter
 from readatl06.progress import Progress
-from readatl06.sources import discover
+from readatl06.sources import discover, remote
 
 
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
@@ -31,6 +31,7 @@ class Plan:
     messages: list         # one line per name problem (unparsed, refused, duplicate) or resume decision
     error: str = None      # bad usage or a SourceError: stop before any work (exit 2)
     run: str = ""          # this run's id, in every record
+    list_seconds: float = 0.0
 
 
 def check_targets(outdir, inputs, merge_path, log, overwrite, resume):
@@ -74,7 +75,7 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
         if resume and on_disk and g.name not in changed:
             unfinished.append(g.name)
         try:
-            size = os.path.getsize(p)
+            size = remote.size_of(p)
         except OSError:
             size = 0
         items.append((g, p, size, on_disk))
@@ -111,8 +112,12 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
             more = f" and {len(on_disk) - 1} more" if len(on_disk) > 1 else ""
             raise GranuleError(g.name, f"output {on_disk[0]}{more} of an earlier run exists; use --overwrite "
                                        "to replace it or --resume to keep finished granules")
-        res = reduce_granule(path, g, opts)
+        with remote.opened(path) as source:           # local path, remote granule read in place, or staged
+            res = reduce_granule(source, g, opts)
+        record["timings"] = {"read": round(res.read_seconds, 4), "filter": round(res.seconds - res.read_seconds, 4)}
+        record["bytes_read"] = res.bytes_read
         tracks = res.tracks
+        t_write = time.perf_counter()
         record.update(points=res.points, segments=res.segments, removed=res.removed, notes=res.notes)
         user = [v.source for v in opts.vars[len(OUTPUT_VARS):]]
         record["vars"] = {s: s in res.found for s in user if s in res.looked_up}   # --vars: found here?
@@ -121,6 +126,7 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
                 name = os.path.basename(p)
                 record["outputs"].append(name)
                 record["sizes"][name] = os.path.getsize(p)
+        record["timings"]["write"] = round(time.perf_counter() - t_write, 4)
         outdir_mod.crash_point("granule-written")
         if write:
             for name in set(on_disk) - set(record["outputs"]):     # stale files of an earlier run
@@ -153,7 +159,9 @@ def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path,
         try:
             outdir_mod.check_outdir(outdir)
             lock = outdir_mod.Lock(outdir, "reduce")
+            t_list = time.perf_counter()
             plan = make_plan(sources, selection, outdir, key, resume, overwrite, merge_path, log)
+            plan.list_seconds = time.perf_counter() - t_list
             plan.run = f"{socket.gethostname()}-{os.getpid()}-{time.time():.3f}"
         except UsageError as exc:
             plan = Plan([], [], [], [], str(exc))
@@ -163,7 +171,8 @@ def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path,
 
 
 def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrite=False, write=True,
-               progress=False, log=None, merge_path=None, schedule_how="dynamic", merge_memory=None):
+               progress=False, log=None, merge_path=None, schedule_how="dynamic", merge_memory=None,
+               timings=False):
     """The whole ``reduce`` command on every rank; returns the exit status (same on every rank)."""
     t0 = time.perf_counter()
     key = manifest.params_key(opts.parameters())
@@ -174,7 +183,7 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
         return 2
     try:
         return _run(comm, plan, opts, outdir, key, t0, resume or overwrite, write, progress, log, merge_path,
-                    schedule_how, merge_memory)
+                    schedule_how, merge_memory, timings)
     finally:
         if lock is not None:
             lock.release()
@@ -208,7 +217,8 @@ def _work(comm, plan, how):
             yield order[k]
 
 
-def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge_path, how, merge_memory=None):
+def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge_path, how, merge_memory=None,
+         timings=False):
     from readatl06.merge import HeldTracks   # tracks for --merge: in memory up to a limit, then their files
     if comm.rank == 0:
         for m in plan.messages:
@@ -247,11 +257,14 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
         except OSError as exc:
             stops.append(f"the manifest cannot be written ({exc.strerror or exc}); the part files keep the records")
             status = 1
-        report(flat, plan, comm.size, time.perf_counter() - t0, log, stops)
+        report(flat, plan, comm.size, time.perf_counter() - t0, log, stops, timings)
         reduced = {r["granule"] for r in flat if r["status"] != "failed"}
     status, reduced = comm.bcast((status, reduced), root=0)
     if merge_path:
+        t_merge = time.perf_counter()
         status = max(status, _merge(comm, plan, held, merge_path, opts, reduced, merge_memory))
+        if timings and comm.rank == 0:
+            print(f"readatl06 timings: merge {time.perf_counter() - t_merge:.3f} s (wall)")
     return status
 
 
@@ -293,7 +306,7 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     return 0
 
 
-def report(records, plan, nranks, seconds, log=None, stops=()):
+def report(records, plan, nranks, seconds, log=None, stops=(), timings=False):
     """Rank 0: per-granule errors and notes to stderr/log, then the run summary. Points are counted
     only for reduced granules."""
     lines = [f"ERROR {s}" for s in stops]
@@ -313,6 +326,12 @@ def report(records, plan, nranks, seconds, log=None, stops=()):
     for line in lines:
         print(f"readatl06: {line}", file=sys.stderr)
     print(summary)
+    if timings:
+        stage = {k: sum(r.get("timings", {}).get(k, 0.0) for r in records) for k in ("read", "filter", "write")}
+        nbytes = sum(r.get("bytes_read", 0) for r in records)
+        print(f"readatl06 timings (seconds summed over ranks): list {plan.list_seconds:.3f}, read and inflate "
+              f"{stage['read']:.3f}, filter {stage['filter']:.3f}, write {stage['write']:.3f}; "
+              f"{nbytes / 1e6:.1f} MB read")
     if log:
         with open(log, "a", encoding="utf-8") as fh:
             for m in plan.messages:

@@ -18,7 +18,7 @@ step() { printf '\n== %s\n' "$*"; }
 t0=$(date +%s)
 
 step "Debian packages (Open MPI, parallel HDF5, SLURM for the job-script tests)"
-PKGS="openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools pkg-config slurm-wlm slurm-wlm-torque"
+PKGS="openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools pkg-config slurm-wlm slurm-wlm-torque openssh-server"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -139,6 +139,12 @@ def test_merge_identical_for_any_rank_count(mpi_tmp_path, mpi_real_dir):
     assert run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "t"),
                       merge_path=world) == 0
     assert merge_outdir(comm, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "outdir.h5")) == 0
+    # tracks spilled to their per-beam files and merged in rounds (--merge-memory 0.3), --no-per-beam
+    assert run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "t2"),
+                      merge_path=str(mpi_tmp_path / "small.h5"), merge_memory=0.3) == 0
+    assert run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "t3"), write=False,
+                      merge_path=str(mpi_tmp_path / "nofiles.h5"), merge_memory=0.3) == 0
+    assert merge_outdir(comm, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "outdir-small.h5"), memory=0.3) == 0
     os.environ["READATL06_MERGE_SERIAL"] = "1"        # the Gatherv fallback, on all ranks
     try:
         assert merge_outdir(comm, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "gathered.h5")) == 0
@@ -146,6 +152,200 @@ def test_merge_identical_for_any_rank_count(mpi_tmp_path, mpi_real_dir):
         del os.environ["READATL06_MERGE_SERIAL"]
     if comm.rank == 0:
         assert merge_outdir(MPI.COMM_SELF, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "one.h5")) == 0
-        for other in ("outdir.h5", "gathered.h5", "one.h5"):
+        for other in ("outdir.h5", "gathered.h5", "one.h5", "small.h5", "nofiles.h5", "outdir-small.h5"):
             assert_same_file(world, mpi_tmp_path / other)
     comm.Barrier()
+
+
+# ----------------------------------------------------------------------------- issue 11: whole chunks, rounds
+def synth(n_granules, seed=0, lacking=(1,)):
+    """Granule names and ``[(row, Track)]``: two large groups (several rounds at a small
+    --merge-memory), small ones, empty beams, one group without any track, and granules ``lacking``
+    the secondary variables (as NSIDC subsets)."""
+    import datetime as dt
+
+    from readatl06.reduce import Track
+    rng = np.random.default_rng(seed)
+    t0 = dt.datetime(2019, 3, 1)
+    granules = sorted(parse_name(f"ATL06_{t0 + dt.timedelta(minutes=97 * i):%Y%m%d%H%M%S}_"
+                                 f"{(7 * i) % 1387 + 1:04d}02{10 + i % 3:02d}_006_01.h5") for i in range(n_granules))
+    fills = {"f4": np.finfo(np.float32).max, "f8": np.finfo(np.float64).max, "i1": 127}
+    held = []
+    for row, g in enumerate(granules):
+        for k, (beam, direction) in enumerate(GROUPS):
+            if k == 11:
+                continue                                           # gt3r descending: never any point
+            n = int(rng.integers(5000, 9000)) if k in (0, 5) else int(rng.integers(0, 400)) * int(rng.random() < 0.7)
+            if n == 0:
+                continue                                           # an empty beam
+            data, attrs = {}, {}
+            for v in OUTPUT_VARS:
+                if row in lacking and v.name in ("h_rb", "dac", "tide_ocean", "f_sn"):
+                    continue
+                kind = np.dtype(v.dtype).kind
+                data[v.name] = (rng.normal(0, 1e3, n) if kind == "f" else rng.integers(-100, 100, n)).astype(v.dtype)
+                attrs[v.name] = {"units": v.units, "long_name": v.long_name, "source": f"/{beam}/x/{v.source}"}
+                if v.dtype in fills and v.name not in ("t_sec", "t_year", "orbit"):
+                    attrs[v.name]["_FillValue"] = np.asarray(fills[v.dtype]).astype(v.dtype)[()]
+            held.append((row, Track(g, beam, direction, data, attrs, {
+                "granule": g.name, "beam": beam, "direction": direction, "parameters": "{}"})))
+    return granules, held
+
+
+GROUPS = [(b, d) for b in BEAMS for d in DIRECTIONS]
+
+
+def assert_synth_file(path, granules, held):
+    """The merged file holds exactly the tracks in granule order, fill values where a granule lacks a
+    variable, granule_index, the chunk layout of ``chunk_for`` and gzip + shuffle."""
+    from readatl06.redistribute import chunk_for
+    with h5py.File(path, "r") as f:
+        assert [x.decode() for x in f["granules/name"][()]] == [g.name for g in granules]
+        for k, (beam, d) in enumerate(GROUPS):
+            parts = sorted((row, t) for row, t in held if (t.beam, t.direction) == (beam, d))
+            grp = f[f"{beam}/{d}"]
+            n = sum(len(t) for _, t in parts)
+            assert sorted(grp) == sorted([v.name for v in OUTPUT_VARS] + ["granule_index"])
+            gi = np.concatenate([np.full(len(t), r, np.int32) for r, t in parts]) if parts else np.zeros(0, np.int32)
+            assert grp["granule_index"][()].tobytes() == gi.tobytes()
+            for v in OUTPUT_VARS:
+                ds = grp[v.name]
+                assert ds.shape == (n,) and ds.dtype == np.dtype(v.dtype)
+                fill = ds.attrs["_FillValue"]
+                want = [t.data[v.name] if v.name in t.data else np.full(len(t), fill, v.dtype) for _, t in parts]
+                assert ds[()].tobytes() == (np.concatenate(want) if want else np.zeros(0, v.dtype)).tobytes(), (k, v.name)
+                if n:
+                    assert ds.chunks == (chunk_for(n),) and ds.compression == "gzip" and ds.shuffle
+            if k in (0, 5):   # the lacking granule's points hold the fill value
+                assert (grp["dac"][()][gi == 1] == np.finfo(np.float32).max).all() and (gi == 1).any()
+
+
+def test_rounds_and_sources_give_the_same_file(tmp_path):
+    """Tracks in memory, in per-beam files, or both; one round or many: the same file, and the data."""
+    from readatl06 import merge
+    from readatl06.parallel import SerialComm
+    from readatl06.write import write_tracks
+    granules, held = synth(10)
+    (tmp_path / "t").mkdir()
+    files = {}
+    for row, t in held:
+        files[(row, t.beam, t.direction)] = merge.TrackFile.open(write_tracks([t], str(tmp_path / "t"))[0])
+    on_disk = [(row, files[(row, t.beam, t.direction)]) for row, t in held]
+    mixed = [(row, t if i % 3 else files[(row, t.beam, t.direction)]) for i, (row, t) in enumerate(held)]
+    ref = tmp_path / "ref.h5"
+    assert merge.merge_tracks(SerialComm(), granules, held, str(ref), parameters="{}") == sum(len(t) for _, t in held)
+    assert merge.last_stats["rounds_per_group"] == [1] * 11 + [0]        # gt3r descending: empty
+    assert_synth_file(ref, granules, held)
+    for name, items in (("memory", held), ("files", on_disk), ("mixed", mixed)):
+        for memory in (512, 2, 0.01):
+            out = tmp_path / f"{name}-{memory}.h5"
+            merge.merge_tracks(SerialComm(), granules, items, str(out), parameters="{}", memory=memory)
+            if memory < 512:
+                assert merge.last_stats["rounds"] > 11 and max(merge.last_stats["rounds_per_group"]) >= 4
+            assert_same_file(ref, out)
+
+
+def test_round_buffer_does_not_grow_with_the_granules(tmp_path):
+    """At a fixed --merge-memory the largest buffer a rank holds is the same for 6 and 24 granules and
+    within the budget; only the number of rounds grows."""
+    from readatl06 import merge
+    from readatl06.parallel import SerialComm
+    seen = {}
+    for n in (6, 24):
+        granules, held = synth(n, seed=n)
+        merge.merge_tracks(SerialComm(), granules, held, str(tmp_path / f"{n}.h5"), parameters="{}", memory=2)
+        seen[n] = dict(merge.last_stats)
+        assert_synth_file(tmp_path / f"{n}.h5", granules, held)
+    assert seen[24]["largest_buffer"] == seen[6]["largest_buffer"] <= seen[6]["budget"] == 2 ** 20
+    assert seen[24]["rounds"] > 2 * seen[6]["rounds"] > 24
+
+
+def test_held_tracks_spill_to_their_files_beyond_the_limit(tmp_path):
+    from readatl06 import merge
+    from readatl06.write import write_tracks
+    _, held = synth(4)
+    kept = merge.HeldTracks(str(tmp_path), files=True, memory=1)       # 0.5 MB for tracks in memory
+    for row, t in held:
+        write_tracks([t], str(tmp_path))
+        kept.extend([(row, t)])
+    in_memory = [t for _, t in kept if not isinstance(t, merge.TrackFile)]
+    spilled = [t for _, t in kept if isinstance(t, merge.TrackFile)]
+    assert in_memory and spilled and len(kept) == len(held)
+    assert kept.bytes == sum(merge.track_bytes(t) for t in in_memory) <= 2 ** 19 and not kept.over
+    assert all(os.path.isfile(t.path) and t.n == h5py.File(t.path, "r")["lat"].shape[0] for t in spilled)
+    everything = merge.HeldTracks(str(tmp_path), files=False, memory=1)   # --no-per-beam: nothing to read back
+    everything.extend(held)
+    assert everything.over and not any(isinstance(t, merge.TrackFile) for _, t in everything)
+
+
+def test_merge_memory_option_keeps_the_file(merged, real_dir, tmp_path, capsys):
+    assert main(["merge", str(merged / "tracks"), "-o", str(tmp_path / "m.h5"), "--merge-memory", "0.3"]) == 0
+    assert "rounds)" in capsys.readouterr().out
+    assert_same_file(merged / "m.h5", tmp_path / "m.h5")
+    assert main(["reduce", str(real_dir), "-o", str(tmp_path / "t"), "--merge", str(tmp_path / "r.h5"),
+                 "--merge-memory", "0.3", "--no-progress"]) == 0
+    assert_same_file(merged / "m.h5", tmp_path / "r.h5")
+    with pytest.raises(SystemExit) as exc:
+        main(["merge", str(merged / "tracks"), "-o", str(tmp_path / "x.h5"), "--merge-memory", "0"])
+    assert exc.value.code == 2 and not (tmp_path / "x.h5").exists()
+
+
+def test_kill_during_a_merge_in_rounds_then_resume(real_dir, tmp_path, merged):
+    from conftest import run_cli
+    out, m = tmp_path / "t", tmp_path / "m.h5"
+    r = run_cli("reduce", real_dir, "-o", out, "--merge", m, "--merge-memory", "0.3", "--no-progress",
+                env={"READATL06_CRASH_AT": "merge-group:3"})
+    assert r.returncode != 0 and not m.exists()
+    r = run_cli("reduce", real_dir, "-o", out, "--merge", m, "--merge-memory", "0.3", "--no-progress", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert_same_file(merged / "m.h5", m)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.mpi(min_size=2)
+def test_whole_chunks_identical_for_every_rank_count_and_memory(mpi_tmp_path):
+    """Synthetic tracks on 1 .. size ranks (sub-communicators), spread round robin, all on one rank
+    (the others hold nothing), or as per-beam files, in one round or many: always the same file."""
+    from mpi4py import MPI
+
+    from readatl06 import merge
+    from readatl06.write import write_tracks
+    world = MPI.COMM_WORLD
+    granules, held = synth(6)
+    folder = mpi_tmp_path / "t"
+    if world.rank == 0:
+        folder.mkdir()
+    paths = world.bcast([write_tracks([t], str(folder))[0] for _, t in held] if world.rank == 0 else None)
+    ref = mpi_tmp_path / "ref.h5"
+    if world.rank == 0:
+        from readatl06.parallel import SerialComm
+        merge.merge_tracks(SerialComm(), granules, held, str(ref), parameters="{}")
+        assert_synth_file(ref, granules, held)
+    world.Barrier()
+    for size in range(1, world.size + 1):
+        comm = world.Split(0 if world.rank < size else MPI.UNDEFINED, world.rank)
+        if comm != MPI.COMM_NULL:
+            r = comm.rank
+            spreads = {"rr": held[r::size], "one": held if r == 0 else [],
+                       "files": [(row, merge.TrackFile.open(p)) for (row, _), p in zip(held, paths)][r::size],
+                       "mixed": [(row, merge.TrackFile.open(p) if i % 2 else t)
+                                 for i, ((row, t), p) in enumerate(zip(held, paths))][r::size]}
+            for name, mine in spreads.items():
+                for memory in {"rr": (0.5,), "one": (512,), "files": (0.5,), "mixed": (0.5,)}[name]:
+                    out = mpi_tmp_path / f"{size}-{name}-{memory}.h5"
+                    merge.merge_tracks(comm, granules, mine, str(out), parameters="{}", memory=memory)
+                    if memory < 1:
+                        assert max(merge.last_stats["rounds_per_group"]) > 1
+                    if r == 0:
+                        assert_same_file(ref, out)
+            comm.Free()
+        idle_barrier(world)
+
+
+def idle_barrier(comm):
+    """A barrier that sleeps instead of spinning (ranks outside a sub-communicator would otherwise
+    take the CPU from those working, oversubscribed)."""
+    import time
+    req = comm.Ibarrier()
+    while not req.Test():
+        time.sleep(0.005)

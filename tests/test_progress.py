@@ -54,3 +54,21 @@ def test_rank_zero_shows_the_granules_of_all_ranks():
     if comm.rank == 0:
         total = 3 * sum(range(1, comm.size + 1))
         assert f"{3 * comm.size}/{3 * comm.size}" in tty.getvalue() and f"{total:,} points" in tty.getvalue()
+
+
+def test_timings_printed_and_recorded(tmp_path):
+    import json
+
+    from conftest import DATA, run_cli
+    out = tmp_path / "out"
+    r = run_cli("reduce", DATA / "atl06", "-o", out, "--no-progress", "--timings", "--merge", tmp_path / "m.h5")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("readatl06 timings (seconds"))
+    assert "list " in line and "read and inflate " in line and "filter " in line and "write " in line
+    assert "readatl06 timings: merge " in r.stdout
+    recs = [json.loads(x) for x in (out / "readatl06-manifest.jsonl").read_text().splitlines()]
+    assert all(set(x["timings"]) == {"read", "filter", "write"} and x["bytes_read"] > 0 for x in recs)
+    total = sum(x["bytes_read"] for x in recs)
+    assert f"{total / 1e6:.1f} MB read" in line
+    sizes = sum(p.stat().st_size for p in (DATA / "atl06").glob("*.h5"))
+    assert 0 < total < sizes                       # data chunks only, never more than the files

@@ -128,8 +128,8 @@ def test_source_matching_nothing_is_an_error(tmp_path):
         discover([str(tmp_path / "missing.h5")])
     with pytest.raises(SourceError, match=r"list file .*: cannot be read"):
         discover(["@" + str(tmp_path / "missing.txt")])
-    with pytest.raises(SourceError, match="s3:// sources are not supported"):
-        discover(["s3://bucket/prefix"])
+    with pytest.raises(SourceError, match="s3://: no bucket"):      # remote forms: tests/test_remote.py
+        discover(["s3://"])
     empty = tmp_path / "empty"
     empty.mkdir()
     listing = discover([str(empty)])                      # an empty folder: a note, not an error
@@ -160,17 +160,21 @@ def test_deep_tree_no_recursion_limit(tmp_path):
     assert discover([str(tmp_path)]).paths == [p]
 
 
-def test_unreadable_folder_refused(tree):
+def test_unreadable_folder_refused(tree, monkeypatch):
+    """A folder that cannot be listed (permissions; simulated, since root reads every folder)."""
+    import readatl06.sources.local as local
     src, files = tree
-    if os.geteuid() == 0:
-        pytest.skip("root reads every folder")
-    locked = src / "b" / "c"
-    os.chmod(locked, 0)
-    try:
-        listing = discover([str(src)])
-    finally:
-        os.chmod(locked, 0o755)
-    assert listing.paths == files[:2] and "folder cannot be read" in listing.refused[0]
+    locked = str(src / "b" / "c")
+    real = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real(path)
+
+    monkeypatch.setattr(local.os, "scandir", scandir)
+    listing = discover([str(src)])
+    assert listing.paths == files[:2] and "folder cannot be read (Permission denied)" in listing.refused[0]
 
 
 def test_real_data_folder(tmp_path):

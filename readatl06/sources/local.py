@@ -6,8 +6,8 @@ forever). Folders are walked following symbolic links, but a link back into a fo
 loop) or to a folder already walked is noted once and not followed. Folders given in ``exclude``
 (the run's OUTDIR) are never listed, so a re-run does not pick up its own outputs.
 
-Remote schemes (``ssh://``, ``s3://``) are recognised and refused with a clear message until
-their listing back-ends exist.
+Remote SOURCEs (``ssh://``, ``s3://``, ``https://``, also as lines of a list file) are listed by
+their protocol modules (:mod:`readatl06.sources.remote`); their URLs join ``Listing.paths``.
 """
 import dataclasses
 import errno
@@ -203,9 +203,9 @@ class _Lister:
         if source.startswith("@"):
             return self._list_file(source, depth)
         if source.startswith(REMOTE_SCHEMES):
-            scheme = source.split("://", 1)[0]
-            raise SourceError(f"{source}: {scheme}:// sources are not supported by this version of "
-                              "readatl06; use 'readatl06 fetch' or copy the granules to a local folder")
+            from readatl06.sources import remote          # paramiko, s3fs, requests only when used
+            self.out.paths.extend(remote.list_source(source))
+            return None
         if os.path.lexists(source):
             return self.file(source, named=True)
         if glob.has_magic(source):
@@ -238,7 +238,7 @@ def discover(sources, exclude=()):
     """A :class:`Listing` of all SOURCEs: regular files, each once, in the order found, plus the
     refused paths and notes. ``exclude``: folders (the run's OUTDIR) whose contents are never listed.
     Raises SourceError for a SOURCE that does not exist, a glob that matches nothing, an unreadable
-    list file or an unsupported scheme."""
+    list file or a remote SOURCE that cannot be listed (RemoteError: one line, URL and cause)."""
     lister = _Lister(exclude)
     for s in sources:
         lister.source(s)

@@ -34,12 +34,17 @@ def add_arguments(parser):
     box.add_argument("--bbox-xy", nargs=4, type=float, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
                      help="keep only granules whose track crosses this projected box (--crs)")
     parser.add_argument("--crs", default="EPSG:3031", help="CRS of --bbox-xy (default EPSG:3031)")
+    parser.add_argument("--fit-box", action="store_true",
+                        help="cut the granules to the box: tracks chosen to fill it (ascending and descending), "
+                             "each granule only the part of its track inside (--segments-per-beam unused)")
+    parser.add_argument("--cycles", type=int, default=1, metavar="K",
+                        help="with --fit-box: spread the tracks over K 91-day windows from --start (default 1)")
     return parser
 
 
 def run(args, comm):
     """Run `readatl06 synth` on every rank of comm; returns the exit status."""
-    from readatl06.synth.plan import prepare
+    from readatl06.synth.plan import prepare, share
     from readatl06.synth.granule import write_granule
     t0, started = time.perf_counter(), time.time()
     box = None
@@ -48,9 +53,12 @@ def run(args, comm):
     elif getattr(args, "bbox_xy", None):
         box = (args.crs,) + tuple(args.bbox_xy)
     try:
+        if getattr(args, "fit_box", False) and box is None:
+            raise ValueError("--fit-box needs --bbox or --bbox-xy")
         plans, opts = prepare(args.granules, args.seed, args.segments, args.start, args.segments_per_beam,
                               args.size_spread, args.beams, args.release, args.corrupt, args.fill_fraction,
-                              args.bad_quality_fraction, box)
+                              args.bad_quality_fraction, box, fit_box=getattr(args, "fit_box", False),
+                              cycles=getattr(args, "cycles", 1))
     except ValueError as exc:            # same on every rank: nobody waits for anybody
         if comm.rank == 0:
             print(f"readatl06 synth: error: {exc}", file=sys.stderr)
@@ -59,9 +67,8 @@ def run(args, comm):
     try:
         outdir = pathlib.Path(args.outdir)
         outdir.mkdir(parents=True, exist_ok=True)
-        for p in plans:
-            if p.index % comm.size == comm.rank:
-                write_granule(outdir, p, **opts)
+        for i in share(plans, comm.rank, comm.size):
+            write_granule(outdir, plans[i], **opts)
     except Exception as exc:             # report, but still meet the other ranks at the barrier
         failed = exc
         print(f"readatl06 synth: error (rank {comm.rank}): {exc}", file=sys.stderr)

@@ -88,8 +88,8 @@ def _pair(rng, plan, pair, layout, fill_fraction, bad_quality_fraction, sc_orien
         hs = surf[s][k]
         h_mean = hs + f["h_li_sigma"] * rng.standard_normal(k.sum())
         fpb, tx = f["bias_correction/fpb_med_corr"], f["bias_correction/tx_med_corr"]
-        el, az = og.solar_position(dt[k], lat[k], lon[k])
-        corr = sv.geophysical_corrections(dt[k], lat[k], lon[k])
+        el, az = sv.along_track(og.solar_position, ids[k], dt[k], lat[k], lon[k], angles=(1,))
+        corr = sv.along_track(sv.geophysical_corrections, ids[k], dt[k], lat[k], lon[k])
         dx = np.gradient(hs, x_atc) if hs.size > 1 else np.zeros(hs.size)
         gs = (5.0, 5.0, 0.142) if layout == "006" else (20.0, 20.0, 0.3)
         m = k.sum()
@@ -102,7 +102,7 @@ def _pair(rng, plan, pair, layout, fill_fraction, bad_quality_fraction, sc_orien
             "sigma_geo_h": np.sqrt(gs[2] ** 2 + (gs[0] * dx) ** 2 + (gs[1] * np.nan_to_num(dy)) ** 2) * nan,
             "dem/dem_flag": np.where(lat[k] < -60, 4, np.where(lat[k] > 60, 1, 2)).astype(np.int8),
             "dem/dem_h": surf[s][k] + 3.0 * sv.smooth_noise(rng, m, 50),
-            "dem/geoid_h": sv.geoid_height(lat[k], lon[k]),
+            "dem/geoid_h": sv.along_track(sv.geoid_height, ids[k], lat[k], lon[k]),
             "dem/geoid_free2mean": corr.pop("geoid_free2mean"),
             "geophysical/bckgrd": (1e3 + 2e5 * np.maximum(np.sin(np.radians(el)), 0)) * (1 if strong else .25)
             * rng.uniform(0.7, 1.3, m),
@@ -262,10 +262,11 @@ def write_granule(outdir, plan, seed, beams, release, revision, corrupt, fill_fr
     rng = np.random.default_rng(np.random.SeedSequence([seed, plan.index]))
     t_nom = float(og.u_to_delta_time(og.segment_u(plan.seg_first), plan.orbit))
     sc = orientation(t_nom)
-    data = {}
-    for pair in (1, 2, 3):
-        data.update(_pair(rng, plan, pair, layout, fill_fraction, bad_quality_fraction, sc[0]))
     sel = () if corrupt == "no-beams" else beams
+    data = {}
+    for pair in sorted({int(b[2]) for b in (sel or BEAMS)}):       # a pair's values: its own random stream
+        prng = np.random.default_rng(np.random.SeedSequence([seed, plan.index, pair]))
+        data.update(_pair(prng, plan, pair, layout, fill_fraction, bad_quality_fraction, sc[0]))
     rows = [data[b]["land_ice_segments/delta_time"] for b in (sel or BEAMS)]
     dts = np.concatenate(rows) if sum(r.size for r in rows) else np.array([t_nom])
     t0, t1 = float(dts.min()), float(dts.max())

@@ -64,6 +64,29 @@ def smooth_noise(rng, n, length):
     return x / _box3_norm(width)
 
 
+def along_track(fn, x, *cols, step=50, angles=()):
+    """``fn(*cols)`` for a quantity that varies over kilometres (sun, tides, geoid): evaluated at every
+    ``step``-th point (and the last) and interpolated linearly in ``x`` (segment ids) in between.
+    ``fn`` returns an array, a tuple or a dict of arrays; tuple positions in ``angles`` are degrees,
+    interpolated unwrapped and wrapped back to -180..180."""
+    x = np.asarray(x, np.float64)
+    if x.size <= 2 * step:
+        return fn(*cols)
+    pick = np.unique(np.append(np.arange(0, x.size, step), x.size - 1))
+    out = fn(*(np.asarray(c)[pick] for c in cols))
+
+    def interp(v, angle=False):
+        if angle:
+            v = np.unwrap(v, period=360.0)
+            return (np.interp(x, x[pick], v) + 180.0) % 360.0 - 180.0
+        return np.interp(x, x[pick], v)
+    if isinstance(out, dict):
+        return {k: interp(v) for k, v in out.items()}
+    if isinstance(out, tuple):
+        return tuple(interp(v, i in angles) for i, v in enumerate(out))
+    return interp(out)
+
+
 def block_values(rng, n, block, values, probs):
     """Piecewise-constant flags (ATL09-rate, `block` segments long) drawn from values/probs."""
     nb = n // block + 1
