@@ -27,6 +27,7 @@ from readatl06.schema import BEAMS, DIRECTIONS
 
 CHUNK = rd.CHUNK_MAX       # elements per chunk of a large merged dataset (smaller ones: rd.chunk_for)
 GROUPS = [(b, d) for b in BEAMS for d in DIRECTIONS]
+GZIP_LEVEL = 4             # HDF5 deflate level of the merged datasets (with shuffle)
 DEFAULT_MEMORY_MB = rd.DEFAULT_MEMORY_MB
 ROUND_SHARE = rd.ROUND_SHARE
 GI = rd.GI
@@ -218,7 +219,7 @@ def _create(f, granules, parameters, first, plans, items):
         grp.attrs["beam"] = beam
         grp.attrs["direction"] = direction
         n = plans[k].total
-        kw = dict(chunks=(plans[k].chunk,), compression="gzip", compression_opts=4, shuffle=True) if n else {}
+        kw = dict(chunks=(plans[k].chunk,), compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True) if n else {}
         for name, dtype, attrs, _ in items[k]:
             d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=attrs.get("_FillValue"), **kw)
             for key, value in attrs.items():
