@@ -219,7 +219,9 @@ def _create(f, granules, parameters, first, plans, items):
         grp.attrs["beam"] = beam
         grp.attrs["direction"] = direction
         n = plans[k].total
-        kw = dict(chunks=(plans[k].chunk,), compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True) if n else {}
+        kw = {}
+        if n:
+            kw = dict(chunks=(plans[k].chunk,), compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True)
         for name, dtype, attrs, _ in items[k]:
             d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=attrs.get("_FillValue"), **kw)
             for key, value in attrs.items():

@@ -27,7 +27,7 @@ import numpy as np
 CHUNK_MAX = 1 << 14      # elements per chunk of a large merged dataset
 CHUNK_MIN = 1 << 12      # never smaller (chunk index and per-chunk costs), except a dataset that small
 MIN_CHUNKS = 16          # below CHUNK_MAX * MIN_CHUNKS elements the chunk halves, to give ranks work
-MAX_PER_RANK = 1 << 17   # points of a group a rank holds per round, whatever the memory: larger rounds were no faster
+MAX_PER_RANK = 1 << 17   # points of a group per rank and round, whatever the memory (larger: no faster)
 GI = "granule_index"     # computed from the source table, never read or sent
 DEFAULT_MEMORY_MB = 512  # --merge-memory
 ROUND_SHARE = 0.5        # of --merge-memory: one round's buffers; the rest: tracks reduce --merge holds
@@ -113,7 +113,6 @@ class HeldTracks(list):
 
 def memory_bytes(memory):
     return int(float(DEFAULT_MEMORY_MB if memory is None else memory) * 2 ** 20)
-
 
 
 def chunk_for(n):
