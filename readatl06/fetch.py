@@ -18,7 +18,7 @@ from readatl06 import schedule
 from readatl06.errors import SourceError, UsageError
 from readatl06.names import select
 from readatl06.outdir import crash_point
-from readatl06.parallel import shared_counter
+from readatl06.parallel import hand_out
 from readatl06.sources import discover, remote
 
 PART = ".{}.part"
@@ -125,13 +125,7 @@ def fetch_one(name, url, size, checksum, outdir):
 
 
 def _work(comm, sizes):
-    order = schedule.largest_first(sizes)
-    with shared_counter(comm) as counter:
-        while True:
-            k = counter.next()
-            if k >= len(order):
-                break
-            yield order[k]
+    return hand_out(comm, schedule.largest_first(sizes))
 
 
 def run_fetch(comm, sources, selection, outdir):

@@ -102,3 +102,14 @@ def shared_counter(comm):
         yield counter
     finally:
         counter.free()
+
+
+def hand_out(comm, order):
+    """The items of ``order`` (the same list on every rank), each to exactly one rank, the next one
+    to whichever rank asks first (a dynamic schedule over :func:`shared_counter`). Collective."""
+    with shared_counter(comm) as counter:
+        while True:
+            k = counter.next()
+            if k >= len(order):
+                break
+            yield order[k]

@@ -13,7 +13,7 @@ from readatl06 import outdir as outdir_mod
 from readatl06.errors import GranuleError, ReadATL06Error, SourceError, UsageError
 from readatl06.names import select
 from readatl06.schema import OUTPUT_VARS
-from readatl06.parallel import shared_counter
+from readatl06.parallel import hand_out
 from readatl06.progress import Progress
 from readatl06.sources import discover, remote
 
@@ -208,13 +208,7 @@ def _work(comm, plan, how):
     if how == "static":
         yield from schedule.assign(sizes, comm.size)[comm.rank]
         return
-    order = schedule.largest_first(sizes)
-    with shared_counter(comm) as counter:
-        while True:
-            k = counter.next()
-            if k >= len(order):
-                break
-            yield order[k]
+    yield from hand_out(comm, schedule.largest_first(sizes))
 
 
 def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge_path, how, merge_memory=None,
