@@ -8,6 +8,7 @@ numeric datasets whose filters are shuffle and/or deflate, in that order. Everyt
 (contiguous, compact, fletcher32, scale-offset, n-bit, szip, other filters, > 1-D, strings, a file
 with a user block) gets ``None`` from ``chunk_index`` and is read by h5py.
 """
+import bisect
 import dataclasses
 import typing
 
@@ -137,3 +138,23 @@ def read_index(index, fetch, rows=None):
         else:
             out[c.start:c.start + m] = np.frombuffer(data, index.dtype, m)
     return out if rows is None else out[rows]
+
+
+def chunk_count(index):
+    """Chunks the dataset spans (stored or not)."""
+    return -(-index.n // index.chunk)
+
+
+def decode_chunk(index, k, fetch):
+    """The values of chunk ``k`` (``min(chunk, n - k * chunk)`` of them), bit-exact to HDF5: decoded
+    when stored, the fill value when unallocated."""
+    m = min(index.chunk, index.n - k * index.chunk)
+    i = bisect.bisect_left(index.chunks, (k * index.chunk,))     # chunks are sorted by start
+    if i == len(index.chunks) or index.chunks[i].start != k * index.chunk:
+        return np.full(m, index.fill, index.dtype)
+    data, shuffled = _decoded(index, index.chunks[i], fetch)
+    if shuffled:
+        out = np.empty(m, index.dtype)
+        out.view(np.uint8).reshape(m, index.dtype.itemsize)[:] = unshuffled(data, index.dtype.itemsize)[:m]
+        return out
+    return np.frombuffer(data, index.dtype, m)          # read-only: callers index it

@@ -32,6 +32,9 @@ def _add_subset(p):
     g.add_argument("--polygon", metavar="FILE.geojson", help="Polygon/MultiPolygon (holes respected)")
     g.add_argument("--polygon-crs", metavar="CRS", help="the polygon's coordinates are in this CRS "
                    "(edges straight in that plane); default lon/lat")
+    g.add_argument("--full-read", action="store_true",
+                   help="decode every beam whole: no skips by granule bounds, no slice reads (same output, "
+                   "slower; for checking)")
 
 
 def _add_reduction(p):
@@ -167,7 +170,7 @@ def _options(args):
     subset = Subset(args.bbox, args.bbox_xy, args.crs, args.polygon, args.polygon_crs)
     opts = ReduceOptions(vars=table, beams=tuple(args.beams or BEAMS), strong_only=args.strong_only,
                          quality=args.quality, subset=subset, selection=selection.as_dict(),
-                         compression=args.compression)
+                         compression=args.compression, shortcuts=not getattr(args, "full_read", False))
     return selection, opts
 
 

@@ -10,8 +10,9 @@ import time
 import h5py
 import numpy as np
 
+from readatl06 import bounds
 from readatl06.beams import SPOTS, beam_info
-from readatl06.chunks import chunk_index, read_index, userblock
+from readatl06.chunks import chunk_index, decode_chunk, read_index, userblock
 from readatl06.errors import GranuleError, NotATL06Error
 from readatl06.filters import ChunkError
 from readatl06.schema import ATLAS_SDP_GPS_EPOCH, BEAMS, GPS_EPOCH_PATH, LIS
@@ -127,6 +128,25 @@ class Granule:
         sc = self.sc_orient           # the beam group's attributes only where sc_orient cannot say
         return beam_info(beam, sc, None if sc in SPOTS else dict(self.file[beam].attrs))
 
+    def footprints(self):
+        """[(label, bounds.Envelope or None)]: where the granule's points are, by its own metadata
+        (root geospatial_* attributes; orbit_info/bounding_polygon_lat1/lon1 where present)."""
+        a = self.file.attrs
+
+        def num(key):
+            try:
+                return float(_scalar(a[key])) if key in a else None
+            except (TypeError, ValueError):
+                return None
+        out = [("geospatial_lat/lon_min/max attributes", bounds.attrs_footprint(
+            num("geospatial_lat_min"), num("geospatial_lat_max"), num("geospatial_lon_min"),
+            num("geospatial_lon_max")))]
+        lat, lon = (self.file.get(f"/orbit_info/bounding_polygon_{c}1") for c in ("lat", "lon"))
+        if isinstance(lat, h5py.Dataset) and isinstance(lon, h5py.Dataset) and lat.dtype.kind == "f" \
+                and lon.dtype.kind == "f" and lat.ndim == 1 and 0 < lat.size <= 4096:
+            out.append(("orbit_info/bounding_polygon_lat1/lon1", bounds.polygon_footprint(lat[()], lon[()])))
+        return out
+
     def beam(self, beam):
         """The read plan of one beam (see Beam)."""
         return Beam(self, beam)
@@ -164,6 +184,7 @@ class Beam:
         self.lis = granule.file[beam][LIS].id
         self._vars = {}
         self._values = {}
+        self._chunks = {}                 # (source, k) -> decoded chunk k (partial reads)
 
     def var(self, source):
         """The Var of an OutVar source (relative to land_ice_segments, or absolute with gtx), or None."""
@@ -201,34 +222,66 @@ class Beam:
                               "is missing")
         return v
 
+    def length(self, source, n=None):
+        """Elements of a 1-D per-segment variable (from its chunk index: nothing decoded)."""
+        v = self.require(source)
+        shape = (v.index.n,) if v.index is not None else v.dsid.shape
+        if len(shape) != 1 or (n is not None and shape[0] != n):
+            raise self._error(v.label, f"has shape {shape}, expected ({n},) like latitude")
+        return shape[0]
+
+    def chunked(self, source):
+        """The ChunkIndex of ``source`` when the chunk reader decodes it (else None: h5py reads it)."""
+        return self.require(source).index
+
+    def chunk(self, source, k):
+        """Chunk ``k`` of a chunk-read variable, decoded once (see ``chunked``)."""
+        key = (source, k)
+        if key not in self._chunks:
+            v = self.require(source)
+            self._chunks[key] = self._timed(v, decode_chunk, v.index, k, self.granule.fetch)
+        return self._chunks[key]
+
     def read(self, source, n=None, rows=None):
         """A per-segment variable: the whole 1-D array (decoded once), or its values at sorted ``rows``
-        (only the chunks holding them are decoded). GranuleError if missing, of the wrong length or
-        unreadable."""
+        (only the chunks holding them are decoded, each once per beam). GranuleError if missing, of
+        the wrong length or unreadable."""
         v = self.require(source)
         full = self._values.get(source)
         if full is None:
-            shape = (v.index.n,) if v.index is not None else v.dsid.shape
-            if len(shape) != 1 or (n is not None and shape[0] != n):
-                raise self._error(v.label, f"has shape {shape}, expected ({n},) like latitude")
+            self.length(source, n)
             if rows is not None and v.index is not None:
-                return self._decode(v, rows)
-            full = self._values[source] = self._decode(v)
+                return self._rows(source, v.index, np.asarray(rows))
+            full = self._values[source] = self._timed(v, self._decode, v)
         return full if rows is None else full[rows]
 
-    def _decode(self, v, rows=None):
+    def _rows(self, source, index, rows):
+        out = np.empty(rows.size, index.dtype)
+        if not rows.size:
+            return out
+        c = index.chunk
+        ks = np.unique(rows // c)
+        edges = np.searchsorted(rows, np.append(ks, ks[-1] + 1) * c)
+        for k, lo, hi in zip(ks.tolist(), edges[:-1].tolist(), edges[1:].tolist()):
+            out[lo:hi] = self.chunk(source, k)[rows[lo:hi] - k * c]
+        return out
+
+    def _timed(self, v, fn, *args):
         t0 = time.perf_counter()
         try:
-            if v.index is not None:
-                return read_index(v.index, self.granule.fetch, rows)
-            self.granule.bytes_read += v.dsid.get_storage_size()
-            return v.dset[()]
+            return fn(*args)
         except ChunkError as exc:
             raise self._error(v.label, f"cannot be read: {exc}") from None
         except OSError as exc:
             raise self._error(v.label, f"cannot be read ({exc})") from exc
         finally:
             self.granule.read_seconds += time.perf_counter() - t0
+
+    def _decode(self, v):
+        if v.index is not None:
+            return read_index(v.index, self.granule.fetch)
+        self.granule.bytes_read += v.dsid.get_storage_size()
+        return v.dset[()]
 
 
 def fill_value(dsid):

@@ -132,6 +132,8 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
             for name in set(on_disk) - set(record["outputs"]):     # stale files of an earlier run
                 os.remove(os.path.join(outdir, name))
         record["status"] = "done" if tracks else "empty"
+        if not tracks:
+            record["reason"] = res.skipped or "no point kept: the subset, fill and quality removed every one"
     except GranuleError as exc:
         _failed(record, str(exc))
         tracks = []

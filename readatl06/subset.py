@@ -130,6 +130,18 @@ class Subset:
     def active(self):
         return self.bbox is not None or self.bbox_xy is not None or self.polygon is not None
 
+    @functools.cached_property
+    def envelopes(self):
+        """Lon/lat envelopes of the active parts (readatl06.bounds): a kept point lies in all of them."""
+        from readatl06.bounds import subset_envelopes
+        return subset_envelopes(self, transformer)
+
+    @property
+    def lat_band(self):
+        """(south, north) holding every point the subset keeps, or None when it can keep none."""
+        from readatl06.bounds import lat_band
+        return lat_band(self.envelopes)
+
     def mask(self, lon, lat):
         ok = np.ones(np.shape(lon), bool)
         if self.bbox is not None:

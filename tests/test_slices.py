@@ -1,0 +1,202 @@
+"""Skips by granule bounds and slice reads give exactly the full-read output (issue: a box reads
+only what is inside it). Every real granule and multi-chunk synthetic granules (regions 3, 4, 10,
+11: monotonic and turning tracks) against a set of subsets; the full-read path decodes every beam
+whole (``shortcuts=False``, ``--full-read``)."""
+import json
+
+import h5py
+import numpy as np
+import pyproj
+import pytest
+
+from readatl06 import bounds
+from readatl06.names import parse_name
+from readatl06.reduce import ReduceOptions, reduce_granule
+from readatl06.subset import Subset
+
+from conftest import REAL, run_cli
+
+BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    """Four granules of 25,000 segments per beam (3 latitude chunks), one per region 3, 4, 10, 11,
+    and one with NaN coordinates (hostile)."""
+    d = tmp_path_factory.mktemp("slices")
+    run_cli("synth", d / "in", "--granules", "4", "--segments", "3", "4", "10", "11",
+            "--segments-per-beam", "25000", "--seed", "5")
+    run_cli("synth", d / "nan", "--granules", "1", "--segments", "10", "--segments-per-beam", "25000",
+            "--seed", "6", "--corrupt", "nan-coords")
+    return d
+
+
+def _points(path):
+    """lon, lat of every segment of the granule (an independent h5py read)."""
+    lon, lat = [], []
+    with h5py.File(path, "r") as f:
+        for b in BEAMS:
+            g = f.get(f"{b}/land_ice_segments")
+            if g is not None and "latitude" in g:
+                lat.append(g["latitude"][()])
+                lon.append(g["longitude"][()])
+    return np.concatenate(lon), np.concatenate(lat)
+
+
+def _polygon_file(tmp_path, name, ring):
+    p = tmp_path / f"{name}.geojson"
+    p.write_text(json.dumps({"type": "Polygon", "coordinates": [[list(map(float, v)) for v in ring]]}))
+    return str(p)
+
+
+def _subsets(path, tmp_path):
+    """Subsets placed relative to the granule's own points: (name, Subset, expect), expect one of
+    'points' (keeps some), 'inside' (holds a
+    segment, kept or not), 'skip' (bounds must skip it), 'empty' (holds none), None (any)."""
+    lon, lat = _points(path)
+    finite = np.isfinite(lon) & np.isfinite(lat)
+    lon, lat = lon[finite], lat[finite]
+    s, n = float(lat.min()), float(lat.max())
+    w, e = float(lon.min()), float(lon.max())
+    mid = 0.5 * (s + n)
+    third = (n - s) / 6
+    one = len(lat) // 3
+    out = [
+        ("band", Subset(bbox=[-180, 180, mid - third, mid + third]), "points"),
+        ("box", Subset(bbox=[w - 0.01, e + 0.01, mid - third, mid + third]), "points"),
+        ("point", Subset(bbox=[lon[one] - 1e-9, lon[one] + 1e-9, lat[one] - 1e-9, lat[one] + 1e-9]), "inside"),
+        ("near-miss", Subset(bbox=[-180, 180, min(90, n + 0.02), min(90, n + 0.05)]), "empty"),
+        ("far", Subset(bbox=[_wrap(w + 90), _wrap(w + 100), -10, 10]), "skip"),
+        ("all-but-its-longitudes", Subset(bbox=[_wrap(e + 1), _wrap(w - 1), -90, 90]), "empty"),
+        ("antimeridian-wide", Subset(bbox=[150, -100, -90, 90]), None),
+        ("w0", Subset(bbox=[0, 200, s, mid]), None),
+        ("w0-full", Subset(bbox=[0, 360, mid, n]), "points"),
+    ]
+    # a polygon with one vertex exactly at a segment: it grazes the track at that point
+    gx, gy = float(lon[one]), float(lat[one])
+    ring = [(gx, gy), (gx + 1.0, gy + 0.3), (gx + 1.0, gy - 0.3), (gx, gy)]
+    if w + 0.5 < gx < e - 0.5:
+        ring = [(gx, gy), (e + 1.0, gy + 0.3), (e + 1.0, gy - 0.3), (gx, gy)]
+    out.append(("polygon-graze", Subset(polygon_path=_polygon_file(tmp_path, "graze", ring)), None))
+    crs = "EPSG:3031" if s < 0 else "EPSG:3413"
+    x, y = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+    xm, ym = np.median(x), np.median(y)
+    out.append(("xy-box", Subset(bbox_xy=[xm - 20e3, xm + 20e3, ym - 20e3, ym + 20e3], crs=crs), "points"))
+    out.append(("xy-pole", Subset(bbox_xy=[-1e6, 1e6, -1e6, 1e6], crs=crs), None))
+    out.append(("xy-far", Subset(bbox_xy=[-xm - 5e3, -xm + 5e3, -ym - 5e3, -ym + 5e3], crs=crs), None))
+    poly_xy = [(xm - 30e3, ym - 30e3), (xm + 30e3, ym - 30e3), (xm, ym + 30e3), (xm - 30e3, ym - 30e3)]
+    out.append(("polygon-xy", Subset(polygon_path=_polygon_file(tmp_path, "xy", poly_xy), polygon_crs=crs), None))
+    return out
+
+
+def _wrap(x):
+    return float((x + 180) % 360 - 180)
+
+
+def _same(fast, full):
+    """Identical tracks: names, attributes and every value bit for bit."""
+    assert [t.stem for t in fast.tracks] == [t.stem for t in full.tracks]
+    for a, b in zip(fast.tracks, full.tracks):
+        assert a.attrs == b.attrs
+        assert list(a.data) == list(b.data)
+        for k in a.data:
+            assert a.data[k].dtype == b.data[k].dtype, k
+            assert a.data[k].tobytes() == b.data[k].tobytes(), (a.stem, k)
+            assert a.var_attrs[k].keys() == b.var_attrs[k].keys()
+
+
+def _check_granule(path, tmp_path):
+    gname = parse_name(path)
+    for name, subset, expect in _subsets(path, tmp_path):
+        fast = reduce_granule(str(path), gname, ReduceOptions(subset=subset))
+        full = reduce_granule(str(path), gname, ReduceOptions(subset=subset, shortcuts=False))
+        where = f"{path.name} / {name}"
+        assert full.skipped is None, where
+        _same(fast, full)
+        if fast.skipped:                                  # never skip a granule with a point inside
+            assert full.points == 0, where
+            assert fast.skipped.startswith("outside the subset"), where
+        else:
+            assert fast.removed == full.removed, where
+            assert fast.segments == full.segments, where
+            assert fast.bytes_read <= full.bytes_read, where
+        if expect == "points":
+            assert full.points > 0, where
+        elif expect == "inside":                          # in the subset (kept unless fill or quality)
+            assert full.segments - full.removed["subset"] >= 1, where
+        elif expect == "empty":
+            assert full.points == 0, where
+        elif expect == "skip":
+            assert fast.skipped and fast.bytes_read == 0, where
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+def test_real_granules_equal_full_reads(path, tmp_path):
+    _check_granule(path, tmp_path)
+
+
+def test_synthetic_granules_equal_full_reads(synth_dir, tmp_path):
+    paths = sorted((synth_dir / "in").glob("*.h5")) + sorted((synth_dir / "nan").glob("*.h5"))
+    assert {parse_name(p).region for p in paths} == {3, 4, 10, 11}
+    for path in paths:
+        _check_granule(path, tmp_path)
+
+
+def test_slice_reads_decode_less(synth_dir):
+    """A band inside the middle of three latitude chunks: latitude decodes its first, last and
+    middle chunks, every other variable only the middle one — not much more than 40 % of the bytes of the whole
+    granule's reduce, and fewer than the full-read path with the same band."""
+    path = next((synth_dir / "in").glob("*_??????03_*.h5"))
+    lon, lat = _points(path)
+    s, n = np.nanmin(lat), np.nanmax(lat)
+    band = Subset(bbox=[-180, 180, s + 0.55 * (n - s), s + 0.7 * (n - s)])
+    gname = parse_name(path)
+    fast = reduce_granule(str(path), gname, ReduceOptions(subset=band))
+    full = reduce_granule(str(path), gname, ReduceOptions(subset=band, shortcuts=False))
+    whole = reduce_granule(str(path), gname, ReduceOptions())
+    assert fast.points == full.points > 0
+    assert fast.bytes_read < full.bytes_read
+    assert fast.bytes_read < 0.6 * whole.bytes_read       # the middle chunk holds 40 % of the segments
+
+
+def test_beam_search_skips_a_granule_without_bounds(synth_dir, tmp_path):
+    """With the bounds attributes gone, a box beside the track is found empty from the first and
+    last latitude chunks of each beam, and recorded with that reason."""
+    import shutil
+    src = next((synth_dir / "in").glob("*_??????10_*.h5"))
+    path = tmp_path / src.name
+    shutil.copy(src, path)
+    with h5py.File(path, "r+") as f:
+        for k in ("geospatial_lat_min", "geospatial_lat_max", "geospatial_lon_min", "geospatial_lon_max"):
+            del f.attrs[k]
+        for k in ("bounding_polygon_lat1", "bounding_polygon_lon1"):
+            f["orbit_info"].pop(k, None)
+    lon, lat = _points(path)
+    box = Subset(bbox=[-180, 180, np.nanmax(lat) + 0.5, np.nanmax(lat) + 1.0])
+    res = reduce_granule(str(path), parse_name(path), ReduceOptions(subset=box))
+    assert res.points == 0 and res.skipped == "outside the subset by every beam's latitude range (first and last chunks)"
+    assert res.removed["subset"] == res.segments == lat.size
+
+
+def test_skip_is_recorded_as_empty_with_reason(real_dir, tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("reduce", real_dir, "-o", out, "--bbox", "10", "20", "-10", "10", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(x) for x in (out / "readatl06-manifest.jsonl").read_text().splitlines()]
+    assert len(records) == len(REAL)
+    assert all(r["status"] == "empty" and r["reason"].startswith("outside the subset by its") for r in records)
+    assert all(r["bytes_read"] == 0 for r in records)
+
+
+def test_envelopes_hold_the_subset():
+    """Envelope arithmetic: antimeridian intervals, a polar box holds the pole."""
+    e = bounds.bbox_envelope(170, -170, -10, 10)
+    assert e.lons == ((170.0, 180.0), (-180.0, -170.0))
+    assert bounds.bbox_envelope(0, 360, 0, 1).lons is None
+    assert e.overlaps(bounds.Envelope(-5, 5, ((-175.0, -172.0),)))
+    assert not e.overlaps(bounds.Envelope(-5, 5, ((0.0, 10.0),)))
+    polar = Subset(bbox_xy=[-1e5, 1e5, -1e5, 1e5], crs="EPSG:3031").envelopes[0]
+    assert polar.north < -88 and polar.south == -90 and polar.lons is None
+    fp = bounds.attrs_footprint(57.0, 59.0, 179.5, -179.5)       # crosses the antimeridian
+    assert fp.overlaps(bounds.bbox_envelope(-179.8, -179.7, 58, 58.1))
+    assert not fp.overlaps(bounds.bbox_envelope(-170, -160, 58, 58.1))
