@@ -24,11 +24,30 @@ class Envelope:
     lons: tuple = None          # ((lo, hi), ...)
 
     def overlaps(self, other):
+        if isinstance(other, Union):
+            return other.overlaps(self)
         if self.north < other.south or other.north < self.south:
             return False
         if self.lons is None or other.lons is None:
             return True
         return any(a <= d and c <= b for a, b in self.lons for c, d in other.lons)
+
+
+@dataclasses.dataclass(frozen=True)
+class Union:
+    """Several envelopes (the parts of a MultiPolygon): a region overlaps it when it overlaps one."""
+    parts: tuple
+
+    @property
+    def south(self):
+        return min(p.south for p in self.parts)
+
+    @property
+    def north(self):
+        return max(p.north for p in self.parts)
+
+    def overlaps(self, other):
+        return any(p.overlaps(other) for p in self.parts)
 
 
 EVERYWHERE = Envelope(-90.0, 90.0, None)
@@ -103,15 +122,7 @@ def projected_envelope(transformer, rings, contains):
         px, py = transformer.transform(0.0, pole)
         poles.append(bool(np.isfinite(px) and np.isfinite(py) and contains(px, py)))
     envs = [_ring_envelope(lo, la, poles) for lo, la in zip(lons, lats)]
-    return _union(envs)
-
-
-def _union(envs):
-    """One envelope holding all of ``envs`` (their lat span; longitudes merged, None if any is None)."""
-    south, north = min(e.south for e in envs), max(e.north for e in envs)
-    if any(e.lons is None for e in envs):
-        return Envelope(south, north, None)
-    return Envelope(south, north, tuple(i for e in envs for i in e.lons))
+    return envs[0] if len(envs) == 1 else Union(tuple(envs))
 
 
 def polygon_rings(polygon):
@@ -138,8 +149,8 @@ def subset_envelopes(subset, transformer_of):
             envs.append(projected_envelope(transformer_of(subset.polygon_crs), polygon_rings(poly),
                                            lambda x, y: shapely.intersects_xy(poly, x, y)))
         else:   # edges straight in lon/lat, compared with the data's longitudes as they are
-            minx, miny, maxx, maxy = poly.bounds
-            envs.append(Envelope(miny, maxy, ((minx, maxx),)))
+            parts = [Envelope(b[1], b[3], ((b[0], b[2]),)) for b in (p.bounds for p in getattr(poly, "geoms", [poly]))]
+            envs.append(parts[0] if len(parts) == 1 else Union(tuple(parts)))
     return envs
 
 

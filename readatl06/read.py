@@ -260,10 +260,12 @@ class Beam:
         if not rows.size:
             return out
         c = index.chunk
-        ks = np.unique(rows // c)
-        edges = np.searchsorted(rows, np.append(ks, ks[-1] + 1) * c)
-        for k, lo, hi in zip(ks.tolist(), edges[:-1].tolist(), edges[1:].tolist()):
-            out[lo:hi] = self.chunk(source, k)[rows[lo:hi] - k * c]
+        k0, k1 = int(rows[0]) // c, int(rows[-1]) // c + 1       # rows are sorted: chunks k0 .. k1-1
+        edges = np.searchsorted(rows, np.arange(k0, k1 + 1) * c).tolist()
+        for k, lo, hi in zip(range(k0, k1), edges[:-1], edges[1:]):
+            if hi > lo:
+                values = self.chunk(source, k)
+                out[lo:hi] = values[rows[lo:hi] - k * c] if hi - lo < values.size else values
         return out
 
     def _timed(self, v, fn, *args):

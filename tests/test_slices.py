@@ -200,3 +200,30 @@ def test_envelopes_hold_the_subset():
     fp = bounds.attrs_footprint(57.0, 59.0, 179.5, -179.5)       # crosses the antimeridian
     assert fp.overlaps(bounds.bbox_envelope(-179.8, -179.7, 58, 58.1))
     assert not fp.overlaps(bounds.bbox_envelope(-170, -160, 58, 58.1))
+
+
+@pytest.mark.mpi(min_size=2)
+def test_subset_run_identical_with_any_rank_count(mpi_tmp_path, mpi_real_dir):
+    """A box that skips most granules by their bounds: the dynamic schedule on every rank gives the
+    per-beam files and the records (status, reason, points) of one rank."""
+    from mpi4py import MPI
+
+    from readatl06.names import Selection
+    from readatl06.runner import run_reduce
+    from test_mpi import assert_same, file_contents
+    comm = MPI.COMM_WORLD
+    opts = ReduceOptions(subset=Subset(bbox=[-134.5, -134.0, 58.6, 58.9]))
+    world, one = str(mpi_tmp_path / "world"), str(mpi_tmp_path / "one")
+    assert run_reduce(comm, [str(mpi_real_dir)], Selection(), opts, world, schedule_how="dynamic") == 0
+    if comm.rank == 0:
+        assert run_reduce(MPI.COMM_SELF, [str(mpi_real_dir)], Selection(), opts, one) == 0
+        assert_same(file_contents(world), file_contents(one))
+        recs = []
+        for out in (world, one):
+            with open(f"{out}/readatl06-manifest.jsonl") as fh:
+                recs.append(sorted((r["granule"], r["status"], r.get("reason"), r["points"])
+                                   for r in map(json.loads, fh)))
+        assert recs[0] == recs[1]
+        skipped = [r for r in recs[0] if r[2] and r[2].startswith("outside the subset by its")]
+        assert 0 < len(skipped) < len(REAL) and all(r[3] == 0 for r in skipped)
+    comm.Barrier()
