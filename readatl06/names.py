@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import os
 import re
+import urllib.parse
 
 from readatl06.errors import GranuleError, NotATL06Error, UsageError
 
@@ -61,7 +62,10 @@ class GranuleName:
 def parse_name(path):
     """Parse a path's file name; raise NotATL06Error for another product or a readatl06 per-beam
     output (PerBeamOutputError), ValueError if unparseable."""
-    name = os.path.basename(str(path).rstrip("/"))
+    text = str(path)
+    if "://" in text:                # a URL: its path only (a signed URL's ?query is not the name)
+        text = urllib.parse.urlsplit(text).path
+    name = os.path.basename(text.rstrip("/"))
     m = GRANULE_RE.match(name)
     if m is None:
         other = PRODUCT_RE.search(name)

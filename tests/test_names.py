@@ -116,3 +116,11 @@ def test_real_names_and_subsetter_suffixes_still_parse():
     # a suffix that is not a readatl06 beam/direction is still a subsetter's (kept as before)
     assert parse_name("ATL06_20181014001049_02350102_001_01_subsetted.h5").rgt == 235
     assert parse_name("ATL06_20181014001049_02350102_001_01_gt4r.h5").rgt == 235
+
+
+def test_signed_url_query_is_not_part_of_the_name():
+    from readatl06.names import parse_name
+    url = ("https://data.example.org/ATLAS/ATL06/006/ATL06_20190101001723_00540211_006_01.h5"
+           "?X-Amz-Signature=abc&X-Amz-Expires=3600#frag")
+    g = parse_name(url)
+    assert g.name == "ATL06_20190101001723_00540211_006_01.h5" and g.rgt == 54 and g.region == 11
