@@ -10,7 +10,8 @@ dataset (``redistribute``): it reads its share of the per-beam files itself and 
 other ranks hold in memory with one Alltoallv per dataset, then every rank writes its run of chunks
 in ONE collective call per dataset (also with nothing to write: see STACK.md on the empty-slice
 hang), so each chunk is compressed by exactly one rank. Without MPI in h5py, rank 0 gathers each
-round (Gatherv) and writes the same file serially.
+round (Gatherv) and writes the same file serially. After the close, rank 0 alone gives the file its
+netCDF dimensions and CF attributes (``_netcdf``), before the rename.
 """
 import json
 import os
@@ -23,7 +24,8 @@ from readatl06 import __version__
 from readatl06 import redistribute as rd
 from readatl06.redistribute import HeldTracks, TrackFile, memory_bytes, track_bytes, vars_of  # noqa: F401 (API)
 from readatl06.outdir import crash_point, tmp_name
-from readatl06.schema import BEAMS, DIRECTIONS
+from readatl06.schema import BEAMS, COORDINATES, DIMENSION, DIRECTIONS, FEATURE_TYPE, GRANULE_DIMENSION
+from readatl06.write import CF_FILE_ATTRS, attach_all
 
 CHUNK = rd.CHUNK_MAX       # elements per chunk of a large merged dataset (smaller ones: rd.chunk_for)
 GROUPS = [(b, d) for b in BEAMS for d in DIRECTIONS]
@@ -31,7 +33,8 @@ GZIP_LEVEL = 4             # HDF5 deflate level of the merged datasets (with shu
 DEFAULT_MEMORY_MB = rd.DEFAULT_MEMORY_MB
 ROUND_SHARE = rd.ROUND_SHARE
 GI = rd.GI
-GI_ATTRS = {"long_name": "row of this point's granule in /granules", "units": "1"}
+GI_ATTRS = {"long_name": "row of this point's granule in /granules", "units": "1",
+            "coordinates": " ".join(COORDINATES)}
 last_stats = {}            # this process's figures of its last merge (rounds, largest buffer ...)
 
 
@@ -108,16 +111,6 @@ def _write_collective(dset, a, b, buf):
     """Every rank calls H5Dwrite with a collective transfer list, even with an empty selection."""
     mspace, fspace, buf, dxpl = write_selection(dset, [(a, b - a)] if b > a else [], buf)
     dset.id.write(mspace, fspace, buf, dxpl=dxpl)
-
-
-def _gatherv(comm, buf):
-    """Rank 0 receives every rank's buffer concatenated in rank order (numeric Gatherv, no pickling)."""
-    counts = comm.allgather(int(buf.size))
-    if comm.size == 1:
-        return buf
-    out = np.empty(sum(counts), buf.dtype) if comm.rank == 0 else None
-    comm.Gatherv(np.ascontiguousarray(buf), [out, counts] if comm.rank == 0 else None, root=0)
-    return out
 
 
 def mpi_h5py(comm):
@@ -199,12 +192,40 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
         if f is not None:
             f.close()
     comm.barrier()
+    _on_rank0(comm, _netcdf, tmp)
     crash_point("merge-before-rename")
     if comm.rank == 0:
         os.replace(tmp, path)
     comm.barrier()
     last_stats = stats
     return int(sum(gp.total for gp in plans))
+
+
+def _netcdf(path):
+    """Rank 0, on the closed file: each group's netCDF dimension with its datasets attached, and the
+    CF attributes (DESIGN §3). Serial, after the collective close: no metadata change must be made
+    identically by every rank, and no storage for the dimensions (parallel HDF5 allocates early)."""
+    with h5py.File(path, "r+") as f:
+        f.attrs.update(CF_FILE_ATTRS)
+        attach_all(f["granules"], GRANULE_DIMENSION)
+        for beam, direction in GROUPS:
+            attach_all(f[beam][direction], DIMENSION)
+            f[beam][direction].attrs["featureType"] = FEATURE_TYPE
+
+
+def _on_rank0(comm, fn, *args):
+    """``fn(*args)`` on rank 0; every rank raises if it failed (none is left waiting)."""
+    error = None
+    if comm.rank == 0:
+        try:
+            fn(*args)
+        except Exception as exc:
+            error = exc
+    failed = comm.bcast(None if error is None else f"{type(error).__name__}: {error}", root=0)
+    if error is not None:
+        raise error
+    elif failed:
+        raise RuntimeError(f"rank 0 failed to finish the merged file: {failed}")
 
 
 def _create(f, granules, parameters, first, plans, items):
@@ -262,7 +283,7 @@ def _round(comm, gp, tracks, items, dsets, a_round, b_round, parallel):
         if parallel:
             _write_collective(dsets[name], a, b, out)
         else:
-            data = _gatherv(comm, out)
+            data = rd.gatherv(comm, out)
             if comm.rank == 0:
                 dsets[name][a_round:b_round] = data
                 used = max(used, live + data.nbytes)

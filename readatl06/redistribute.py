@@ -57,9 +57,10 @@ class TrackFile:
     @classmethod
     def open(cls, path):
         from readatl06.names import parse_name
+        from readatl06.write import is_dimension
         with h5py.File(path, "r") as f:
             attrs = {k: _text(v) for k, v in f.attrs.items()}
-            names = [k for k in f if isinstance(f[k], h5py.Dataset)]
+            names = [k for k in f if isinstance(f[k], h5py.Dataset) and not is_dimension(f[k])]
             dtypes = {k: f[k].dtype.str for k in names}
             var_attrs = {k: {a: _text(v) for a, v in f[k].attrs.items() if a not in DIMENSION_ATTRS}
                          for k in names}
@@ -270,6 +271,16 @@ def alltoallv(comm, buf, scounts, rcounts, dtype):
     sc, sd = spec(scounts)
     rc, rd = spec(rcounts)
     comm.Alltoallv([buf.view(np.uint8), (sc, sd), MPI.BYTE], [out.view(np.uint8), (rc, rd), MPI.BYTE])
+    return out
+
+
+def gatherv(comm, buf):
+    """Rank 0 receives every rank's buffer concatenated in rank order (numeric Gatherv, no pickling)."""
+    counts = comm.allgather(int(buf.size))
+    if comm.size == 1:
+        return buf
+    out = np.empty(sum(counts), buf.dtype) if comm.rank == 0 else None
+    comm.Gatherv(np.ascontiguousarray(buf), [out, counts] if comm.rank == 0 else None, root=0)
     return out
 
 

@@ -9,11 +9,14 @@ import numpy as np
 from readatl06 import __version__
 from readatl06.beams import BEAM_INDEX
 from readatl06.errors import GranuleError
+from readatl06 import slices
+from readatl06.bounds import outside
 from readatl06.read import Granule
-from readatl06.schema import BEAMS, COMPRESSIONS, DIRECTION_CODE, DIRECTIONS, H_LI_FILL, output_vars
+from readatl06.schema import (BEAMS, COMPRESSIONS, COORDINATES, DIRECTION_CODE, DIRECTIONS, H_LI_FILL,
+                              output_vars)
 from readatl06.subset import Subset
-from readatl06.timeconv import gps_to_decimal_year
-from readatl06.sanity import check_granule, nonfinite_mask
+from readatl06.timeconv import gps_to_cf_seconds, gps_to_decimal_year
+from readatl06.sanity import check_beam, check_granule, file_size, nonfinite_mask
 from readatl06.tracks import directions, fill_mask, orbit_id, quality_mask
 
 SOFTWARE = f"readatl06 {__version__}"
@@ -29,6 +32,7 @@ class ReduceOptions:
     selection: dict = dataclasses.field(default_factory=dict)
 
     compression: str = "deflate"     # per-beam (and merged) files: deflate | none; not in parameters()
+    shortcuts: bool = True           # skips by granule bounds and slice reads (False: --full-read)
     _parameters: str = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -77,6 +81,8 @@ class GranuleResult:
     bytes_read: int = 0
     looked_up: set = dataclasses.field(default_factory=set)   # variables looked for (a beam kept points)
     found: set = dataclasses.field(default_factory=set)       # ... and found in at least one beam
+    skipped: str = None              # why no beam data were read (outside the subset by its bounds)
+    beams_outside: int = 0           # beams found outside the subset from a few latitude chunks
 
     @property
     def points(self):
@@ -104,7 +110,15 @@ def reduce_granule(path, gname, opts):
     res = GranuleResult(tracks=[])
     missing = {}
     with (contextlib.nullcontext(path) if isinstance(path, Granule) else Granule(path)) as g:
-        check = check_granule(g.file, g.name, opts.beams, [v.source for v in opts.vars])
+        if opts.subset.active and opts.shortcuts:
+            res.skipped = outside(g.footprints(), opts.subset.envelopes)
+            if res.skipped:                 # (a remote granule: its metadata were fetched)
+                res.read_seconds, res.bytes_read = g.read_seconds, g.bytes_read
+                res.seconds = time.perf_counter() - t0
+                return res
+        # With a subset, each beam is checked when the reducer gets to it: latitude first, the rest
+        # only for a beam the latitude search does not rule out (``_coordinates``).
+        check = check_granule(g.file, g.name, () if _searched(opts) else opts.beams, [v.source for v in opts.vars])
         rgt, cycle, notes = _orbit_numbers(g, gname)
         res.notes.extend(check.notes + notes)
         epoch = check.epoch
@@ -122,6 +136,9 @@ def reduce_granule(path, gname, opts):
                 continue
             _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, missing)
         res.read_seconds, res.bytes_read = g.read_seconds, g.bytes_read
+    reduced = [b for b in opts.beams if present.get(b)]
+    if reduced and res.beams_outside == len(reduced) and not res.tracks:
+        res.skipped = "outside the subset by every beam's latitude range (first and last chunks)"
     by_beams = {}
     for source, beams in missing.items():
         by_beams.setdefault(tuple(sorted(beams)), []).append(source)
@@ -132,39 +149,77 @@ def reduce_granule(path, gname, opts):
     return res
 
 
+def _searched(opts):
+    return opts.subset.active and opts.shortcuts
+
+
+def _coordinates(plan, region, opts):
+    """(n, first, lat, lon, dt) of a beam: its coordinates and times from segment ``first`` on —
+    only the range a subset can keep (plus a point of context each side, for the along-track
+    direction) when the latitude search finds it and the range passes ``slices.trusted``, else all.
+    None when the search shows the beam holds no point of the subset (nothing else is read)."""
+    if not _searched(opts):
+        n = plan.length("latitude")
+        return n, 0, plan.read("latitude", n), plan.read("longitude", n), plan.read("delta_time", n)
+    g, size = plan.granule, file_size(plan.granule.file)
+    check_beam(g.file, g.name, plan.beam, ("latitude",), size)
+    n = plan.length("latitude")
+    rng = slices.span(plan, n, opts.subset.lat_band, region)
+    if rng is not None and rng[0] == rng[1]:
+        return None
+    check_beam(g.file, g.name, plan.beam, [v.source for v in opts.vars], size)
+    if rng is not None:
+        i0, i1 = rng
+        a, b = max(0, i0 - 1), min(n, i1 + 1)
+        rows = np.arange(a, b)
+        lat, lon, dt = (plan.read(s, n, rows) for s in ("latitude", "longitude", "delta_time"))
+        if slices.trusted(lat, lon, dt):
+            return n, a, lat, lon, dt
+    return n, 0, plan.read("latitude", n), plan.read("longitude", n), plan.read("delta_time", n)
+
+
 def _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, missing):
     plan = g.beam(beam)
-    lat = plan.read("latitude")
-    n = lat.size
-    res.segments += n
-    lon = plan.read("longitude", n)
-    dt = plan.read("delta_time", n)
-    finite = ~nonfinite_mask(lat, lon, dt)          # NaN/inf coordinates or times: dropped like fill
-    res.removed["fill"] += int(n - finite.sum())
-    keep = finite.copy()
-    if opts.subset.active:
-        keep[finite] = opts.subset.mask(lon[finite], lat[finite])
-    res.removed["subset"] += int(finite.sum() - keep.sum())
-    if not keep.any():
+    coords = _coordinates(plan, gname.region, opts)
+    if coords is None:                      # outside the subset, from a few latitude chunks
+        n = plan.length("latitude")
+        res.segments += n
+        res.removed["subset"] += n
+        res.beams_outside += 1
         return
-    h = plan.read("h_li", n)
+    n, first, lat, lon, dt = coords
+    res.segments += n
+    finite = ~nonfinite_mask(lat, lon, dt)          # NaN/inf coordinates or times: dropped like fill
+    keep = finite.copy()
+    if opts.subset.active:                  # a point with no finite coordinates is in no subset
+        keep[finite] = opts.subset.mask(lon[finite], lat[finite])
+        res.removed["subset"] += int(n - keep.sum())
+    else:
+        res.removed["fill"] += int(n - finite.sum())
+    cand = np.flatnonzero(keep)             # in the range read; + first: in the beam
+    if not cand.size:
+        return
+    rows = cand + first if opts.subset.active else None
+    h = plan.read("h_li", n, rows)
+    h = h if rows is not None else h[cand]
     fill = plan.var("h_li").fill
     ok = fill_mask(h, H_LI_FILL if fill is None else fill)
-    res.removed["fill"] += int((keep & ~ok).sum())
-    keep &= ok
+    res.removed["fill"] += int(cand.size - ok.sum())
     if opts.quality != "none":
         if plan.var("atl06_quality_summary") is None:
             raise GranuleError(g.name, f"beam {beam}: atl06_quality_summary is missing, needed by "
                                        "--quality summary (use --quality none to keep every valid height)")
-        good = quality_mask(h, plan.read("atl06_quality_summary", n), opts.quality)
-        res.removed["quality"] += int((keep & ~good).sum())
-        keep &= good
-    if not keep.any():
+        q = plan.read("atl06_quality_summary", n, rows)
+        good = quality_mask(h, q if rows is not None else q[cand], opts.quality)
+        res.removed["quality"] += int((ok & ~good).sum())
+        ok &= good
+    if not ok.any():
         return
-    kept = np.flatnonzero(keep)
-    direction = np.zeros(n, np.int8)
+    local = cand[ok]
+    kept = local + first
+    direction = np.zeros(lat.size, np.int8)
     direction[finite] = directions(lat[finite], dt[finite], gname.region)   # NaN must not spread
-    direction = direction[kept]
+    direction = direction[local]
     # Every variable once per beam, at the kept points; the directions then take their parts.
     columns = {}
     for v in opts.vars:
@@ -208,16 +263,19 @@ def _values(plan, v, kept, n, epoch):
     beam = plan.beam
     attrs = {"units": v.units, "long_name": v.long_name,
              "source": (v.source.replace("/gtx/", f"/{beam}/") if v.source.startswith("/")
-                        else f"/{beam}/land_ice_segments/{v.source}")}
+                        else f"/{beam}/land_ice_segments/{v.source}"), **dict(v.cf)}
+    if v.name not in COORDINATES:
+        attrs["coordinates"] = " ".join(COORDINATES)
     if v.kind == "orbit":
         attrs["source"] = "readatl06 track id (see README)"
         return (), attrs
     if v.kind == "orbitinfo":
         return (), attrs
-    if v.kind in ("gpstime", "utcyear"):
+    convert = {"gpstime": np.asarray, "utcyear": gps_to_decimal_year, "utctime": gps_to_cf_seconds}.get(v.kind)
+    if convert is not None:          # every time from the same GPS seconds
         t = epoch + plan.read("delta_time", n, kept)
         attrs["source"] = f"/ancillary_data/atlas_sdp_gps_epoch + /{beam}/land_ice_segments/delta_time"
-        return (t if v.kind == "gpstime" else gps_to_decimal_year(t)), attrs
+        return convert(t), attrs
     var = plan.var(v.source)
     if var is None:
         return None, None

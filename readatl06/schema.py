@@ -4,6 +4,8 @@ Reading, writing and merging are all driven by ``OUTPUT_VARS``; nothing else lis
 """
 import dataclasses
 
+from readatl06.timeconv import CF_TIME_UNITS
+
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
 DIRECTIONS = ("ascending", "descending")
 DIRECTION_CODE = {"ascending": "A", "descending": "D"}
@@ -14,6 +16,14 @@ H_LI_FILL = 3.4028234663852886e+38     # FLT_MAX, h_li's fill value where it lac
 H_LI_LIMIT = 1e4                     # --quality summary: |h_li| < 1e4 m
 COMPRESSIONS = ("deflate", "none")   # --compression of the per-beam and merged files (DESIGN §1)
 
+# CF-1.10 (DESIGN §2, §3): every 1-D dataset of a per-beam file or merged group is attached to the
+# group's one netCDF dimension (a dimension scale without a variable) and names the coordinates.
+CONVENTIONS = "CF-1.10"
+FEATURE_TYPE = "trajectory"
+DIMENSION = "obs"                    # the points of a per-beam file or of a merged /<beam>/<direction>
+GRANULE_DIMENSION = "granule"        # the rows of the merged /granules
+COORDINATES = ("time", "lat", "lon")  # the ``coordinates`` attribute of every other dataset
+
 
 @dataclasses.dataclass(frozen=True)
 class OutVar:
@@ -22,7 +32,8 @@ class OutVar:
     dtype: str         # numpy dtype in the output
     units: str
     long_name: str
-    kind: str = "segment"   # segment | gpstime | utcyear | orbitinfo | orbit
+    kind: str = "segment"   # segment | gpstime | utcyear | utctime | orbitinfo | orbit | user
+    cf: tuple = ()          # further CF attributes, (name, value) pairs
 
     @property
     def source_path(self):
@@ -31,14 +42,17 @@ class OutVar:
 
 
 OUTPUT_VARS = (
-    OutVar("lon", "longitude", "f8", "degrees_east", "longitude"),
-    OutVar("lat", "latitude", "f8", "degrees_north", "latitude"),
+    OutVar("lon", "longitude", "f8", "degrees_east", "longitude", cf=(("standard_name", "longitude"),)),
+    OutVar("lat", "latitude", "f8", "degrees_north", "latitude", cf=(("standard_name", "latitude"),)),
     OutVar("h_elv", "h_li", "f4", "m", "land ice height"),
     OutVar("s_elv", "h_li_sigma", "f4", "m", "expected RMS segment misfit (height uncertainty)"),
-    OutVar("t_sec", "delta_time", "f8", "seconds since 1980-01-06T00:00:00 (GPS)",
-           "GPS time: atlas_sdp_gps_epoch + delta_time", kind="gpstime"),
+    # units "s", not "s since ...": GPS seconds must never be decoded as UTC (18 s off since 2017)
+    OutVar("t_sec", "delta_time", "f8", "s",
+           "GPS seconds since 1980-01-06T00:00:00 (atlas_sdp_gps_epoch + delta_time)", kind="gpstime"),
     OutVar("t_year", "delta_time", "f8", "decimal year, UTC",
            "UTC time as decimal year (leap seconds applied)", kind="utcyear"),
+    OutVar("time", "delta_time", "f8", CF_TIME_UNITS, "UTC time (leap seconds applied)", kind="utctime",
+           cf=(("standard_name", "time"), ("calendar", "standard"))),
     OutVar("h_rb", "fit_statistics/h_robust_sprd", "f4", "m", "robust spread of photon heights"),
     OutVar("s_fg", "fit_statistics/signal_selection_source", "i1", "1", "signal selection source flag"),
     OutVar("snr", "fit_statistics/snr_significance", "f4", "1", "SNR significance"),
@@ -72,7 +86,7 @@ def user_var(path):
 def output_vars(extra=()):
     """The default table plus user variables; a user variable whose name is taken is skipped."""
     table = list(OUTPUT_VARS)
-    names = {v.name for v in table}
+    names = {v.name for v in table} | {DIMENSION}
     sources = {v.source for v in table}
     for path in extra:
         v = user_var(path)

@@ -1,4 +1,4 @@
-"""GPS time -> UTC with leap seconds, and UTC decimal years. Pure numpy.
+"""GPS time -> UTC with leap seconds: datetimes, UTC decimal years and CF seconds since 2018. Pure numpy.
 
 GPS seconds count from 1980-01-06T00:00:00 UTC with no leap seconds; UTC has inserted 18 leap
 seconds since then (GPS - UTC = 18 s since 2017-01-01). ATL06 ``delta_time`` counts GPS seconds
@@ -7,6 +7,8 @@ from ``atlas_sdp_gps_epoch`` = 1198800018 s (= 2018-01-01T00:00:00 UTC).
 import numpy as np
 
 GPS_EPOCH_POSIX = 315964800  # 1980-01-06T00:00:00Z as POSIX seconds
+CF_EPOCH_POSIX = 1514764800  # 2018-01-01T00:00:00Z as POSIX seconds: the epoch of the CF ``time``
+CF_TIME_UNITS = "seconds since 2018-01-01T00:00:00Z"
 
 # UTC dates at whose start a leap second had just been inserted (IERS Bulletin C), after the GPS epoch.
 LEAP_DATES = np.array([
@@ -62,6 +64,14 @@ def posix_to_decimal_year(t_posix):
 def gps_to_decimal_year(t_gps):
     """GPS seconds since 1980-01-06 -> UTC decimal year (leap seconds applied)."""
     return posix_to_decimal_year(gps_to_posix(t_gps))
+
+
+def gps_to_cf_seconds(t_gps):
+    """GPS seconds -> UTC seconds since 2018-01-01T00:00:00Z (``CF_TIME_UNITS``), float64:
+    ``t_gps - leap seconds + GPS_EPOCH_POSIX - CF_EPOCH_POSIX``. Both float64 steps are exact for
+    GPS times 2014-2038 (the sum stays within one binade, the difference is Sterbenz-exact), so it
+    decodes to the instants of :func:`gps_to_datetime64`."""
+    return gps_to_posix(t_gps) - CF_EPOCH_POSIX
 
 
 def gps_to_datetime64(t_gps):

@@ -4,6 +4,10 @@ With ``compression="deflate"`` (the default) datasets of more than SMALL element
 HDF5's standard shuffle + deflate filters declared, and their chunks are shuffled (numpy) and
 deflated (ISA-L) here and stored with direct chunk writes: every HDF5 reader decodes them, at a
 fraction of the time HDF5's own zlib takes. ``"none"`` writes every dataset contiguous, unfiltered.
+
+Files are netCDF-4/CF-1.10 as well (DESIGN §2): every dataset is attached to one dimension scale
+without a variable (``obs``, made as netCDF-C and h5netcdf make one), so that xarray opens the file
+with no arguments.
 """
 import functools
 import os
@@ -13,10 +17,12 @@ import numpy as np
 
 from readatl06.errors import GranuleError
 from readatl06.filters import DEFLATE_LEVEL, encode
-from readatl06.schema import COMPRESSIONS
+from readatl06.schema import COMPRESSIONS, CONVENTIONS, DIMENSION, FEATURE_TYPE
 
 CHUNK = 65536          # elements per chunk of a deflated dataset
 SMALL = 4096           # datasets up to this size stay contiguous (chunk index and filters cost more)
+NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable."   # netCDF-4's NAME of such a scale
+CF_FILE_ATTRS = {"Conventions": CONVENTIONS, "featureType": FEATURE_TYPE}
 
 
 def output_path(outdir, track):
@@ -108,6 +114,35 @@ def write_dataset(parent, name, values, attrs, compression="deflate"):
     return dset
 
 
+def make_dimension(parent, name, n):
+    """A netCDF-4 dimension of length ``n`` under the open id ``parent``: a float32 dimension scale
+    whose NAME says it is no variable (netCDF-C's and h5netcdf's layout); it is never written, so
+    no storage is allocated for it (serial HDF5). Returns its dataset id."""
+    dset = h5py.h5d.create(parent, name.encode(), h5py.h5t.IEEE_F32BE, h5py.h5s.create_simple((n,)),
+                           dcpl=_plists().plain)
+    h5py.h5ds.set_scale(dset, NOT_A_VARIABLE + b"%10d" % n)
+    return dset
+
+
+def attach_dimension(dset, scale):
+    """Dimension 0 of the dataset id ``dset`` is the dimension ``scale`` (DIMENSION_LIST, REFERENCE_LIST)."""
+    h5py.h5ds.attach_scale(dset, scale, 0)
+
+
+def is_dimension(dset):
+    """The h5py Dataset is a dimension scale (the netCDF dimension of its group), not a variable."""
+    return h5py.h5ds.is_scale(dset.id)
+
+
+def attach_all(group, name):
+    """The dimension ``name`` in the h5py ``group`` with every dataset of the group attached (all of
+    one length: a merged group); for a file written without it."""
+    dsets = [group[k].id for k in group if group.get(k, getclass=True) is h5py.Dataset]
+    dim = make_dimension(group.id, name, dsets[0].shape[0] if dsets else 0)
+    for dset in dsets:
+        attach_dimension(dset, dim)
+
+
 def _write_error(track, path, exc):
     """A clean one-line error for a failed write: OSError with the errno (the runner stops on a full
     disk), else GranuleError; never HDF5's multi-line text."""
@@ -129,10 +164,13 @@ def write_track(track, outdir, overwrite=False, compression="deflate"):
     # plain os calls: a full disk or any other write error is one clean OSError here, never a
     # failure inside HDF5 (whose error path on ENOSPC crashed the process when the file was closed).
     with h5py.File(f"{track.stem}.h5", "w", driver="core", backing_store=False) as f:
-        for key, value in track.attrs.items():
+        for key, value in {**track.attrs, **CF_FILE_ATTRS}.items():
             write_attr(f.id, key, value)
-        for name, values in track.data.items():
-            write_dataset(f.id, name, values, track.var_attrs[name], compression)
+        dsets = [write_dataset(f.id, name, values, track.var_attrs[name], compression)
+                 for name, values in track.data.items()]
+        dim = make_dimension(f.id, DIMENSION, len(track))
+        for dset in dsets:                  # last: attaching to finished datasets is the cheapest
+            attach_dimension(dset, dim)
         f.flush()
         image = f.id.get_file_image()
     tmp = _tmp(path)

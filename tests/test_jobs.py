@@ -147,6 +147,10 @@ def h5_contents(path, merged=False):
 
     def attrs(obj):
         a = {k: np.asarray(obj.attrs[k]).tolist() for k in obj.attrs}
+        if "DIMENSION_LIST" in a:       # object references (dimension scales): the names they point to
+            a["DIMENSION_LIST"] = [obj.file[r].name for refs in obj.attrs["DIMENSION_LIST"] for r in refs]
+        if "REFERENCE_LIST" in a:
+            a["REFERENCE_LIST"] = sorted((obj.file[r].name, int(i)) for r, i in obj.attrs["REFERENCE_LIST"])
         if merged and isinstance(a.get("source"), str):
             # The merged file's empty (beam, direction) groups take their variables' attributes from
             # another group, and `source` paths such as "... + /gt3l/land_ice_segments/delta_time"

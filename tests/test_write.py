@@ -14,7 +14,7 @@ from conftest import REAL
 from readatl06.names import parse_name
 from readatl06.reduce import ReduceOptions, Track, reduce_granule
 from readatl06.schema import OUTPUT_VARS
-from readatl06.write import CHUNK, SMALL, write_tracks
+from readatl06.write import CF_FILE_ATTRS, CHUNK, NOT_A_VARIABLE, SMALL, write_tracks
 
 GRANULE = parse_name("ATL06_20190101002015_00540210_006_01.h5")
 
@@ -39,9 +39,10 @@ def big_track(n=CHUNK + 4465, direction="ascending", seed=0):
 
 
 def reference_write(track, path):
-    """How per-beam files were written before issue 9: HDF5's own gzip 4 + shuffle."""
+    """How per-beam files were written before issue 9: HDF5's own gzip 4 + shuffle; with h5py's
+    high-level dimension scale calls for the netCDF dimension ``obs`` (CF-1.10)."""
     with h5py.File(path, "w") as f:
-        for k, v in track.attrs.items():
+        for k, v in {**track.attrs, **CF_FILE_ATTRS}.items():
             f.attrs[k] = v
         for name, values in track.data.items():
             kw = {}
@@ -50,15 +51,28 @@ def reference_write(track, path):
             d = f.create_dataset(name, data=values, **kw)
             for k, v in track.var_attrs[name].items():
                 d.attrs[k] = v
+        n = len(track)
+        dim = f.create_dataset("obs", shape=(n,), dtype=">f4")
+        dim.make_scale((NOT_A_VARIABLE + b"%10d" % n).decode())
+        for name in track.data:
+            f[name].dims[0].attach_scale(dim)
+
+
+def _attr(f, k, v):
+    """An attribute as comparable bytes; object references as the names they point to."""
+    if k == "DIMENSION_LIST":
+        return tuple(f[r].name for refs in v for r in refs)
+    if k == "REFERENCE_LIST":
+        return tuple(sorted((f[r].name, int(i)) for r, i in v))
+    return (np.asarray(v).dtype.str, np.asarray(v).tobytes())
 
 
 def contents(path):
     out = {}
     with h5py.File(path, "r") as f:
-        out["/"] = {k: (np.asarray(v).dtype.str, np.asarray(v).tobytes()) for k, v in f.attrs.items()}
+        out["/"] = {k: _attr(f, k, v) for k, v in f.attrs.items()}
         for name, d in f.items():
-            out[name] = (d.dtype.str, d.shape, d[()].tobytes(),
-                         {k: (np.asarray(v).dtype.str, np.asarray(v).tobytes()) for k, v in d.attrs.items()})
+            out[name] = (d.dtype.str, d.shape, d[()].tobytes(), {k: _attr(f, k, v) for k, v in d.attrs.items()})
     return out
 
 
@@ -77,7 +91,9 @@ def test_both_modes_equal_reference_and_declare_standard_filters(tmp_path):
             assert contents(p) == contents(ref / os.path.basename(p))
             with h5py.File(p, "r") as f:
                 for name, d in f.items():
-                    if mode == "deflate" and d.size > SMALL:
+                    if name == "obs":
+                        assert d.id.get_storage_size() == 0     # the netCDF dimension: no storage at all
+                    elif mode == "deflate" and d.size > SMALL:
                         assert d.compression == "gzip" and d.shuffle and d.chunks == (min(d.size, CHUNK),)
                     else:
                         assert d.compression is None and d.chunks is None and not d.shuffle
