@@ -96,6 +96,13 @@ def _same_outputs(a, b):
     return len(names)
 
 
+def _record_seconds(out):
+    """Sum of the per-granule seconds in a run's manifest (the reduce of each granule, in-process)."""
+    import json
+    with open(os.path.join(out, "readatl06-manifest.jsonl"), encoding="utf-8") as fh:
+        return sum(json.loads(line)["seconds"] for line in fh if line.strip())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--granules", type=int, default=16)
@@ -132,6 +139,7 @@ def main():
             cmd0 = [out + "-0" if x == os.path.join(work, "out") else x for x in idle[name]]
             w0, _, _ = timed(cmd0, out + "-0")
             zero[name] = min(zero.get(name, w0), w0)
+    rec = {name: _record_seconds(os.path.join(work, name)) for name in ("full", "miss", "box")}
     kept = _same_outputs(os.path.join(work, "box"), os.path.join(work, "box_--full-read"))
     print(f"box outputs with and without --full-read: {kept} files, identical")
     print(f"{'contender':18s} {'wall s':>8s} {'start-up s':>10s} {'work s':>8s} {'full / it':>10s} "
@@ -141,9 +149,12 @@ def main():
         w, z = best[name], zero[name]
         print(f"{name:18s} {w:8.3f} {z:10.3f} {w - z:8.3f} {full / w:10.2f} {full_work / max(w - z, 1e-6):17.2f}")
     per_granule = (best["miss"] - zero["miss"]) / (best["full"] - zero["full"])
+    in_run = rec["miss"] / rec["full"]
     print(f"box: {full / best['box']:.2f}x faster than the full reduce, whole process (target >= 5x); "
           f"{full_work / (best['box'] - zero['box']):.2f}x without start-up")
-    print(f"miss: a granule outside the box costs {per_granule:.1%} of its full reduce (target <= 3 %)")
+    print(f"miss: a granule outside the box costs {in_run:.2%} of its full reduce by the runs' own records "
+          f"({1e3 * rec['miss'] / len(files):.2f} ms against {1e3 * rec['full'] / len(files):.1f} ms per granule), "
+          f"{per_granule:.1%} by whole-process walls less start-up (target <= 3 %)")
     print(f"box vs slice floor: {best['box'] / best['slice floor']:.2f} (readatl06 / floor, whole process)")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -204,7 +204,8 @@ class Beam:
         except (KeyError, ValueError):
             return None
         if not isinstance(oid, h5py.h5d.DatasetID):
-            return None
+            kind = "group" if isinstance(oid, h5py.h5g.GroupID) else "datatype"
+            raise self._error(label, f"is a {kind}, expected a dataset")
         try:
             index = chunk_index(oid, g.user_block) if g.chunk_reader else None
             fill = fill_value(oid)
@@ -221,6 +222,11 @@ class Beam:
             raise self._error(f"{LIS}/{source}" if not source.startswith("/") else source.lstrip("/"),
                               "is missing")
         return v
+
+    def dataset(self, source):
+        """The h5py Dataset of a source (opened once, see ``var``), or None when the beam lacks it."""
+        v = self.var(source)
+        return None if v is None else v.dset
 
     def length(self, source, n=None):
         """Elements of a 1-D per-segment variable (from its chunk index: nothing decoded)."""

@@ -116,9 +116,9 @@ def reduce_granule(path, gname, opts):
                 res.read_seconds, res.bytes_read = g.read_seconds, g.bytes_read
                 res.seconds = time.perf_counter() - t0
                 return res
-        # With a subset, each beam is checked when the reducer gets to it: latitude first, the rest
-        # only for a beam the latitude search does not rule out (``_coordinates``).
-        check = check_granule(g.file, g.name, () if _searched(opts) else opts.beams, [v.source for v in opts.vars])
+        # Each beam is checked when the reducer gets to it, on the datasets its plan opens (with a
+        # subset: latitude first, the rest only for a beam the latitude search does not rule out).
+        check = check_granule(g.file, g.name, (), [v.source for v in opts.vars])
         rgt, cycle, notes = _orbit_numbers(g, gname)
         res.notes.extend(check.notes + notes)
         epoch = check.epoch
@@ -158,16 +158,18 @@ def _coordinates(plan, region, opts):
     only the range a subset can keep (plus a point of context each side, for the along-track
     direction) when the latitude search finds it and the range passes ``slices.trusted``, else all.
     None when the search shows the beam holds no point of the subset (nothing else is read)."""
+    g, size = plan.granule, file_size(plan.granule.file)
+    sources = [v.source for v in opts.vars]
     if not _searched(opts):
+        check_beam(g.file, g.name, plan.beam, sources, size, plan.dataset)
         n = plan.length("latitude")
         return n, 0, plan.read("latitude", n), plan.read("longitude", n), plan.read("delta_time", n)
-    g, size = plan.granule, file_size(plan.granule.file)
-    check_beam(g.file, g.name, plan.beam, ("latitude",), size)
+    check_beam(g.file, g.name, plan.beam, ("latitude",), size, plan.dataset)
     n = plan.length("latitude")
     rng = slices.span(plan, n, opts.subset.lat_band, region)
     if rng is not None and rng[0] == rng[1]:
         return None
-    check_beam(g.file, g.name, plan.beam, [v.source for v in opts.vars], size)
+    check_beam(g.file, g.name, plan.beam, sources, size, plan.dataset)
     if rng is not None:
         i0, i1 = rng
         a, b = max(0, i0 - 1), min(n, i1 + 1)

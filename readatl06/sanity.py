@@ -164,11 +164,12 @@ def check_dataset(dset, name, label, size_of_file, expected=None, float_only=Fal
 
 
 # ---------------------------------------------------------------- one beam
-def check_beam(h5, name, beam, sources=None, size_of_file=None):
+def check_beam(h5, name, beam, sources=None, size_of_file=None, opened=None):
     """Check a beam's variables (sources relative to land_ice_segments, or absolute ``/gtx/...``)
     before reading: sizes, types, 1-D shapes, one length. Returns the beam's number of segments
     (None when it reads no variable); raises GranuleError naming the variable that is wrong.
-    Variables the beam lacks are left to the reader (which names them as missing)."""
+    Variables the beam lacks are left to the reader (which names them as missing). ``opened(source)``:
+    the reader's own open Dataset of a source (or None), instead of opening each one again."""
     sources = default_sources() if sources is None else tuple(sources)
     size_of_file = file_size(h5) if size_of_file is None else size_of_file
     lengths = {}
@@ -177,7 +178,7 @@ def check_beam(h5, name, beam, sources=None, size_of_file=None):
             continue                              # derived (orbit id) or granule-wide: check_granule's
         path = source.replace("/gtx/", f"/{beam}/") if source.startswith("/") else f"/{beam}/{LIS}/{source}"
         label = f"beam {beam}: {_label(source)}"
-        d = _dataset(h5, path, name, label)
+        d = _dataset(h5, path, name, label) if opened is None else opened(source)
         if d is None:
             continue
         check_dataset(d, name, label, size_of_file, EXPECTED_DTYPE.get(source), source in FLOAT_ONLY)
