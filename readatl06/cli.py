@@ -139,6 +139,14 @@ def build_parser():
     p.add_argument("--dt-max", type=float, metavar="DAYS", help="keep only crossings at most DAYS apart in time")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
+    p = sub.add_parser("export", help="GeoParquet 1.1 table of every point (DESIGN §6)")
+    p.add_argument("source", metavar="MERGED.h5|OUTDIR")
+    p.add_argument("-o", "--output", required=True, metavar="TABLE.parquet",
+                   help="one GeoParquet 1.1 file: WKB lon/lat points, bbox covering column, row groups of 100 000")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing TABLE.parquet")
+    p.add_argument("--parameters", metavar="KEY", help="OUTDIR: export only the per-beam files of this "
+                   "parameter set (the key that a refusal lists) when OUTDIR mixes several")
+
     for name, module, text in (("plot", "plot.command", "draw check figures"),
                                ("synth", "synth.command", "write synthetic ATL06 granules"),
                                ("demo", "demo", "synth -> reduce -> merge -> plot, no download")):
@@ -219,6 +227,14 @@ def _merge(args):
                             memory=args.merge_memory)
 
 
+def _export(args):
+    from readatl06.export import run_export
+    from readatl06.parallel import abort_on_error, world
+    comm = world()
+    with abort_on_error(comm):
+        return run_export(comm, args.source, args.output, overwrite=args.overwrite, params=args.parameters)
+
+
 def main(argv=None):
     quiet = launcher_rank() != 0
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -243,6 +259,8 @@ def main(argv=None):
             return _reduce(args)
         if args.command == "merge":
             return _merge(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "xover":
             from readatl06.parallel import abort_on_error, world
             from readatl06.xover_run import run_xover

@@ -1,19 +1,19 @@
 """Crossover tables on disk (DESIGN §7): HDF5 (group ``xovers``, CF attributes, opens with xarray)
-or GeoParquet 1.1 (as DESIGN §6: WKB lon/lat points, ``bbox`` covering column), by the file's
-suffix. Both are written under a temporary name and renamed; :func:`read` reads either back."""
+or GeoParquet 1.1 (as DESIGN §6: WKB lon/lat points, ``bbox`` covering column, both from
+:mod:`readatl06.geoparquet`), by the file's suffix. Both are written under a temporary name and
+renamed; :func:`read` reads either back."""
 import json
 import os
 
 import numpy as np
 
-from readatl06 import __version__
+from readatl06 import __version__, geoparquet
 from readatl06.errors import UsageError
 from readatl06.schema import BEAMS
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".he5", ".nc")
 PARQUET_SUFFIXES = (".parquet", ".geoparquet", ".pq")
 GROUP = "xovers"
-ROW_GROUP = 100_000
 NETCDF_DIM = "This is a netCDF dimension but not a netCDF variable."
 # column -> (dtype, units, long_name, standard_name)
 ATTRS = {
@@ -95,17 +95,6 @@ def _write_hdf5(path, cols, meta):
                 ds.attrs["coordinates"] = "lon lat"
 
 
-def _wkb_points(lon, lat):
-    """Little-endian WKB points (21 bytes each) as a pyarrow binary array, without a Python loop."""
-    import pyarrow as pa
-    rec = np.zeros(lon.size, np.dtype([("order", "u1"), ("kind", "<u4"), ("x", "<f8"), ("y", "<f8")]))
-    rec["order"], rec["kind"], rec["x"], rec["y"] = 1, 1, lon, lat
-    large = lon.size * 21 >= 2 ** 31                  # 32-bit offsets end at 2 GiB of WKB
-    offsets = np.arange(lon.size + 1, dtype=np.int64 if large else np.int32) * 21
-    return pa.Array.from_buffers(pa.large_binary() if large else pa.binary(), lon.size,
-                                 [None, pa.py_buffer(offsets), pa.py_buffer(rec.tobytes())])
-
-
 def _write_parquet(path, cols, meta):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -117,18 +106,12 @@ def _write_parquet(path, cols, meta):
         md = {"long_name": long_name, **({"units": units} if units else {})}
         arrays.append(arr)
         fields.append(pa.field(name, arr.type, metadata=md))
-    bbox = pa.StructArray.from_arrays([pa.array(lon), pa.array(lat), pa.array(lon), pa.array(lat)],
-                                      names=["xmin", "ymin", "xmax", "ymax"])
-    arrays += [_wkb_points(lon, lat), bbox]
-    fields += [pa.field("geometry", arrays[-2].type), pa.field("bbox", bbox.type)]
-    column = {"encoding": "WKB", "geometry_types": ["Point"],
-              "covering": {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}}}
-    if lon.size:
-        column["bbox"] = [float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())]
-    geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
-    schema = pa.schema(fields, metadata={"geo": json.dumps(geo), "readatl06": json.dumps(_meta_attrs(meta))})
-    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path, row_group_size=ROW_GROUP,
-                   compression="zstd", write_statistics=True)
+    arrays += geoparquet.point_columns(lon, lat)
+    fields += geoparquet.point_fields()
+    schema = pa.schema(fields, metadata={"geo": geoparquet.geo_metadata(geoparquet.bounds(lon, lat)),
+                                         "readatl06": json.dumps(_meta_attrs(meta))})
+    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path, row_group_size=geoparquet.ROW_GROUP,
+                   **geoparquet.writer_options(schema, dictionary=("beam_1", "beam_2")))
 
 
 def read(path):
