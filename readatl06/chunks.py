@@ -15,7 +15,7 @@ import typing
 import h5py
 import numpy as np
 
-from readatl06.filters import FILTER_DEFLATE, FILTER_SHUFFLE, ChunkError, inflate, unshuffled
+from readatl06.filters import FILTER_DEFLATE, FILTER_SHUFFLE, ChunkError, inflate, unshuffle_into
 
 _PIPELINES = {(): (), (FILTER_DEFLATE,): ("deflate",), (FILTER_SHUFFLE,): ("shuffle",),
               (FILTER_SHUFFLE, FILTER_DEFLATE): ("shuffle", "deflate")}
@@ -92,7 +92,7 @@ def _chunk_error(c, why):
     return ChunkError(f"stored chunk at element {c.start} (file bytes {c.offset}..{c.offset + c.size}) {why}")
 
 
-def _decoded(index, c, fetch):
+def inflate_chunk(index, c, fetch):
     """The decoded bytes of stored chunk ``c`` and whether they are still shuffled."""
     if c.size > index.nbytes + (index.nbytes >> 3) + 4096:    # deflate never grows a chunk this much
         raise _chunk_error(c, f"claims {c.size} stored bytes for a chunk of {index.nbytes}")
@@ -131,10 +131,10 @@ def read_index(index, fetch, rows=None):
     for c in index.chunks:
         if rows is not None and not wanted[c.start // chunk]:
             continue
-        data, shuffled = _decoded(index, c, fetch)
+        data, shuffled = inflate_chunk(index, c, fetch)
         m = min(chunk, n - c.start)
         if shuffled:
-            out.view(np.uint8).reshape(n, size)[c.start:c.start + m] = unshuffled(data, size)[:m]
+            unshuffle_into(out.view(np.uint8).reshape(n, size)[c.start:c.start + m], data, m)
         else:
             out[c.start:c.start + m] = np.frombuffer(data, index.dtype, m)
     return out if rows is None else out[rows]
@@ -152,9 +152,9 @@ def decode_chunk(index, k, fetch):
     i = bisect.bisect_left(index.chunks, (k * index.chunk,))     # chunks are sorted by start
     if i == len(index.chunks) or index.chunks[i].start != k * index.chunk:
         return np.full(m, index.fill, index.dtype)
-    data, shuffled = _decoded(index, index.chunks[i], fetch)
+    data, shuffled = inflate_chunk(index, index.chunks[i], fetch)
     if shuffled:
         out = np.empty(m, index.dtype)
-        out.view(np.uint8).reshape(m, index.dtype.itemsize)[:] = unshuffled(data, index.dtype.itemsize)[:m]
+        unshuffle_into(out.view(np.uint8).reshape(m, index.dtype.itemsize), data, m)
         return out
     return np.frombuffer(data, index.dtype, m)          # read-only: callers index it

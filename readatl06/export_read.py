@@ -63,7 +63,7 @@ class Rows:
                 self.last = (k, None, False)
             else:
                 # chunks' own inflate and checks; its unshuffle (decode_chunk) is left out: see into()
-                self.last = (k, *chunks._decoded(index, index.chunks[i], self.fetch))
+                self.last = (k, *chunks.inflate_chunk(index, index.chunks[i], self.fetch))
         return self.last[1], self.last[2]
 
 
