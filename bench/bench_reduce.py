@@ -92,12 +92,19 @@ def _job_floor(files, out):
                 v = {s: g[s][()] for s in SOURCES}
                 h = v["h_li"]
                 keep = (h != np.float32(3.4028235e38)) & (v["atl06_quality_summary"] == 0) & (np.abs(h) < 1e4)
-                up = np.gradient(v["latitude"]) >= 0
-                for code, part in (("A", keep & up), ("D", keep & ~up)):
-                    if part.any():
-                        with h5py.File(os.path.join(out, f"{stem}_{b}_{code}.h5"), "w") as o:
-                            for s in SOURCES:
-                                o.create_dataset(s.rsplit("/", 1)[-1], data=v[s][part])
+                write_parts(out, f"{stem}_{b}", v, keep)
+
+
+def write_parts(out, stem, v, keep):
+    """The job floor's write: the kept points split by the sign of dlat, uncompressed, no attributes."""
+    import h5py
+    import numpy as np
+    up = np.gradient(v["latitude"]) >= 0
+    for code, part in (("A", keep & up), ("D", keep & ~up)):
+        if part.any():
+            with h5py.File(os.path.join(out, f"{stem}_{code}.h5"), "w") as o:
+                for s in SOURCES:
+                    o.create_dataset(s.rsplit("/", 1)[-1], data=v[s][part])
 
 
 def worker(kind, out, files):

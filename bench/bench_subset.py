@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_reduce import BEAMS, SOURCES, granules, timed  # noqa: E402
+from bench_reduce import BEAMS, SOURCES, granules, timed, write_parts  # noqa: E402
 
 
 def slice_floor(files, out, south, north):
@@ -48,12 +48,7 @@ def slice_floor(files, out, south, north):
                 h = v["h_li"]
                 keep = ((v["latitude"] >= south) & (v["latitude"] <= north) & (h != np.float32(3.4028235e38))
                         & (v["atl06_quality_summary"] == 0) & (np.abs(h) < 1e4))
-                up = np.gradient(v["latitude"]) >= 0
-                for code, part in (("A", keep & up), ("D", keep & ~up)):
-                    if part.any():
-                        with h5py.File(os.path.join(out, f"{stem}_{b}_{code}.h5"), "w") as o:
-                            for s in SOURCES:
-                                o.create_dataset(s.rsplit("/", 1)[-1], data=v[s][part])
+                write_parts(out, f"{stem}_{b}", v, keep)
 
 
 def band(files, fraction):
