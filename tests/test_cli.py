@@ -15,7 +15,7 @@ from readatl06.cli import main
 GOOD = ["ATL06_20230816161508_08782002_006_02.h5", "processed_ATL06_20181115223845_07380102_001_01.h5"]
 
 
-HEAVY = ("mpi4py", "matplotlib", "readatl06.synth")
+HEAVY = ("mpi4py", "matplotlib", "readatl06.synth", "pyarrow", "shapely", "pyproj")
 PROBE = """import sys
 from readatl06.cli import main
 try:
@@ -30,7 +30,8 @@ sys.exit(rc)
 
 
 @pytest.mark.parametrize("argv", [["list", str(DATA / "atl06")], ["--help"], ["reduce", "--help"],
-                                  ["plot", "--help"], ["synth", "--help"]])
+                                  ["plot", "--help"], ["synth", "--help"], ["export", "--help"],
+                                  ["xover", "--help"]])
 def test_help_and_list_import_neither_mpi_nor_matplotlib_nor_generator(argv):
     """No mpi4py, matplotlib or generator module is loaded by list and the help texts."""
     r = subprocess.run([sys.executable, "-c", PROBE] + argv, capture_output=True, text=True)
