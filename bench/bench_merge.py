@@ -7,6 +7,8 @@ same bytes, its scaling over ranks, and its peak memory per rank against the num
     python bench/bench_merge.py --scaling 1 2 4                  # one mpirun per rank count; efficiency table
     python bench/bench_merge.py --memory-scan 8 16 32 --merge-memory 64 --points 22000   # peak RSS per rank
     python bench/bench_merge.py --summarize /tmp/bm1.json /tmp/bm2.json                 # one table from --json files
+    python bench/bench_merge.py --scaling 1 2 --zlib --level 4   # the same with HDF5's zlib level 4 (before ISA-L)
+    python bench/bench_merge.py --vs-reduce 16 --configs zlib:4 isal:1   # reduce against reduce --merge, 2 ranks
 
 One run (under ``mpirun -n N``): every rank builds in memory the synthetic Tracks (all OUTPUT_VARS
 with their table dtypes, smooth lat/lon, heights smooth + noise, realistic flags and fill values) of
@@ -18,11 +20,20 @@ timed) and merges TrackFiles, so the merge reads its slices back. Three writes t
 ``--repeat`` times (barrier before and after each; the best time of each counts):
 
 * merge       ``merge_tracks`` (parallel HDF5, ``--merge-memory``) -> one file;
-* raw gzip    the floor: the same datasets (lengths, dtypes, fill values, chunks ``chunk_for(n)``,
-              gzip 4 + shuffle), every rank writing the same run of whole chunks as the merge, in ONE
-              collective call per dataset (``merge.write_selection``), from buffers holding those
-              points in file order, built before the clock starts;
-* raw         the same without compression, for reference.
+* raw gzip    the floor: the same datasets (lengths, dtypes, fill values, ``merge_layout.storage``:
+              chunks ``chunk_for(n)``, deflate level ``GZIP_LEVEL`` + shuffle with ISA-L in HDF5's
+              deflate filter, or contiguous for ``--compression none``), every rank writing the same
+              run of whole chunks as the merge, in ONE collective call per dataset
+              (``merge.write_selection``), from buffers holding those points in file order, built
+              before the clock starts;
+* raw         the same, contiguous and uncompressed, for reference.
+
+``--zlib`` (HDF5's own zlib in its deflate filter) and ``--level N`` change both the merge and the
+floor: ``--zlib --level 4`` is the merged file as it was written before ISA-L (for before/after
+figures). ``--vs-reduce G`` times whole commands instead: ``mpirun -n --ranks readatl06 reduce`` and
+``reduce --merge`` on G synthetic granules (``readatl06 synth --segments-per-beam``), alternating,
+for each ``--configs`` entry (``zlib:4 zlib:1 isal:1`` ...), with the merged file's size and the
+load average (issue 11's target: ``reduce --merge`` <= 1.5x ``reduce`` at 2 ranks).
 
 Rank 0 prints ranks, bytes (uncompressed), seconds, MB/s and merge bandwidth / raw gzip bandwidth
 against ``--target`` (0.70), then reads the merged file back serially and checks every dataset against
@@ -53,13 +64,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from readatl06 import merge, schedule  # noqa: E402
+from readatl06 import h5native, merge, schedule  # noqa: E402
+from readatl06 import merge_layout as ml  # noqa: E402
 from readatl06 import redistribute as rd  # noqa: E402
 from readatl06.beams import BEAM_INDEX  # noqa: E402
 from readatl06.names import parse_name  # noqa: E402
 from readatl06.reduce import Track  # noqa: E402
 from readatl06.schema import ATLAS_SDP_GPS_EPOCH, OUTPUT_VARS  # noqa: E402
-from readatl06.timeconv import gps_to_decimal_year  # noqa: E402
+from readatl06.timeconv import gps_to_cf_seconds, gps_to_decimal_year  # noqa: E402
 from readatl06.tracks import orbit_id  # noqa: E402
 
 HERE = os.path.abspath(__file__)
@@ -116,7 +128,7 @@ def make_track(g, row, k, n, seed):
     data = {
         "lon": lon, "lat": lat, "h_elv": surf + rng.normal(0.0, 0.12, n),
         "s_elv": np.abs(rng.normal(0.04, 0.03, n)),
-        "t_sec": t_sec, "t_year": gps_to_decimal_year(t_sec),
+        "t_sec": t_sec, "t_year": gps_to_decimal_year(t_sec), "time": gps_to_cf_seconds(t_sec),
         "h_rb": np.abs(rng.normal(0.12, 0.06, n)),
         "s_fg": rng.choice(np.array([0, 1, 2, 3], np.int8), n, p=[0.9, 0.05, 0.03, 0.02]),
         "snr": np.where(rng.random(n) < 0.93, 0.0, rng.exponential(0.01, n)),
@@ -206,15 +218,15 @@ def floor_buffers(granules, counts, seed, lay, spans):
     return bufs
 
 
-def raw_write(comm, path, lay, bufs, spans, gzip=True):
-    """The same datasets as merge_tracks; every rank writes its run of whole chunks, collectively."""
-    with h5py.File(path, "w", driver="mpio", comm=comm) as f:
+def raw_write(comm, path, lay, bufs, spans, compression="deflate"):
+    """The same datasets as merge_tracks (``merge_layout.storage``: chunks, deflate level, shuffle, or
+    contiguous for ``none``; HDF5's deflate running ISA-L as in the merge); every rank writes its run
+    of whole chunks, collectively."""
+    with h5native.isal_deflate(), h5py.File(path, "w", driver="mpio", comm=comm) as f:
         for k, (beam, direction) in enumerate(GROUPS):
             grp = f.require_group(f"{beam}/{direction}")
             n, chunk, a, b = spans[k]
-            kw = {"chunks": (chunk,)} if n else {}
-            if n and gzip:
-                kw.update(compression="gzip", compression_opts=4, shuffle=True)
+            kw = ml.storage(n, chunk, compression)
             for name, dtype, fill in lay[k]:
                 d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=fill, **kw)
                 if n:   # every rank takes part, also with an empty run (STACK.md: the empty-slice hang)
@@ -240,7 +252,7 @@ def remove(comm, *paths):
 
 
 # ----------------------------------------------------------------------------- check and report
-def verify(path, granules, counts, seed, lay):
+def verify(path, granules, counts, seed, lay, compression="deflate"):
     """Rank 0, serial h5py: problems found comparing the merged file with the tracks in granule order."""
     problems = []
     with h5py.File(path, "r") as f:
@@ -259,7 +271,8 @@ def verify(path, granules, counts, seed, lay):
                     problems.append(f"{where}: {d.dtype}{got.shape} != {want.dtype}{want.shape} or values differ")
                 if name != GI and d.attrs.get("units") is None:
                     problems.append(f"{where}: no units attribute")
-                layout_want = ("gzip", True, (rd.chunk_for(want.size),)) if want.size else (None, False, None)
+                layout_want = (("gzip", True, (rd.chunk_for(want.size),)) if want.size and compression == "deflate"
+                               else (None, False, None))
                 if (d.compression, d.shuffle, d.chunks) != layout_want:
                     problems.append(f"{where}: layout {d.compression} {d.shuffle} {d.chunks}")
     return problems
@@ -409,6 +422,70 @@ def memory_scan(args):
     return 0
 
 
+# ----------------------------------------------------------------------------- reduce against reduce --merge
+def cli_worker(config, argv):
+    """``readatl06 ARGV`` with the merged file's deflate set by ``config`` (``zlib:N`` or ``isal:N``)."""
+    lib, level = config.split(":")
+    ml.GZIP_LEVEL = int(level)
+    if lib == "zlib":
+        os.environ["READATL06_HDF5_ZLIB"] = "1"
+    from readatl06.cli import main as cli_main
+    return cli_main(argv)
+
+
+def vs_reduce(args):
+    """Wall of ``mpirun -n R readatl06 reduce`` and of ``... reduce --merge`` (per-beam files and the
+    merged file) on ``--vs-reduce`` synthetic granules, alternating, ``--repeat`` times; the best of
+    each and their ratio per configuration, the merged file's size, and the load average."""
+    tmp = args.out or tempfile.mkdtemp(prefix="bench_merge_vs_")
+    src = os.path.join(tmp, "in")
+    if not os.path.isdir(src):
+        subprocess.run([sys.executable, "-m", "readatl06", "synth", src, "--granules", str(args.vs_reduce),
+                        "--segments-per-beam", str(args.segments_per_beam)], check=True, capture_output=True)
+
+    def run(config, merged):
+        out = os.path.join(tmp, "out")
+        shutil.rmtree(out, ignore_errors=True)
+        extra = ["--merge", merged] if merged else []
+        if merged and os.path.exists(merged):
+            os.remove(merged)
+        cmd = ["mpirun", "-n", str(args.ranks), sys.executable, HERE, "--cli-worker", config,
+               "reduce", src, "-o", out, "--no-progress", *extra]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+        t = time.perf_counter() - t0
+        if r.returncode:
+            raise SystemExit(f"bench_merge: {' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+        return t, (os.path.getsize(merged) if merged else 0), os.getloadavg()[0]
+
+    walls = {"reduce": []} | {c: [] for c in args.configs}
+    sizes, loads = {}, []
+    for _ in range(args.repeat):
+        t, _, load = run(args.configs[0], None)
+        walls["reduce"].append(t)
+        loads.append(load)
+        for c in args.configs:
+            t, sizes[c], load = run(c, os.path.join(tmp, "merged.h5"))
+            walls[c].append(t)
+            loads.append(load)
+    base = min(walls["reduce"])
+    print(f"bench_merge --vs-reduce: {args.vs_reduce} synthetic granules (--segments-per-beam "
+          f"{args.segments_per_beam}), {args.ranks} ranks, best of {args.repeat} (walls of whole mpirun "
+          f"commands); load average after each run {min(loads):.2f}..{max(loads):.2f}, {os.cpu_count()} cores")
+    print(f"{'command':>24} {'best s':>7} {'median s':>8} {'best/reduce':>11} {'merged MB':>9}")
+    print(f"{'reduce':>24} {base:>7.2f} {np.median(walls['reduce']):>8.2f} {1:>11.2f} {'':>9}")
+    for c in args.configs:
+        print(f"{'reduce --merge ' + c:>24} {min(walls[c]):>7.2f} {np.median(walls[c]):>8.2f} "
+              f"{min(walls[c]) / base:>11.2f} {sizes[c] / 1e6:>9.1f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"walls": walls, "sizes": sizes, "loads": loads, "granules": args.vs_reduce,
+                       "ranks": args.ranks}, fh, indent=1)
+    if not args.out:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -420,6 +497,16 @@ def parse(argv):
     ap.add_argument("--source", choices=("memory", "files"), default="memory",
                     help="memory: Tracks held by the ranks (reduce --merge); files: per-beam files (merge OUTDIR)")
     ap.add_argument("--merge-memory", type=float, default=merge.DEFAULT_MEMORY_MB, metavar="MB")
+    ap.add_argument("--compression", choices=("deflate", "none"), default="deflate",
+                    help="of the merged file and the floor (raw is always none)")
+    ap.add_argument("--level", type=int, default=None,
+                    help=f"deflate level of the merged file and the floor (default {ml.GZIP_LEVEL})")
+    ap.add_argument("--zlib", action="store_true", help="HDF5's own zlib instead of ISA-L in its deflate filter")
+    ap.add_argument("--vs-reduce", type=int, metavar="G", help="wall of `reduce` against `reduce --merge` on G "
+                    "synthetic granules (readatl06 synth) under mpirun -n --ranks, for each of --configs")
+    ap.add_argument("--segments-per-beam", type=int, default=60000, help="of --vs-reduce's granules")
+    ap.add_argument("--configs", nargs="+", default=["zlib:4", "zlib:1", "isal:1"], metavar="LIB:LEVEL",
+                    help="--vs-reduce: merged-file deflate as zlib:N (HDF5's own) or isal:N")
     ap.add_argument("--repeat", type=int, default=3, help="rounds of the three writes; the best of each counts")
     ap.add_argument("--out", default=None, help="folder for the files (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the last merged and raw files")
@@ -429,7 +516,7 @@ def parse(argv):
     ap.add_argument("--summarize", nargs="+", metavar="JSON", help="print one table from earlier --json files")
     ap.add_argument("--scaling", nargs="+", type=int, metavar="R", help="one run per rank count; efficiency table")
     ap.add_argument("--memory-scan", nargs="+", type=int, metavar="G", help="peak RSS per rank for these granule counts")
-    ap.add_argument("--ranks", type=int, default=2, help="ranks of --memory-scan")
+    ap.add_argument("--ranks", type=int, default=2, help="ranks of --memory-scan and --vs-reduce")
     ap.add_argument("--rss-modes", nargs="+", choices=("outdir", "reduce"), default=["outdir", "reduce"])
     ap.add_argument("--make-files", metavar="DIR", help=argparse.SUPPRESS)
     ap.add_argument("--rss-worker", metavar="DIR", help=argparse.SUPPRESS)
@@ -439,7 +526,15 @@ def parse(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--cli-worker"]:     # mpirun -n R bench_merge.py --cli-worker LIB:LEVEL readatl06 args ...
+        return cli_worker(argv[1], argv[2:])
     ap, args = parse(argv)
+    if args.level is not None:
+        ml.GZIP_LEVEL = args.level
+    if args.zlib:
+        os.environ["READATL06_HDF5_ZLIB"] = "1"
+    if args.vs_reduce:
+        return vs_reduce(args)
     if args.summarize:
         rows = []
         for p in args.summarize:
@@ -500,9 +595,10 @@ def main(argv=None):
     remove(comm, p_warm)
 
     writes = {"merge": lambda: merge.merge_tracks(comm, granules, held, paths["merge"], parameters="{}",
-                                                  parallel=True, memory=args.merge_memory),
-              "raw_gzip": lambda: raw_write(comm, paths["raw_gzip"], lay, bufs, spans, gzip=True),
-              "raw_nogzip": lambda: raw_write(comm, paths["raw_nogzip"], lay, bufs, spans, gzip=False)}
+                                                  parallel=True, memory=args.merge_memory,
+                                                  compression=args.compression),
+              "raw_gzip": lambda: raw_write(comm, paths["raw_gzip"], lay, bufs, spans, args.compression),
+              "raw_nogzip": lambda: raw_write(comm, paths["raw_nogzip"], lay, bufs, spans, "none")}
     times = {key: [] for key in writes}
     for _ in range(args.repeat):
         for key, fn in writes.items():
@@ -517,7 +613,9 @@ def main(argv=None):
               "merge_s": best["merge"], "raw_gzip_s": best["raw_gzip"], "raw_nogzip_s": best["raw_nogzip"],
               "merge_MBps": nbytes / 1e6 / best["merge"], "raw_gzip_MBps": nbytes / 1e6 / best["raw_gzip"],
               "raw_nogzip_MBps": nbytes / 1e6 / best["raw_nogzip"], "ratio": ratio, "target": args.target,
-              "all_s": times, "host_cores": os.cpu_count()}
+              "all_s": times, "host_cores": os.cpu_count(), "compression": args.compression,
+              "level": ml.GZIP_LEVEL, "isal": merge.last_stats.get("isal"),
+              "coll_metadata": merge.last_stats.get("coll_metadata"), "load_end": os.getloadavg()[0]}
 
     if comm.rank == 0:
         sizes = {key: os.path.getsize(p) for key, p in paths.items()}
@@ -526,6 +624,9 @@ def main(argv=None):
               f"{nbytes / 1e6:.1f} MB uncompressed ({len(lay[0])} datasets per group), assign={args.assign}, "
               f"source={args.source}, chunks {result['chunks']} elements, --merge-memory {args.merge_memory} MB, "
               f"best of {args.repeat}; tracks built in {t_build:.2f} s, warm-up write {t_warm:.2f} s")
+        print(f"  {args.compression} level {ml.GZIP_LEVEL}, {'ISA-L' if result['isal'] else 'zlib'} in HDF5's "
+              f"deflate filter, collective metadata {'on' if result['coll_metadata'] else 'off'}, "
+              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(table([result]))
         print("  all times (s): " + "; ".join(f"{k} " + " ".join(f"{x:.3f}" for x in v) for k, v in times.items()))
         print("  files (MB): " + ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sizes.items()))
@@ -534,7 +635,8 @@ def main(argv=None):
 
     status = 0
     if args.verify:
-        problems = comm.bcast(verify(paths["merge"], granules, counts, args.seed, lay) if comm.rank == 0 else None)
+        problems = comm.bcast(verify(paths["merge"], granules, counts, args.seed, lay, args.compression)
+                             if comm.rank == 0 else None)
         result["verified"] = not problems
         if comm.rank == 0:
             if problems:

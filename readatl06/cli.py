@@ -61,8 +61,8 @@ def _add_run(p):
     g.add_argument("--log", metavar="FILE", help="append errors, notes and the summary to FILE")
     g.add_argument("--plot", action="store_true", help="draw a map and a summary figure at the end")
     g.add_argument("--compression", choices=COMPRESSIONS, default="deflate",
-                   help="per-beam files: deflate (default; HDF5's standard shuffle + deflate filters, "
-                   "which every HDF5 reader decodes) or none")
+                   help="per-beam and merged files: deflate (default; HDF5's standard shuffle + deflate "
+                   "filters, which every HDF5 reader decodes) or none (unfiltered)")
     g.add_argument("--timings", action="store_true", help="print seconds per stage (list, read and inflate, "
                    "filter, write) summed over ranks and the bytes read (always recorded in the manifest)")
     g.add_argument("--schedule", choices=("dynamic", "static"), default="dynamic",
@@ -126,6 +126,8 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace an existing MERGED.h5")
     p.add_argument("--parameters", metavar="KEY", help="merge only the per-beam files of this parameter "
                    "set (the key that a refusal lists) when OUTDIR mixes several")
+    p.add_argument("--compression", choices=COMPRESSIONS, default="deflate",
+                   help="the merged file: deflate (default) or none (contiguous, unfiltered)")
     _add_merge_memory(p)
 
     p = sub.add_parser("xover", help="crossovers: every ascending x descending track crossing (DESIGN §7)")
@@ -224,7 +226,7 @@ def _merge(args):
     comm = world()
     with abort_on_error(comm):
         return merge_outdir(comm, args.outdir, args.output, args.overwrite, args.parameters,
-                            memory=args.merge_memory)
+                            memory=args.merge_memory, compression=args.compression)
 
 
 def _export(args):

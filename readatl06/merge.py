@@ -10,86 +10,33 @@ dataset (``redistribute``): it reads its share of the per-beam files itself and 
 other ranks hold in memory with one Alltoallv per dataset, then every rank writes its run of chunks
 in ONE collective call per dataset (also with nothing to write: see STACK.md on the empty-slice
 hang), so each chunk is compressed by exactly one rank. Without MPI in h5py, rank 0 gathers each
-round (Gatherv) and writes the same file serially. After the close, rank 0 alone gives the file its
+round (Gatherv) and writes the same file serially. ``--compression none``: contiguous datasets,
+no filters, the same writes. After the close, rank 0 alone gives the file its
 netCDF dimensions and CF attributes (``_netcdf``), before the rename.
+
+What the file holds (datasets, attributes, chunks or contiguous storage) is ``merge_layout``. The
+parallel file is opened with collective metadata reads and writes (``h5native.set_coll_metadata``),
+and while it is written HDF5's deflate filter compresses with ISA-L (``h5native.isal_deflate``).
 """
-import json
 import os
 import sys
 
 import h5py
 import numpy as np
 
-from readatl06 import __version__
+from readatl06 import __version__, h5native
+from readatl06 import merge_layout as ml
 from readatl06 import redistribute as rd
+from readatl06.merge_layout import GI, GROUPS, GZIP_LEVEL, combine, describe, fill_for  # noqa: F401 (API)
 from readatl06.redistribute import HeldTracks, TrackFile, memory_bytes, track_bytes, vars_of  # noqa: F401 (API)
 from readatl06.outdir import crash_point, tmp_name
-from readatl06.schema import BEAMS, COORDINATES, DIMENSION, DIRECTIONS, FEATURE_TYPE, GRANULE_DIMENSION
+from readatl06.schema import DIMENSION, FEATURE_TYPE, GRANULE_DIMENSION
 from readatl06.write import CF_FILE_ATTRS, attach_all
 
 CHUNK = rd.CHUNK_MAX       # elements per chunk of a large merged dataset (smaller ones: rd.chunk_for)
-GROUPS = [(b, d) for b in BEAMS for d in DIRECTIONS]
-GZIP_LEVEL = 4             # HDF5 deflate level of the merged datasets (with shuffle)
 DEFAULT_MEMORY_MB = rd.DEFAULT_MEMORY_MB
 ROUND_SHARE = rd.ROUND_SHARE
-GI = rd.GI
-GI_ATTRS = {"long_name": "row of this point's granule in /granules", "units": "1",
-            "coordinates": " ".join(COORDINATES)}
 last_stats = {}            # this process's figures of its last merge (rounds, largest buffer ...)
-
-
-def fill_for(dtype, attrs):
-    """The dataset's fill: the source's ``_FillValue``, else the dtype's maximum."""
-    if "_FillValue" in attrs:
-        return np.asarray(attrs["_FillValue"]).astype(dtype)[()]
-    return (np.finfo(dtype).max if np.dtype(dtype).kind == "f" else np.iinfo(dtype).max)
-
-
-def describe(held):
-    """Local metadata: {(beam, dir): {var: (granule_row, dtype, attrs)}} keeping the lowest row."""
-    meta = {}
-    for row, t in held:
-        vars_ = meta.setdefault((t.beam, t.direction), {})
-        for name, (dtype, attrs) in vars_of(t).items():
-            if name not in vars_ or row < vars_[name][0]:
-                vars_[name] = (row, dtype, dict(attrs))
-    return meta
-
-
-def combine(metas):
-    """Merge every rank's metadata the same way on every rank; variable order = first seen by row."""
-    out = {}
-    for meta in metas:
-        for key, vars_ in meta.items():
-            dst = out.setdefault(key, {})
-            for name, info in vars_.items():
-                if name not in dst or info[0] < dst[name][0]:
-                    dst[name] = info
-    return out
-
-
-def _group_vars(every, own, beam):
-    """The group's variables: its own metadata, else the run's with the source path of this beam."""
-    out = {}
-    for name, (row, dtype, attrs) in every.items():
-        if name in own:
-            out[name] = own[name]
-        else:
-            src = attrs.get("source", "")
-            if src.startswith("/gt"):
-                src = f"/{beam}/{src[6:]}" if src[5] == "/" else src
-            out[name] = (row, dtype, dict(attrs, source=src))
-    return out
-
-
-def _datasets(vars_):
-    """[(name, dtype, attrs, fill)] of a group in file order: by first row, then name; granule_index last."""
-    out = []
-    for name, (_, dtype, attrs) in sorted(vars_.items(), key=lambda kv: (kv[1][0], kv[0])):
-        fill = fill_for(dtype, attrs)
-        out.append((name, dtype, attrs if "_FillValue" in attrs else dict(attrs, _FillValue=fill), fill))
-    out.append((GI, "<i4", dict(GI_ATTRS), None))
-    return out
 
 
 def write_selection(dset, blocks, buf):
@@ -145,19 +92,22 @@ def _plans(comm, held, items, budget):
     return plans, tracks
 
 
-def merge_tracks(comm, granules, held, path, opts=None, parameters=None, parallel=None, memory=None):
+def merge_tracks(comm, granules, held, path, opts=None, parameters=None, parallel=None, memory=None,
+                 compression=None):
     """Write the merged file. ``granules``: GranuleName list in §3 order (the same on every rank);
     ``held``: this rank's ``[(granule_row, Track or TrackFile)]`` (TrackFiles can be read by any rank);
-    ``memory``: ``--merge-memory`` in MB. Returns the number of points written."""
+    ``memory``: ``--merge-memory`` in MB; ``compression``: ``deflate|none`` (default: ``opts``'s
+    ``--compression``, else deflate). Returns the number of points written."""
     global last_stats
     parallel = mpi_h5py(comm) if parallel is None else parallel
+    compression = compression or getattr(opts, "compression", None) or "deflate"
+    ml.storage(0, 1, compression)                 # a bad value fails here, on every rank alike
     if not parallel and comm.rank == 0:
         print("readatl06 merge: no parallel HDF5 (h5py without MPI or forced off): rank 0 gathers the "
               "arrays and writes the file serially", file=sys.stderr)
-    held = sorted(held, key=lambda rt: (rt[0], BEAMS.index(rt[1].beam), rt[1].direction))
+    held = sorted(held, key=lambda rt: (rt[0], GROUPS.index((rt[1].beam, rt[1].direction))))
     meta = combine(comm.allgather(describe(held)))
-    every = combine([{0: v} for v in meta.values()]).get(0, {})   # every group gets every variable
-    items = [_datasets(_group_vars(every, meta.get(key, {}), key[0])) for key in GROUPS]
+    items = [ml.datasets(vars_) for vars_ in ml.group_vars(meta)]
     budget = memory_bytes(memory) * ROUND_SHARE
     plans, tracks = _plans(comm, held, items, budget)
     writers = comm.size if parallel else 1       # serial: rank 0 holds a whole round
@@ -165,32 +115,31 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
         parameters = opts.parameters()
     stats = {"rounds": 0, "rounds_per_group": [], "largest_buffer": 0, "chunks": [gp.chunk for gp in plans],
              "held_bytes": sum(track_bytes(t) for _, t in held if not isinstance(t, TrackFile)),
-             "budget": budget}
+             "budget": budget, "compression": compression}
 
     # Written under a temporary name in the target's folder (rank 0's name, the same on every rank)
     # and renamed by rank 0 after the collective close: a killed merge never leaves a file under
     # the final name, and an existing file is replaced only when the new one is complete.
     tmp = comm.bcast(tmp_name(path, f"{os.getpid()}") if comm.rank == 0 else None, root=0)
-    if parallel:
-        f = h5py.File(tmp, "w", driver="mpio", comm=comm)
-    else:
-        f = h5py.File(tmp, "w") if comm.rank == 0 else None
-    try:
-        dsets = _create(f, granules, parameters, comm.rank == 0, plans, items)
-        for k in range(len(GROUPS)):
-            crash_point("merge-group")
-            rounds = plans[k].rounds(writers)
-            stats["rounds_per_group"].append(len(rounds))
-            for a_round, b_round in rounds:
-                used = _round(comm, plans[k], tracks[k], items[k], dsets[k], a_round, b_round, parallel)
-                stats["largest_buffer"] = max(stats["largest_buffer"], used)
-            stats["rounds"] += len(rounds)
-        if f is not None:
-            f.attrs["software"] = f"readatl06 {__version__}"
-            f.attrs["n_granules"] = np.int64(len(granules))
-    finally:
-        if f is not None:
-            f.close()
+    with h5native.isal_deflate() as isal:
+        stats["isal"] = isal
+        f, stats["coll_metadata"] = _open(comm, tmp, parallel)
+        try:
+            dsets = ml.create(f, granules, parameters, comm.rank == 0, plans, items, compression)
+            for k in range(len(GROUPS)):
+                crash_point("merge-group")
+                rounds = plans[k].rounds(writers)
+                stats["rounds_per_group"].append(len(rounds))
+                for a_round, b_round in rounds:
+                    used = _round(comm, plans[k], tracks[k], items[k], dsets[k], a_round, b_round, parallel)
+                    stats["largest_buffer"] = max(stats["largest_buffer"], used)
+                stats["rounds"] += len(rounds)
+            if f is not None:
+                f.attrs["software"] = f"readatl06 {__version__}"
+                f.attrs["n_granules"] = np.int64(len(granules))
+        finally:
+            if f is not None:
+                f.close()
     comm.barrier()
     _on_rank0(comm, _netcdf, tmp)
     crash_point("merge-before-rename")
@@ -199,6 +148,23 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
     comm.barrier()
     last_stats = stats
     return int(sum(gp.total for gp in plans))
+
+
+def _open(comm, tmp, parallel):
+    """(the new file, collective metadata on): parallel on every rank (mpio, as h5py's own
+    ``File(tmp, "w", driver="mpio", comm=comm)`` makes it, plus collective metadata reads and writes
+    unless ``READATL06_COLL_METADATA=0``), else serial on rank 0 (None elsewhere)."""
+    if not parallel:
+        return (h5py.File(tmp, "w") if comm.rank == 0 else None), False
+    from readatl06.parallel import mpi_info
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+    fapl.set_fapl_mpio(comm, mpi_info())
+    coll = os.environ.get("READATL06_COLL_METADATA", "1") != "0" and h5native.set_coll_metadata(fapl)
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)
+    fid = h5py.h5f.create(os.fsencode(tmp), h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl)
+    return h5py.File(fid), coll
 
 
 def _netcdf(path):
@@ -226,29 +192,6 @@ def _on_rank0(comm, fn, *args):
         raise error
     elif failed:
         raise RuntimeError(f"rank 0 failed to finish the merged file: {failed}")
-
-
-def _create(f, granules, parameters, first, plans, items):
-    """Every group and dataset at full size with its attributes (identical calls on every rank that
-    has the file). Returns per group {name: Dataset} (empty without a file)."""
-    dsets = [{} for _ in GROUPS]
-    if f is None:
-        return dsets
-    _granule_table(f, granules, parameters, write=first)
-    for k, (beam, direction) in enumerate(GROUPS):
-        grp = f.require_group(f"{beam}/{direction}")
-        grp.attrs["beam"] = beam
-        grp.attrs["direction"] = direction
-        n = plans[k].total
-        kw = {}
-        if n:
-            kw = dict(chunks=(plans[k].chunk,), compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True)
-        for name, dtype, attrs, _ in items[k]:
-            d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=attrs.get("_FillValue"), **kw)
-            for key, value in attrs.items():
-                d.attrs[key] = value
-            dsets[k][name] = d
-    return dsets
 
 
 def _round(comm, gp, tracks, items, dsets, a_round, b_round, parallel):
@@ -291,22 +234,6 @@ def _round(comm, gp, tracks, items, dsets, a_round, b_round, parallel):
         live -= out.nbytes
         del out
     return used
-
-
-def _granule_table(f, granules, parameters, write):
-    """/granules/name, rgt, cycle, segment, release: small contiguous datasets, written by rank 0."""
-    g = f.create_group("granules")
-    names = np.array([x.name.encode() for x in granules], dtype=f"S{max([len(x.name) for x in granules] + [1])}")
-    cols = {"name": names,
-            "rgt": np.array([x.rgt for x in granules], np.int16),
-            "cycle": np.array([x.cycle for x in granules], np.int8),
-            "segment": np.array([x.region for x in granules], np.int8),
-            "release": np.array([x.release.encode() for x in granules], "S3")}
-    for key, values in cols.items():
-        d = g.create_dataset(key, shape=values.shape, dtype=values.dtype)
-        if write and values.size:
-            d[...] = values
-    f.attrs["parameters"] = parameters or json.dumps({})
 
 
 def load_track(path):
@@ -353,11 +280,11 @@ def _outdir_plan(outdir, output, overwrite, params):
     return files, sorted(parse_name(n) for n in names), [os.path.getsize(p) for p in files]
 
 
-def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None):
+def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None, compression="deflate"):
     """``readatl06 merge OUTDIR -o MERGED.h5``: ranks open disjoint per-beam files for their metadata,
     then the merge streams the points from the files, every rank reading the slices of its chunks,
-    round by round (``memory``: ``--merge-memory`` MB). Returns the exit status (2: bad target or
-    mixed parameter sets, before any work)."""
+    round by round (``memory``: ``--merge-memory`` MB; ``compression``: deflate|none). Returns the
+    exit status (2: bad target or mixed parameter sets, before any work)."""
     from readatl06 import outdir as outdir_mod
     from readatl06 import schedule
     from readatl06.errors import UsageError
@@ -386,7 +313,8 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
             parameters = parameters or t.attrs.get("parameters")
             held.append((row[t.granule.name], t))
         parameters = next((p for p in comm.allgather(parameters) if p), None)
-        n = merge_tracks(comm, granules, held, output, parameters=parameters, memory=memory)
+        n = merge_tracks(comm, granules, held, output, parameters=parameters, memory=memory,
+                         compression=compression)
         if comm.rank == 0:
             print(f"readatl06 merge: {n} points from {len(files)} files of {len(granules)} granules -> {output}"
                   f"{rounds_note()}")

@@ -113,3 +113,9 @@ def hand_out(comm, order):
             if k >= len(order):
                 break
             yield order[k]
+
+
+def mpi_info():
+    """An empty ``MPI.Info`` (no MPI-IO hints), what h5py's ``mpio`` driver passes by default."""
+    from mpi4py import MPI
+    return MPI.Info()

@@ -141,7 +141,7 @@ def direct(workdir, jobs):
     return workdir / "direct", workdir / "direct-merged.h5"
 
 
-def h5_contents(path, merged=False):
+def h5_contents(path):
     """{object path: (dtype, values or None, attributes)} of every group and dataset, root included."""
     out = {}
 
@@ -151,12 +151,6 @@ def h5_contents(path, merged=False):
             a["DIMENSION_LIST"] = [obj.file[r].name for refs in obj.attrs["DIMENSION_LIST"] for r in refs]
         if "REFERENCE_LIST" in a:
             a["REFERENCE_LIST"] = sorted((obj.file[r].name, int(i)) for r, i in obj.attrs["REFERENCE_LIST"])
-        if merged and isinstance(a.get("source"), str):
-            # The merged file's empty (beam, direction) groups take their variables' attributes from
-            # another group, and `source` paths such as "... + /gt3l/land_ice_segments/delta_time"
-            # keep that group's beam, which depends on the rank count (readatl06.merge._group_vars):
-            # compared without the beam name until that is fixed.
-            a["source"] = re.sub(r"/gt[123][lr]/", "/gt??/", a["source"])
         return a
 
     with h5py.File(path, "r") as f:
@@ -171,8 +165,8 @@ def h5_contents(path, merged=False):
     return out
 
 
-def assert_same_h5(a, b, merged=False):
-    ca, cb = h5_contents(a, merged), h5_contents(b, merged)
+def assert_same_h5(a, b):
+    ca, cb = h5_contents(a), h5_contents(b)
     assert sorted(ca) == sorted(cb), f"{a} and {b} hold different objects"
     for k in ca:
         (da, va, aa), (db, vb, ab) = ca[k], cb[k]
@@ -194,7 +188,7 @@ def assert_same_as_direct(direct, outdir, merged):
     assert per_beam(outdir) == names
     for n in names:
         assert_same_h5(outdir / n, ref / n)
-    assert_same_h5(merged, ref_merged, merged=True)
+    assert_same_h5(merged, ref_merged)
 
 
 def records(outdir):

@@ -184,7 +184,9 @@ def synth(n_granules, seed=0, lacking=(1,)):
                     continue
                 kind = np.dtype(v.dtype).kind
                 data[v.name] = (rng.normal(0, 1e3, n) if kind == "f" else rng.integers(-100, 100, n)).astype(v.dtype)
-                attrs[v.name] = {"units": v.units, "long_name": v.long_name, "source": f"/{beam}/x/{v.source}"}
+                src = (f"/ancillary_data/atlas_sdp_gps_epoch + /{beam}/land_ice_segments/delta_time"
+                       if v.kind in ("gpstime", "utcyear", "utctime") else f"/{beam}/x/{v.source}")
+                attrs[v.name] = {"units": v.units, "long_name": v.long_name, "source": src}
                 if v.dtype in fills and v.name not in ("t_sec", "t_year", "orbit"):
                     attrs[v.name]["_FillValue"] = np.asarray(fills[v.dtype]).astype(v.dtype)[()]
             held.append((row, Track(g, beam, direction, data, attrs, {
