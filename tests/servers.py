@@ -134,25 +134,31 @@ class Moto(Server):
     key_id = secret = ""
 
 
-def start_moto(run_dir):
-    """moto's S3 server with IAM authentication enforced after the set-up of one user (its key pair
-    in ``key_id``/``secret``, allowed everything)."""
+def _moto_server(run_dir, what, env):
+    """A moto S3 server on a free port, started with ``env`` and waited for."""
     port = free_port()
-    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(S3_SETUP_ACTIONS), PYTHONWARNINGS="ignore")
     url = f"http://127.0.0.1:{port}"
 
     def ready():
         try:
-            urllib.request.urlopen(urllib.request.Request(url + "/moto-api/", method="GET"), timeout=1)
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
             return True
         except OSError:
             return False
-    server = _start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "moto",
+    server = _start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, what,
                     run_dir, ready, env)
     server.__class__ = Moto
     server.url = url
+    return server
+
+
+def start_moto(run_dir):
+    """moto's S3 server with IAM authentication enforced after the set-up of one user (its key pair
+    in ``key_id``/``secret``, allowed everything)."""
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(S3_SETUP_ACTIONS), PYTHONWARNINGS="ignore")
+    server = _moto_server(run_dir, "moto", env)
     import boto3
-    iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup",
+    iam = boto3.client("iam", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="setup",
                        aws_secret_access_key="setup")
     iam.create_user(UserName="readatl06")
     key = iam.create_access_key(UserName="readatl06")["AccessKey"]
@@ -164,22 +170,9 @@ def start_moto(run_dir):
 
 def start_moto_open(run_dir):
     """moto's S3 server without authentication (any key pair, and unsigned requests, are accepted)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
-
-    def ready():
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            return True
-        except OSError:
-            return False
-    server = _start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "moto-open",
-                    run_dir, ready, env)
-    server.__class__ = Moto
-    server.url = url
-    return server
+    return _moto_server(run_dir, "moto-open", env)
 
 
 # ------------------------------------------------------------------------------------------- http
