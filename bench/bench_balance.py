@@ -104,7 +104,7 @@ def simulated(files, costs, ranks):
     whichever rank is free first (what the shared counter does, without its latency)."""
     import heapq
 
-    from readatl06.schedule import assign, largest_first
+    from readatl06.parallel.schedule import assign, largest_first
     sizes = [os.path.getsize(p) for p in files]
     cost = [costs[os.path.basename(p)] for p in files]
     ideal = max(sum(cost) / ranks, max(cost))

@@ -38,9 +38,10 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from readatl06 import export, geoparquet  # noqa: E402
+from readatl06.export import writer as export
+from readatl06.outputs import geoparquet  # noqa: E402
 from readatl06.cli import main  # noqa: E402
-from readatl06.parallel import SerialComm  # noqa: E402
+from readatl06.parallel.world import SerialComm  # noqa: E402
 
 GRANULES = 16
 KEPT = 0.847        # kept points per segment of the synthetic granules with the default options
@@ -70,7 +71,7 @@ def quiet(fn):
 def worker(merged, out):
     """Under mpirun: a warm-up export (imports, page cache: as the in-process contender has them),
     then one between barriers; rank 0 prints JSON."""
-    from readatl06.parallel import world
+    from readatl06.parallel.world import world
     comm = world()
     quiet(lambda: export.run_export(comm, merged, out, overwrite=True))
     comm.Barrier()

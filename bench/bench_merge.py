@@ -64,15 +64,19 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from readatl06 import h5native, merge, schedule  # noqa: E402
-from readatl06 import merge_layout as ml  # noqa: E402
-from readatl06 import redistribute as rd  # noqa: E402
-from readatl06.beams import BEAM_INDEX  # noqa: E402
-from readatl06.names import parse_name  # noqa: E402
-from readatl06.reduce import Track  # noqa: E402
-from readatl06.schema import ATLAS_SDP_GPS_EPOCH, OUTPUT_VARS  # noqa: E402
-from readatl06.timeconv import gps_to_cf_seconds, gps_to_decimal_year  # noqa: E402
-from readatl06.tracks import orbit_id  # noqa: E402
+from readatl06.hdf5 import native as h5native
+from readatl06.merge import writer as merge
+from readatl06.merge import command as merge_command
+from readatl06.outputs import trackfile
+from readatl06.parallel import schedule  # noqa: E402
+from readatl06.merge import layout as ml  # noqa: E402
+from readatl06.merge import redistribute as rd  # noqa: E402
+from readatl06.atl06.beams import BEAM_INDEX  # noqa: E402
+from readatl06.atl06.names import parse_name  # noqa: E402
+from readatl06.atl06.track import Track  # noqa: E402
+from readatl06.atl06.schema import ATLAS_SDP_GPS_EPOCH, OUTPUT_VARS  # noqa: E402
+from readatl06.atl06.gpstime import gps_to_cf_seconds, gps_to_decimal_year  # noqa: E402
+from readatl06.atl06.track import orbit_id  # noqa: E402
 
 HERE = os.path.abspath(__file__)
 GROUPS = merge.GROUPS
@@ -177,11 +181,11 @@ def assignment(mode, counts, nranks):
 # ----------------------------------------------------------------------------- the floor
 def layout(comm, held):
     """{k: [(name, dtype, fill)]}: the datasets merge_tracks creates in group k, in its order."""
-    meta = merge.combine(comm.allgather(merge.describe(held)))
+    meta = ml.combine(comm.allgather(ml.describe(held)))
     out = {}
     for k, (beam, direction) in enumerate(GROUPS):
         items = sorted(meta.get((beam, direction), {}).items(), key=lambda kv: (kv[1][0], kv[0]))
-        out[k] = [(name, dtype, merge.fill_for(dtype, attrs)) for name, (_, dtype, attrs) in items]
+        out[k] = [(name, dtype, ml.fill_for(dtype, attrs)) for name, (_, dtype, attrs) in items]
         out[k].append((GI, "<i4", None))
     return out
 
@@ -340,7 +344,7 @@ def scaling(args, passthrough):
 
 def make_files(comm, outdir, granules, counts, seed):
     """Every rank writes the per-beam files of its share of the tracks (write_tracks)."""
-    from readatl06.write import write_tracks
+    from readatl06.outputs.trackfile import write_tracks
     if comm.rank == 0:
         os.makedirs(outdir, exist_ok=True)
     comm.barrier()
@@ -348,7 +352,7 @@ def make_files(comm, outdir, granules, counts, seed):
     out = []
     for r, k in keys[comm.rank::comm.size]:
         t = make_track(granules[r], r, k, int(counts[r, k]), seed)
-        out.append((r, merge.TrackFile.of(t, write_tracks([t], outdir, overwrite=True)[0])))
+        out.append((r, trackfile.TrackFile.of(t, write_tracks([t], outdir, overwrite=True)[0])))
     comm.barrier()
     return out
 
@@ -364,14 +368,14 @@ def rss_worker(args):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if args.rss_mode == "outdir":
-        merge.merge_outdir(comm, os.path.join(args.rss_worker, "tracks"), out, overwrite=True, memory=args.merge_memory)
+        merge_command.merge_outdir(comm, os.path.join(args.rss_worker, "tracks"), out, overwrite=True, memory=args.merge_memory)
     else:
-        from readatl06.write import write_tracks
+        from readatl06.outputs.trackfile import write_tracks
         tracks_dir = os.path.join(args.rss_worker, "tracks")
         if comm.rank == 0:
             os.makedirs(tracks_dir, exist_ok=True)
         comm.barrier()
-        held = merge.HeldTracks(tracks_dir, True, args.merge_memory)
+        held = rd.HeldTracks(tracks_dir, True, args.merge_memory)
         for r in schedule.assign([int(c) for c in counts.sum(axis=1)], comm.size)[comm.rank]:
             tracks = [make_track(granules[r], r, k, int(counts[r, k]), args.seed)
                       for k in range(len(GROUPS)) if counts[r, k]]

@@ -42,7 +42,7 @@ CONTENDERS = ("inflate limit", "read floor", "job floor", "readatl06", "readatl0
 # --- the floor programs (run as ``bench_reduce.py --worker KIND --out DIR FILE...``) -------------------
 def _my_files(files):
     """(this rank's files, comm or None): every R-th granule under mpirun, all of them otherwise."""
-    from readatl06.parallel import launched_by_mpirun
+    from readatl06.parallel.world import launched_by_mpirun
     if not launched_by_mpirun():
         return files, None
     from mpi4py import MPI
@@ -54,7 +54,7 @@ def _inflate(files):
     import h5py
     from isal import isal_zlib
 
-    from readatl06.chunks import chunk_index
+    from readatl06.hdf5.chunks import chunk_index
     indexes = []
     for p in files:
         with h5py.File(p, "r") as f:

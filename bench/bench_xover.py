@@ -31,7 +31,9 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from readatl06 import xover, xover_run, xover_write  # noqa: E402
+from readatl06.xover import crossings as xover
+from readatl06.xover import run as xover_run
+from readatl06.xover import write as xover_write  # noqa: E402
 from readatl06.cli import main  # noqa: E402
 
 KAMB = ["-1124782", "81623", "-919821", "-96334"]
@@ -60,7 +62,7 @@ def load_lines(merged):
 
 def worker(merged, out, repeat):
     """Under mpirun: the whole command ``repeat`` times between barriers; rank 0 prints JSON."""
-    from readatl06.parallel import world
+    from readatl06.parallel.world import world
     comm = world()
     best = float("inf")
     for _ in range(repeat):

@@ -10,11 +10,10 @@ import pytest
 import xarray as xr
 
 from conftest import REAL
-from readatl06 import timeconv
+from readatl06.atl06 import gpstime as timeconv
 from readatl06.cli import main
-from readatl06.schema import (ATLAS_SDP_GPS_EPOCH, BEAMS, COORDINATES, DIMENSION, DIRECTIONS, GRANULE_DIMENSION,
-                              OUTPUT_VARS, output_vars)
-from readatl06.write import is_dimension
+from readatl06.atl06.schema import ATLAS_SDP_GPS_EPOCH, BEAMS, COORDINATES, DIMENSION, DIRECTIONS, GRANULE_DIMENSION, OUTPUT_VARS, output_vars
+from readatl06.hdf5.dimensions import is_dimension
 
 UNITS = {"lon": "degrees_east", "lat": "degrees_north", "h_elv": "m", "s_elv": "m", "t_sec": "s",
          "t_year": "decimal year, UTC", "time": "seconds since 2018-01-01T00:00:00Z", "h_rb": "m", "dac": "m",
@@ -155,7 +154,7 @@ def test_merged_file_opens_as_a_datatree_with_no_arguments(merged):
 def test_merge_of_per_beam_files_skips_their_dimension(merged, tmp_path):
     """``readatl06 merge OUTDIR`` reads per-beam files with a dimension scale: the scale is no variable
     (TrackFile, the merged groups), and the file is the one ``reduce --merge`` wrote."""
-    from readatl06.redistribute import TrackFile
+    from readatl06.outputs.trackfile import TrackFile
     t = TrackFile.open(beam_files(merged / "tracks")[0])
     assert DIMENSION not in t.var_dtypes and "time" in t.var_dtypes
     assert "DIMENSION_LIST" not in t.var_attrs["h_elv"] and t.var_attrs["h_elv"]["coordinates"] == "time lat lon"
@@ -170,8 +169,8 @@ def test_empty_groups_open(tmp_path):
     """A group without any point has a dimension of length 0 and still opens."""
     from test_merge import synth
 
-    from readatl06 import merge
-    from readatl06.parallel import SerialComm
+    from readatl06.merge import writer as merge
+    from readatl06.parallel.world import SerialComm
     granules, held = synth(3)
     merge.merge_tracks(SerialComm(), granules, held, str(tmp_path / "m.h5"), parameters="{}")
     with xr.open_datatree(tmp_path / "m.h5") as tree:
@@ -186,10 +185,11 @@ def test_parallel_merge_opens_and_equals_one_rank(mpi_tmp_path, mpi_real_dir):
     from mpi4py import MPI
     from test_merge import assert_same_file
 
-    from readatl06.merge import merge_outdir, mpi_h5py
-    from readatl06.names import Selection
-    from readatl06.reduce import ReduceOptions
-    from readatl06.runner import run_reduce
+    from readatl06.merge.command import merge_outdir
+    from readatl06.merge.writer import mpi_h5py
+    from readatl06.atl06.names import Selection
+    from readatl06.reduce.granule import ReduceOptions
+    from readatl06.reduce.run import run_reduce
     comm = MPI.COMM_WORLD
     assert mpi_h5py(comm)
     world = str(mpi_tmp_path / "world.h5")
@@ -218,7 +218,7 @@ def test_a_failure_finishing_the_file_raises_on_every_rank(mpi_tmp_path, monkeyp
     from mpi4py import MPI
     from test_merge import synth
 
-    from readatl06 import merge
+    from readatl06.merge import writer as merge
     comm = MPI.COMM_WORLD
     granules, held = synth(2)
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import REAL
-from readatl06.chunks import ChunkIndex, StoredChunk, chunk_index, read_index
+from readatl06.hdf5.chunks import ChunkIndex, StoredChunk, chunk_index, read_index
 from readatl06.errors import GranuleError
-from readatl06.filters import ChunkError, deflate, encode
-from readatl06.names import parse_name
-from readatl06.read import Granule
-from readatl06.reduce import ReduceOptions, reduce_granule
+from readatl06.hdf5.codecs import ChunkError, deflate, encode
+from readatl06.atl06.names import parse_name
+from readatl06.reader.granule import Granule
+from readatl06.reduce.granule import ReduceOptions, reduce_granule
 
 PAGE = 8388608
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from readatl06 import demo
+from readatl06.demo import command as demo
 from readatl06.cli import main
 from readatl06.synth import orbitgeom as og
 from readatl06.synth import plan as synth_plan
@@ -25,7 +25,7 @@ EDGE_KM = 5.0
 
 
 def _xy(lon, lat):
-    from readatl06.subset import transformer
+    from readatl06.atl06.subset import transformer
     return transformer(demo.CRS).transform(np.asarray(lon, np.float64), np.asarray(lat, np.float64))
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import REAL
-from readatl06 import export_plan
+from readatl06.export import plan as export_plan
 from readatl06.cli import main
-from readatl06.schema import BEAMS, DIRECTIONS
-from readatl06.timeconv import gps_to_datetime64, gps_to_posix
+from readatl06.atl06.schema import BEAMS, DIRECTIONS
+from readatl06.atl06.gpstime import gps_to_datetime64, gps_to_posix
 
 SCHEMA = pathlib.Path(__file__).parent / "data" / "geoparquet-1.1.0.schema.json"
 DTYPES = {"lon": "float64", "lat": "float64", "h_elv": "float32", "s_elv": "float32", "t_sec": "float64",
@@ -285,10 +285,10 @@ def test_parallel_export_writes_the_serial_bytes(mpi_tmp_path):
 
     from mpi4py import MPI
 
-    from readatl06.export import run_export
-    from readatl06.names import Selection
-    from readatl06.reduce import ReduceOptions
-    from readatl06.runner import run_reduce
+    from readatl06.export.writer import run_export
+    from readatl06.atl06.names import Selection
+    from readatl06.reduce.granule import ReduceOptions
+    from readatl06.reduce.run import run_reduce
     from readatl06.synth import command as synth
     comm = MPI.COMM_WORLD
     d = mpi_tmp_path

@@ -1,4 +1,4 @@
-"""Hostile files and inputs (issue 16, items 6, 8, 9, 13, 14): readatl06.sanity on real and hostile
+"""Hostile files and inputs (issue 16, items 6, 8, 9, 13, 14): readatl06.reader.checks on real and hostile
 granules, the hostile synth variants, FIFOs among the sources, plots across hemispheres and of bad
 granules. Anything that could hang runs in a subprocess with a timeout."""
 import glob
@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from conftest import DATA, REAL, run_cli
-from readatl06 import sanity, synth
+from readatl06 import synth
+from readatl06.reader import checks as sanity
 from readatl06.errors import GranuleError
-from readatl06.sanity import check_granule, nonfinite_mask
+from readatl06.reader.checks import check_granule, nonfinite_mask
 
 NORTH = "ATL06_20230816161508_08782002_006_02.h5"                 # 57-58 N, sc_orient 0
 SOUTH = "processed_ATL06_20190222031203_08500210_001_01.h5"       # Antarctica, NSIDC subset
@@ -83,7 +84,7 @@ def test_clean_synthetic_granule_passes(syn):
 
 def test_sources_straight_from_the_output_table(syn):
     """What the reducer will pass: every OutVar's source ('' for the orbit id, repeats for the times)."""
-    from readatl06.schema import output_vars
+    from readatl06.atl06.schema import output_vars
     table = output_vars(["fit_statistics/n_fit_photons", "/gtx/land_ice_segments/ground_track/x_atc",
                          "/orbit_info/lan", "/ancillary_data/atlas_sdp_gps_epoch"])
     sources = [v.source for v in table]

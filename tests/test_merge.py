@@ -9,8 +9,8 @@ import pytest
 
 from conftest import REAL
 from readatl06.cli import main
-from readatl06.names import parse_name
-from readatl06.schema import BEAMS, DIMENSION, DIRECTIONS, OUTPUT_VARS
+from readatl06.atl06.names import parse_name
+from readatl06.atl06.schema import BEAMS, DIMENSION, DIRECTIONS, OUTPUT_VARS
 
 
 def contents(path):
@@ -129,10 +129,10 @@ def test_resume_with_merge_reads_back_skipped_granules(real_dir, tmp_path, merge
 def test_merge_identical_for_any_rank_count(mpi_tmp_path, mpi_real_dir):
     from mpi4py import MPI
 
-    from readatl06.merge import merge_outdir
-    from readatl06.names import Selection
-    from readatl06.reduce import ReduceOptions
-    from readatl06.runner import run_reduce
+    from readatl06.merge.command import merge_outdir
+    from readatl06.atl06.names import Selection
+    from readatl06.reduce.granule import ReduceOptions
+    from readatl06.reduce.run import run_reduce
     comm = MPI.COMM_WORLD
     src = mpi_real_dir
     world = str(mpi_tmp_path / "world.h5")
@@ -164,7 +164,7 @@ def synth(n_granules, seed=0, lacking=(1,)):
     the secondary variables (as NSIDC subsets)."""
     import datetime as dt
 
-    from readatl06.reduce import Track
+    from readatl06.atl06.track import Track
     rng = np.random.default_rng(seed)
     t0 = dt.datetime(2019, 3, 1)
     granules = sorted(parse_name(f"ATL06_{t0 + dt.timedelta(minutes=97 * i):%Y%m%d%H%M%S}_"
@@ -200,7 +200,7 @@ GROUPS = [(b, d) for b in BEAMS for d in DIRECTIONS]
 def assert_synth_file(path, granules, held):
     """The merged file holds exactly the tracks in granule order, fill values where a granule lacks a
     variable, granule_index, the chunk layout of ``chunk_for`` and gzip + shuffle."""
-    from readatl06.redistribute import chunk_for
+    from readatl06.merge.redistribute import chunk_for
     with h5py.File(path, "r") as f:
         assert [x.decode() for x in f["granules/name"][()]] == [g.name for g in granules]
         for k, (beam, d) in enumerate(GROUPS):
@@ -224,14 +224,16 @@ def assert_synth_file(path, granules, held):
 
 def test_rounds_and_sources_give_the_same_file(tmp_path):
     """Tracks in memory, in per-beam files, or both; one round or many: the same file, and the data."""
-    from readatl06 import merge
-    from readatl06.parallel import SerialComm
-    from readatl06.write import write_tracks
+    from readatl06.merge import writer as merge
+    from readatl06.merge import redistribute as rd
+    from readatl06.outputs import trackfile
+    from readatl06.parallel.world import SerialComm
+    from readatl06.outputs.trackfile import write_tracks
     granules, held = synth(10)
     (tmp_path / "t").mkdir()
     files = {}
     for row, t in held:
-        files[(row, t.beam, t.direction)] = merge.TrackFile.open(write_tracks([t], str(tmp_path / "t"))[0])
+        files[(row, t.beam, t.direction)] = trackfile.TrackFile.open(write_tracks([t], str(tmp_path / "t"))[0])
     on_disk = [(row, files[(row, t.beam, t.direction)]) for row, t in held]
     mixed = [(row, t if i % 3 else files[(row, t.beam, t.direction)]) for i, (row, t) in enumerate(held)]
     ref = tmp_path / "ref.h5"
@@ -250,8 +252,10 @@ def test_rounds_and_sources_give_the_same_file(tmp_path):
 def test_round_buffer_does_not_grow_with_the_granules(tmp_path):
     """At a fixed --merge-memory the largest buffer a rank holds is the same for 6 and 24 granules and
     within the budget; only the number of rounds grows."""
-    from readatl06 import merge
-    from readatl06.parallel import SerialComm
+    from readatl06.merge import writer as merge
+    from readatl06.merge import redistribute as rd
+    from readatl06.outputs import trackfile
+    from readatl06.parallel.world import SerialComm
     seen = {}
     for n in (6, 24):
         granules, held = synth(n, seed=n)
@@ -264,21 +268,23 @@ def test_round_buffer_does_not_grow_with_the_granules(tmp_path):
 
 
 def test_held_tracks_spill_to_their_files_beyond_the_limit(tmp_path):
-    from readatl06 import merge
-    from readatl06.write import write_tracks
+    from readatl06.merge import writer as merge
+    from readatl06.merge import redistribute as rd
+    from readatl06.outputs import trackfile
+    from readatl06.outputs.trackfile import write_tracks
     _, held = synth(4)
-    kept = merge.HeldTracks(str(tmp_path), files=True, memory=1)       # 0.5 MB for tracks in memory
+    kept = rd.HeldTracks(str(tmp_path), files=True, memory=1)       # 0.5 MB for tracks in memory
     for row, t in held:
         write_tracks([t], str(tmp_path))
         kept.extend([(row, t)])
-    in_memory = [t for _, t in kept if not isinstance(t, merge.TrackFile)]
-    spilled = [t for _, t in kept if isinstance(t, merge.TrackFile)]
+    in_memory = [t for _, t in kept if not isinstance(t, trackfile.TrackFile)]
+    spilled = [t for _, t in kept if isinstance(t, trackfile.TrackFile)]
     assert in_memory and spilled and len(kept) == len(held)
-    assert kept.bytes == sum(merge.track_bytes(t) for t in in_memory) <= 2 ** 19 and not kept.over
+    assert kept.bytes == sum(rd.track_bytes(t) for t in in_memory) <= 2 ** 19 and not kept.over
     assert all(os.path.isfile(t.path) and t.n == h5py.File(t.path, "r")["lat"].shape[0] for t in spilled)
-    everything = merge.HeldTracks(str(tmp_path), files=False, memory=1)   # --no-per-beam: nothing to read back
+    everything = rd.HeldTracks(str(tmp_path), files=False, memory=1)   # --no-per-beam: nothing to read back
     everything.extend(held)
-    assert everything.over and not any(isinstance(t, merge.TrackFile) for _, t in everything)
+    assert everything.over and not any(isinstance(t, trackfile.TrackFile) for _, t in everything)
 
 
 def test_merge_memory_option_keeps_the_file(merged, real_dir, tmp_path, capsys):
@@ -311,8 +317,10 @@ def test_whole_chunks_identical_for_every_rank_count_and_memory(mpi_tmp_path):
     (the others hold nothing), or as per-beam files, in one round or many: always the same file."""
     from mpi4py import MPI
 
-    from readatl06 import merge
-    from readatl06.write import write_tracks
+    from readatl06.merge import writer as merge
+    from readatl06.merge import redistribute as rd
+    from readatl06.outputs import trackfile
+    from readatl06.outputs.trackfile import write_tracks
     world = MPI.COMM_WORLD
     granules, held = synth(6)
     folder = mpi_tmp_path / "t"
@@ -321,7 +329,7 @@ def test_whole_chunks_identical_for_every_rank_count_and_memory(mpi_tmp_path):
     paths = world.bcast([write_tracks([t], str(folder))[0] for _, t in held] if world.rank == 0 else None)
     ref = mpi_tmp_path / "ref.h5"
     if world.rank == 0:
-        from readatl06.parallel import SerialComm
+        from readatl06.parallel.world import SerialComm
         merge.merge_tracks(SerialComm(), granules, held, str(ref), parameters="{}")
         assert_synth_file(ref, granules, held)
     world.Barrier()
@@ -330,8 +338,8 @@ def test_whole_chunks_identical_for_every_rank_count_and_memory(mpi_tmp_path):
         if comm != MPI.COMM_NULL:
             r = comm.rank
             spreads = {"rr": held[r::size], "one": held if r == 0 else [],
-                       "files": [(row, merge.TrackFile.open(p)) for (row, _), p in zip(held, paths)][r::size],
-                       "mixed": [(row, merge.TrackFile.open(p) if i % 2 else t)
+                       "files": [(row, trackfile.TrackFile.open(p)) for (row, _), p in zip(held, paths)][r::size],
+                       "mixed": [(row, trackfile.TrackFile.open(p) if i % 2 else t)
                                  for i, ((row, t), p) in enumerate(zip(held, paths))][r::size]}
             for name, mine in spreads.items():
                 for memory in {"rr": (0.5,), "one": (512,), "files": (0.5,), "mixed": (0.5,)}[name]:

@@ -15,11 +15,11 @@ import pytest
 
 from conftest import run_cli
 from test_merge import GROUPS, synth
-from readatl06 import merge
-from readatl06 import merge_layout as ml
+from readatl06.merge import writer as merge
+from readatl06.merge import layout as ml
 from readatl06.cli import main
-from readatl06.parallel import SerialComm
-from readatl06.schema import DIMENSION
+from readatl06.parallel.world import SerialComm
+from readatl06.atl06.schema import DIMENSION
 
 BEAM_IN_PATH = re.compile(r"/(gt[123][lr])/")
 
@@ -173,7 +173,7 @@ def test_isal_chunks_are_standard_deflate_and_zlib_is_restored(tmp_path, monkeyp
     """While the merge writes, HDF5's deflate filter runs ISA-L: every stored chunk is a zlib stream
     that Python's zlib inflates to the shuffled values; HDF5's own zlib gives the same values; after
     the merge HDF5 compresses with zlib again."""
-    from readatl06 import h5native
+    from readatl06.hdf5 import native as h5native
     granules, held = synth(3)
     merge.merge_tracks(SerialComm(), granules, held, str(tmp_path / "isal.h5"), parameters="{}")
     assert merge.last_stats["isal"] is True
@@ -206,7 +206,7 @@ def test_collective_metadata_is_set_on_the_file_access_list():
     """h5py has no setter: ctypes on the libhdf5 h5py links, read back with HDF5's getters."""
     import ctypes
 
-    from readatl06 import h5native
+    from readatl06.hdf5 import native as h5native
     lib = h5native.library()
     assert lib is not None and "libhdf5" in h5native.library_path()
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)

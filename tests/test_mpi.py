@@ -14,9 +14,9 @@ import h5py
 import pytest
 
 from conftest import DATA, REAL, run_cli
-from readatl06.names import Selection
-from readatl06.reduce import ReduceOptions
-from readatl06.runner import run_reduce
+from readatl06.atl06.names import Selection
+from readatl06.reduce.granule import ReduceOptions
+from readatl06.reduce.run import run_reduce
 
 
 def file_contents(outdir):
@@ -117,7 +117,7 @@ def test_unhandled_error_aborts_all_ranks(tmp_path):
     script = tmp_path / "crash.py"
     script.write_text(textwrap.dedent("""
         import time
-        from readatl06.parallel import abort_on_error, world
+        from readatl06.parallel.world import abort_on_error, world
         comm = world()
         with abort_on_error(comm):
             if comm.rank == 1:

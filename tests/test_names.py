@@ -4,7 +4,7 @@ import types
 import pytest
 
 from readatl06.errors import NotATL06Error, UsageError
-from readatl06.names import Selection, parse_int_list, parse_name, parse_time, select
+from readatl06.atl06.names import Selection, parse_int_list, parse_name, parse_time, select
 
 
 def args(**kw):
@@ -92,7 +92,7 @@ def test_select_each_field_and_duplicates():
     "sub/ATL06_20230816161508_08782002_006_02_gt3r_A.h5",
 ])
 def test_per_beam_outputs_are_not_granules(name):
-    from readatl06.names import PerBeamOutputError
+    from readatl06.atl06.names import PerBeamOutputError
     with pytest.raises(PerBeamOutputError) as info:
         parse_name(name)
     assert isinstance(info.value, NotATL06Error)
@@ -119,7 +119,7 @@ def test_real_names_and_subsetter_suffixes_still_parse():
 
 
 def test_signed_url_query_is_not_part_of_the_name():
-    from readatl06.names import parse_name
+    from readatl06.atl06.names import parse_name
     url = ("https://data.example.org/ATLAS/ATL06/006/ATL06_20190101001723_00540211_006_01.h5"
            "?X-Amz-Signature=abc&X-Amz-Expires=3600#frag")
     g = parse_name(url)

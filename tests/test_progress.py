@@ -3,8 +3,8 @@ import io
 
 import pytest
 
-from readatl06.parallel import SerialComm
-from readatl06.progress import Progress
+from readatl06.parallel.world import SerialComm
+from readatl06.parallel.progress import Progress
 
 
 def _records(n, points=10):

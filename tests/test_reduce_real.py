@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import REAL
-from readatl06.schema import OUTPUT_VARS
-from readatl06.timeconv import gps_to_decimal_year
-from readatl06.tracks import decode_orbit
+from readatl06.atl06.schema import OUTPUT_VARS
+from readatl06.atl06.gpstime import gps_to_decimal_year
+from readatl06.atl06.track import decode_orbit
 
 FLT_MAX = np.finfo(np.float32).max
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")

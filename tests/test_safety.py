@@ -133,7 +133,7 @@ def test_kill_then_resume_gives_the_uninterrupted_result(src, tmp_path, moment, 
 
 
 def test_two_runs_in_one_folder_the_second_is_refused(src, tmp_path):
-    from readatl06.outdir import Lock
+    from readatl06.outputs.folder import Lock
     out = tmp_path / "out"
     out.mkdir()
     with Lock(str(out), "reduce"):

@@ -9,10 +9,10 @@ import numpy as np
 import pyproj
 import pytest
 
-from readatl06 import bounds
-from readatl06.names import parse_name
-from readatl06.reduce import ReduceOptions, reduce_granule
-from readatl06.subset import Subset
+from readatl06.atl06 import envelopes as bounds
+from readatl06.atl06.names import parse_name
+from readatl06.reduce.granule import ReduceOptions, reduce_granule
+from readatl06.atl06.subset import Subset
 
 from conftest import REAL, run_cli
 
@@ -208,8 +208,8 @@ def test_subset_run_identical_with_any_rank_count(mpi_tmp_path, mpi_real_dir):
     per-beam files and the records (status, reason, points) of one rank."""
     from mpi4py import MPI
 
-    from readatl06.names import Selection
-    from readatl06.runner import run_reduce
+    from readatl06.atl06.names import Selection
+    from readatl06.reduce.run import run_reduce
     from test_mpi import assert_same, file_contents
     comm = MPI.COMM_WORLD
     opts = ReduceOptions(subset=Subset(bbox=[-134.5, -134.0, 58.6, 58.9]))

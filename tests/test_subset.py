@@ -12,7 +12,7 @@ from matplotlib.path import Path as MplPath
 
 from conftest import DATA
 from readatl06.cli import main
-from readatl06.subset import Subset, lonlat_box_mask
+from readatl06.atl06.subset import Subset, lonlat_box_mask
 
 KAMB = (-1124782.0, 81623.0, -919821.0, -96334.0)
 NORTH = "ATL06_20230816161508_08782002_006_02.h5"

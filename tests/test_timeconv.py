@@ -2,7 +2,7 @@ import datetime as dt
 
 import numpy as np
 
-from readatl06.timeconv import gps_minus_utc, gps_to_datetime64, gps_to_decimal_year
+from readatl06.atl06.gpstime import gps_minus_utc, gps_to_datetime64, gps_to_decimal_year
 
 EPOCH_2018 = 1198800018.0   # atlas_sdp_gps_epoch
 
@@ -46,7 +46,7 @@ def test_vectorised_and_monotonic():
 def test_year_table_equals_calendar_conversion_bit_for_bit():
     """The fast year-table path gives the very bits of the datetime64 calendar path, also at year
     boundaries, before 1970 and after 2200 (where the calendar path is used)."""
-    from readatl06.timeconv import posix_to_decimal_year
+    from readatl06.atl06.gpstime import posix_to_decimal_year
 
     def calendar(t):
         year = np.floor(t).astype("datetime64[s]").astype("datetime64[Y]")
@@ -67,7 +67,7 @@ def test_year_table_equals_calendar_conversion_bit_for_bit():
 
 
 def test_gps_to_posix_one_leap_count_equals_per_point():
-    from readatl06.timeconv import gps_to_posix
+    from readatl06.atl06.gpstime import gps_to_posix
     t2017 = gps_of(dt.datetime(2017, 1, 1), 18)
     for t in (EPOCH_2018 + np.arange(0, 600, 0.37), t2017 + np.arange(-3, 3, 0.25)):
         want = t - gps_minus_utc(t) + 315964800

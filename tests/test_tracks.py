@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from readatl06.schedule import assign
-from readatl06.tracks import ASCENDING, DESCENDING, decode_orbit, directions, fill_mask, orbit_id, quality_mask
+from readatl06.parallel.schedule import assign
+from readatl06.atl06.track import ASCENDING, DESCENDING, decode_orbit, directions, orbit_id
+from readatl06.atl06.masks import fill_mask, quality_mask
 
 
 def test_turning_latitude_splits_without_losing_points():

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 
 from conftest import REAL
-from readatl06.names import parse_name
-from readatl06.reduce import ReduceOptions, Track, reduce_granule
-from readatl06.schema import OUTPUT_VARS
-from readatl06.write import CF_FILE_ATTRS, CHUNK, NOT_A_VARIABLE, SMALL, write_tracks
+from readatl06.atl06.names import parse_name
+from readatl06.reduce.granule import ReduceOptions, reduce_granule
+from readatl06.atl06.track import Track
+from readatl06.atl06.schema import OUTPUT_VARS
+from readatl06.outputs.trackfile import CF_FILE_ATTRS, write_tracks
+from readatl06.hdf5.datasets import CHUNK, SMALL
+from readatl06.hdf5.dimensions import NOT_A_VARIABLE
 
 GRANULE = parse_name("ATL06_20190101002015_00540210_006_01.h5")
 
@@ -164,7 +167,7 @@ def test_write_error_is_one_line_and_leaves_nothing(mode, tmp_path):
         import os, resource, signal, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_write import big_track
-        from readatl06.write import write_tracks
+        from readatl06.outputs.trackfile import write_tracks
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         small, large = big_track(100, "ascending"), big_track(300000, "descending")
         resource.setrlimit(resource.RLIMIT_FSIZE, (200000, 200000))

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from readatl06 import xover as X
-from readatl06 import xover_run as R
-from readatl06 import xover_write as W
+from readatl06.xover import crossings as X
+from readatl06.xover import run as R
+from readatl06.xover import write as W
 from readatl06.cli import main
-from readatl06.timeconv import gps_to_decimal_year
-from readatl06.tracks import orbit_id
+from readatl06.atl06.gpstime import gps_to_decimal_year
+from readatl06.atl06.track import orbit_id
 
 T0 = 1_230_000_000.0            # GPS seconds, 2018-12
 KAMB = ("-1124782", "81623", "-919821", "-96334")
@@ -84,7 +84,7 @@ def write_merged(path, tracks):
 def handmade_tracks(rng, surface, rate=0.0, north=True):
     """Tracks in the Kamb area (and, with ``north``, ascending-only Arctic tracks that cross nothing),
     h = surface(x, y) + rate * (t_year - 2019)."""
-    from readatl06.subset import transformer
+    from readatl06.atl06.subset import transformer
     out = []
     asc, des = plane_tracks(rng, 8, 300, (-600e3, -500e3), 800.0)
     beams = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
@@ -393,7 +393,7 @@ def test_real_antarctic_tracks_against_independent_brute_force(real_reduced, tmp
             lon_c = float(np.median(lon))
             pts.append((lat, 2 * lon_c - lon, orbit - 1, "ascending"))
     assert len(pts) >= 8
-    from readatl06.subset import transformer
+    from readatl06.atl06.subset import transformer
     a, d = [], []
     for lat, lon, orbit, direction in pts:
         x, y = transformer(SOUTH).transform(lon, lat)

@@ -5,7 +5,10 @@ import sys
 
 from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.plot.style import KINDS, MAX_POINTS
-from readatl06.schema import BEAMS
+from readatl06.atl06.schema import BEAMS
+
+
+HELP = "draw check figures"
 
 
 # ---------------------------------------------------------------- command line

@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from readatl06.errors import UsageError
+from readatl06.hdf5.attrs import text
 
 log = logging.getLogger("readatl06.plot")
 
@@ -46,20 +47,6 @@ class Track:
     @property
     def size(self):
         return int(self.h.size)
-
-
-# ---------------------------------------------------------------- small helpers
-def text(value):
-    """An HDF5 attribute (str, bytes, numpy.bytes_, 1-element array) as a stripped str, or None."""
-    if value is None:
-        return None
-    if isinstance(value, np.ndarray):
-        if value.size == 0:
-            return None
-        value = value.ravel()[0]
-    if isinstance(value, (bytes, np.bytes_)):
-        value = bytes(value).decode("utf-8", "replace")
-    return str(value).strip("\x00 ").strip()
 
 
 def fill_value(attrs):
@@ -222,8 +209,8 @@ def _read_merged(h5, path, extra, granules, beams):
 
 
 def _read_raw(h5, path, extra, granules, beams):
-    from readatl06.sanity import check_granule, nonfinite_mask
-    from readatl06.tracks import DESCENDING, directions
+    from readatl06.reader.checks import check_granule, nonfinite_mask
+    from readatl06.atl06.track import DESCENDING, directions
     granule = os.path.basename(path)
     if not _wanted(granule, "", granules, None):
         return []

@@ -58,7 +58,7 @@ def select_hemisphere(tracks, hemisphere):
 
 
 def _transformer(crs_to, crs_from="EPSG:4326"):
-    from readatl06.subset import transformer   # the project's one cached Transformer per CRS pair
+    from readatl06.atl06.subset import transformer   # the project's one cached Transformer per CRS pair
     return transformer(crs_to, crs_from)
 
 

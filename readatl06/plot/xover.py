@@ -31,7 +31,7 @@ def plot_xover(path, out_png, dpi=150):
     dhlim, panels, figure."""
     from matplotlib.colors import Normalize
 
-    from readatl06.xover_write import read
+    from readatl06.xover.write import read
     cols, attrs = read(path)
     n = int(np.asarray(cols["x"]).size)
     panels = _panels(cols, attrs.get("crs"))

@@ -6,9 +6,9 @@ import io
 
 import h5py
 
-from readatl06.chunks import userblock
+from readatl06.hdf5.chunks import userblock
 from readatl06.errors import GranuleError
-from readatl06.read import Granule
+from readatl06.reader.granule import Granule
 from readatl06.sources.remote import CACHE_BYTES, MAX_BLOCK, MIN_BLOCK, RemoteError, count, url_name, with_retries
 
 

@@ -97,7 +97,7 @@ def _password(user, host, port):
     key = (user, host, port)
     if key in _passwords:
         return _passwords[key]
-    from readatl06.parallel import launcher_rank
+    from readatl06.parallel.world import launcher_rank
     if sys.stdin is not None and sys.stdin.isatty() and launcher_rank() == 0:
         _passwords[key] = getpass.getpass(f"{user}@{host}'s password (or key passphrase): ")
         return _passwords[key]

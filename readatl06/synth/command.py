@@ -4,7 +4,10 @@ import pathlib
 import sys
 import time
 
-from readatl06.schema import BEAMS
+from readatl06.atl06.schema import BEAMS
+
+
+HELP = "write synthetic ATL06 granules"
 
 
 def add_arguments(parser):

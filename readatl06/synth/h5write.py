@@ -9,7 +9,7 @@ Compressed datasets are declared exactly as the schema says (gzip level 6, shuff
 files have it) and their chunks are encoded by :func:`readatl06.filters.encode` (numpy shuffle +
 ISA-L deflate, a zlib stream any inflater reads) and stored with ``write_direct_chunk``: the
 same data and filters as HDF5's own zlib path, several times faster (that path is dominated by
-zlib). Without ``readatl06.filters`` (or ISA-L) h5py compresses as before.
+zlib). Without ``readatl06.hdf5.codecs`` (or ISA-L) h5py compresses as before.
 """
 import itertools
 
@@ -19,7 +19,7 @@ import numpy as np
 from . import tables as S
 
 try:
-    from readatl06.filters import DEFLATE_LEVEL, encode as _encode
+    from readatl06.hdf5.codecs import DEFLATE_LEVEL, encode as _encode
     from isal import isal_zlib
 except ImportError:                      # no ISA-L / no encoder: HDF5's own zlib
     _encode = None

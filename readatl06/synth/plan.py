@@ -42,7 +42,7 @@ class GranulePlan:
 def parse_segments(values):
     """[10, '11', '12-14'] or '10 11 12-14' -> [10, 11, 12, 13, 14] (regions 1..14); ValueError if bad."""
     from readatl06.errors import UsageError
-    from readatl06.names import parse_int_list
+    from readatl06.atl06.names import parse_int_list
     if isinstance(values, (str, int)):
         values = str(values).split()
     try:
@@ -57,7 +57,7 @@ def parse_segments(values):
 def _box_test(region_box):
     """Function (lat, lon) -> bool mask for a box (crs, xmin, xmax, ymin, ymax); EPSG:4326 boxes
     are lon/lat (W E S N) with W > E crossing the antimeridian. The reducer's own subset masks."""
-    from readatl06.subset import Subset
+    from readatl06.atl06.subset import Subset
     crs, x0, x1, y0, y1 = region_box
     if str(crs).upper() in ("EPSG:4326", "WGS84", "LONLAT"):
         box = Subset(bbox=(x0, x1, y0, y1))
@@ -99,7 +99,7 @@ _OUTER_Y = (PAIR_Y[1] + SIDE_Y["l"] + 10.0, 0.0, PAIR_Y[3] + SIDE_Y["r"] - 10.0)
 def _box_frame(region_box):
     """Function (lat, lon) -> (inside, fx, fy): inside the box (the reducer's inclusive test), and
     the position as fractions (0..1) of the box's width and height."""
-    from readatl06.subset import lonlat_box_mask, transformer
+    from readatl06.atl06.subset import lonlat_box_mask, transformer
     crs, x0, x1, y0, y1 = region_box
     if str(crs).upper() in ("EPSG:4326", "WGS84", "LONLAT"):
         width = 360.0 if x1 - x0 >= 360 else ((x1 - x0) % 360.0 or 360.0)
@@ -286,7 +286,7 @@ def share(plans, rank, size):
     rank (readatl06.schedule.assign; a granule costs its segments plus a fixed part for its ~600
     datasets). The set of files does not depend on `size`: each granule is a pure function of
     (seed, its index, the options)."""
-    from readatl06.schedule import assign
+    from readatl06.parallel.schedule import assign
     return assign([p.n_dense + GRANULE_COST for p in plans], size)[rank]
 
 

@@ -1,0 +1,342 @@
+"""What ``readatl06 export`` reads (DESIGN §6): a merged file's ``/<beam>/<direction>`` groups or an
+OUTDIR's per-beam files, seen as ONE stream of points in merged-file order: granules in §3 order, then
+beam gt1l..gt3r, then direction ascending/descending, then along track. A *piece* is the points of
+one (granule, group): a slice of a merged group (located by ``granule_index``) or one per-beam file.
+
+:func:`make_plan` (collective) checks the input and the target, counts the points of every piece and
+settles the columns and the extent of the points (for the ``geo`` metadata, needed before the
+writer opens), the same on every rank; :class:`Stream` (pure) maps stream rows to pieces,
+splits the stream into contiguous granule ranges of balanced point counts, one per rank, and cuts a
+rank's range into batches at every multiple of ``ROW_GROUP`` (so a batch never straddles a row group).
+"""
+import dataclasses
+import os
+import re
+
+import h5py
+import numpy as np
+
+from readatl06.outputs import folder as outdir_mod
+from readatl06.errors import ReadATL06Error, UsageError
+from readatl06.outputs.geoparquet import ROW_GROUP, bounds, union
+from readatl06.atl06.schema import BEAMS, DIRECTIONS, OUTPUT_VARS
+from readatl06.hdf5.attrs import text
+from readatl06.outputs.outdir import BEAM_FILE_GLOB
+
+GROUPS = [(b, d) for b in BEAMS for d in DIRECTIONS]
+GI = "granule_index"
+TIME = "time"                       # a UTC timestamp column; from the file's `time`, else from t_sec
+REQUIRED = ("lon", "lat", "t_sec")
+SCAN_BLOCK = 1 << 20                # rows of granule_index, lon, lat read at once by the plan's scan
+TIME_UNITS_RE = re.compile(r"^\s*seconds since (\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d:\d\d))?\s*(?:Z|UTC|\+00:?00)?\s*$")
+
+
+def table_order():
+    """The §2 variables in table order, ``time`` after ``t_year`` (whether or not schema lists it)."""
+    names = [v.name for v in OUTPUT_VARS]
+    if TIME not in names:
+        names.insert(names.index("t_year") + 1, TIME)
+    return names
+
+
+def time_epoch(units, where):
+    """POSIX seconds of the epoch of a ``seconds since <UTC date-time>`` ``units``; UsageError otherwise."""
+    m = TIME_UNITS_RE.match(units or "")
+    if m is None:
+        raise UsageError(f"{where}: time has units {units!r}; expected 'seconds since YYYY-MM-DDThh:mm:ssZ' (UTC)")
+    return float(np.datetime64(f"{m[1]}T{m[2] or '00:00:00'}", "s").astype(np.int64))
+
+
+def variables(where, group, skip=()):
+    """``(n, {name: (dtype str, attrs)})`` of the 1-D datasets of an h5py group; netCDF dimension
+    scales that are not a table variable are skipped (e.g. ``obs``), as are ``skip``. UsageError
+    naming ``where`` when a required variable is missing or the lengths differ."""
+    table, out, sizes = set(table_order()), {}, {}
+    for name, obj in group.items():
+        if name in skip or not isinstance(obj, h5py.Dataset):
+            continue
+        if text(obj.attrs.get("CLASS")) == "DIMENSION_SCALE" and name not in table:
+            continue
+        if obj.ndim != 1 or obj.dtype.kind not in "biuf":
+            raise UsageError(f"{where}: dataset {name} is {obj.dtype} of shape {obj.shape}; "
+                             "expected 1-D numbers, one per point")
+        sizes[name] = int(obj.shape[0])
+        keep = {k: obj.attrs[k] for k in ("units", "long_name", "_FillValue") if k in obj.attrs}
+        out[name] = (obj.dtype.newbyteorder("=").str,
+                     {k: (text(v) if k != "_FillValue" else v) for k, v in keep.items()})
+    missing = [k for k in REQUIRED if k not in out]
+    if missing:
+        raise UsageError(f"{where}: missing {', '.join(missing)}; expected the variables of DESIGN §2")
+    if len(set(sizes.values())) > 1:
+        raise UsageError(f"{where}: datasets of different lengths {sizes}; expected one length")
+    return sizes["lat"], out
+
+
+@dataclasses.dataclass
+class Column:
+    name: str
+    dtype: str
+    attrs: dict          # units, long_name (field metadata)
+    fills: list          # per group: the value of a point whose piece lacks the variable
+
+
+@dataclasses.dataclass
+class Plan:
+    kind: str            # "merged" or "outdir"
+    source: str
+    granules: list       # file names, §3 order
+    counts: np.ndarray   # (granules, groups) points per piece
+    files: dict          # (granule row, group) -> per-beam file (outdir)
+    columns: list        # Column, table order (time excluded: always a column of its own)
+    parameters: str
+    box: list            # [xmin, ymin, xmax, ymax] of every point (None: no point)
+
+
+class Stream:
+    """Rows of the export in order; piece p = (granule, group) with counts[granule, group] > 0."""
+
+    def __init__(self, counts):
+        self.counts = np.asarray(counts, np.int64).reshape(-1, len(GROUPS))
+        self.piece_g, self.piece_k = np.nonzero(self.counts)           # row-major: granule, then group
+        self.piece_start = np.concatenate([[0], np.cumsum(self.counts[self.piece_g, self.piece_k])])
+        self.group_start = np.cumsum(self.counts, axis=0) - self.counts  # row of (g, k) in group k
+        self.granule_start = np.concatenate([[0], np.cumsum(self.counts.sum(axis=1))])
+        self.total = int(self.granule_start[-1])
+
+    def rank_rows(self, nranks, rank):
+        """Stream rows ``[lo, hi)`` of ``rank``: whole granules, contiguous, about total/nranks points."""
+        b = split_granules(self.granule_start, nranks)
+        return int(self.granule_start[b[rank]]), int(self.granule_start[b[rank + 1]])
+
+    def pieces(self, s, e):
+        """``[(piece, lo, hi)]``: rows ``[lo, hi)`` of each piece that stream rows ``[s, e)`` cover."""
+        first = int(np.searchsorted(self.piece_start, s, side="right")) - 1
+        out = []
+        for p in range(max(first, 0), self.piece_g.size):
+            a, b = int(self.piece_start[p]), int(self.piece_start[p + 1])
+            if a >= e:
+                break
+            out.append((p, max(s, a) - a, min(e, b) - a))
+        return out
+
+
+def split_granules(granule_start, nranks):
+    """Granule boundaries ``b[0..nranks]`` (b[0] = 0, b[-1] = granules): rank r converts granules
+    ``[b[r], b[r+1])``, each boundary the granule start nearest to r/nranks of the points. Pure."""
+    starts = np.asarray(granule_start, np.int64)
+    total, ng = int(starts[-1]), starts.size - 1
+    out = [0]
+    for r in range(1, nranks):
+        target = total * r / nranks
+        i = int(np.searchsorted(starts, target))
+        if i > 0 and (i > ng or target - starts[i - 1] <= starts[i] - target):
+            i -= 1
+        out.append(min(max(i, out[-1]), ng))
+    return out + [ng]
+
+
+def batches(lo, hi, size=ROW_GROUP):
+    """``[(s, e)]`` covering stream rows ``[lo, hi)``, cut at every multiple of ``size``."""
+    cuts = [lo] + list(range((lo // size + 1) * size, hi, size)) + [hi]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+# ------------------------------------------------------------------ the plan (collective)
+def _scan(comm, items, fn):
+    """``fn(item)`` for every item, the items spread over the ranks; every rank gets the results in
+    item order, or every rank raises the first UsageError raised anywhere."""
+    mine, error = [], None
+    for i in range(comm.rank, len(items), comm.size):
+        try:
+            mine.append((i, fn(items[i])))
+        except UsageError as exc:
+            error = str(exc)
+            break
+    every = comm.allgather((mine, error)) if comm.size > 1 else [(mine, error)]
+    errors = [e for _, e in every if e]
+    if errors:
+        raise UsageError(errors[0])
+    out = [None] * len(items)
+    for got, _ in every:
+        for i, v in got:
+            out[i] = v
+    return out
+
+
+def _merged_head(path):
+    """Rank 0: the granule names and parameters of a merged file; UsageError for anything else."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise UsageError(f"{path}: not an HDF5 file ({str(exc).splitlines()[0]}); "
+                         "expected a readatl06 merged file or an output folder") from None
+    with f:
+        if "granules/name" not in f:
+            what = ("a readatl06 per-beam file (give its folder)" if "beam" in f.attrs and "granule" in f.attrs
+                    else f"an HDF5 file with {sorted(f)[:8]}")
+            raise UsageError(f"{path}: not a readatl06 merged file: found {what}; expected /granules/name "
+                             "(a file of readatl06 merge) or an output folder")
+        names = [text(n) for n in f["granules/name"][()]]
+        return names, text(f.attrs.get("parameters")) or "{}"
+
+
+def _scan_group(path, k, ngranules):
+    """One merged group: (points per granule, variables, box of its points), read ``SCAN_BLOCK``
+    rows at a time; the index must be sorted and in range."""
+    from readatl06.export.batch import Source
+    beam, direction = GROUPS[k]
+    where = f"{path}:/{beam}/{direction}"
+    src = Source(path)
+    try:
+        if f"{beam}/{direction}" not in src.file:
+            return np.zeros(ngranules, np.int64), {}, None
+        g = src.file[beam][direction]
+        if GI not in g:
+            raise UsageError(f"{where}: no {GI}; expected a readatl06 merged file")
+        n, vars_ = variables(where, g, skip=(GI,)) if len(g) > 1 else (0, {})    # only GI: nothing merged
+        if g[GI].shape != (n,):
+            raise UsageError(f"{where}: {GI} has {g[GI].shape[0]} rows, the variables {n}")
+        rows = src.group(g.name)[0]
+        counts, last, box = np.zeros(ngranules, np.int64), 0, None
+        for a in range(0, n, SCAN_BLOCK):
+            block = {v: np.empty(min(SCAN_BLOCK, n - a), g[v].dtype.newbyteorder("=")) for v in (GI, "lon", "lat")}
+            for name, out in block.items():
+                rows[name].into(out, a)
+            gi = block[GI].astype(np.int64)
+            if gi[0] < last or np.any(np.diff(gi) < 0) or gi[-1] >= ngranules:
+                raise UsageError(f"{where}: {GI} is not sorted within 0..{ngranules - 1}; "
+                                 "expected points in granule order (DESIGN §3)")
+            counts += np.bincount(gi, minlength=ngranules)
+            last = int(gi[-1])
+            box = union(box, bounds(block["lon"], block["lat"]))
+    finally:
+        src.close()
+    return counts, vars_, box
+
+
+def _scan_file(path, row_of):
+    """One per-beam file: (granule row, group, points, variables, box of its points, parameters)."""
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: text(f.attrs.get(k)) for k in ("granule", "beam", "direction", "parameters")}
+            if attrs["beam"] not in BEAMS or attrs["direction"] not in DIRECTIONS or attrs["granule"] not in row_of:
+                raise UsageError(f"{path}: not a readatl06 per-beam file (attributes granule, beam, direction: "
+                                 f"found {attrs['granule']!r}, {attrs['beam']!r}, {attrs['direction']!r})")
+            n, vars_ = variables(path, f)
+            box = bounds(f["lon"][()], f["lat"][()])
+    except OSError as exc:
+        raise UsageError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
+    k = GROUPS.index((attrs["beam"], attrs["direction"]))
+    return row_of[attrs["granule"]], k, n, vars_, box, attrs["parameters"]
+
+
+def _culprit(outdir):
+    """The first per-beam file name in ``outdir`` that merge's listing cannot take, with the reason."""
+    import glob
+
+    from readatl06.atl06.names import parse_name
+    for p in sorted(glob.glob(os.path.join(glob.escape(outdir), "*" + BEAM_FILE_GLOB))):
+        try:
+            with h5py.File(p, "r") as f:
+                granule = f.attrs.get("granule")
+                if granule is None:
+                    return f"{p}: not a readatl06 per-beam file (no attribute granule)"
+            parse_name(text(granule))
+        except OSError as exc:
+            return f"{p}: not a readable HDF5 file ({str(exc).splitlines()[0]}); expected a readatl06 per-beam file"
+        except (ValueError, ReadATL06Error) as exc:
+            return f"{p}: attribute granule is not an ATL06 granule name ({exc})"
+    return None
+
+
+def _outdir_head(outdir, output, overwrite, params):
+    """Rank 0, under the folder's lock: merge's own listing of an OUTDIR (files, granule names)."""
+    from readatl06.outputs.outdir import plan_outdir
+    try:
+        files, granules, _sizes = plan_outdir(outdir, output, overwrite, params)
+    except UsageError:
+        raise
+    except (KeyError, OSError, ValueError, ReadATL06Error) as exc:
+        raise UsageError(_culprit(outdir) or f"{outdir}: a per-beam file is not readatl06's ({exc!r})") from None
+    if not files:
+        raise UsageError(f"{outdir}: no per-beam files (*_gtNx_A|D.h5) in this folder; "
+                         "expected the OUTDIR of readatl06 reduce")
+    return files, [g.name for g in granules]
+
+
+def _columns(found):
+    """Columns from ``found`` = [(group, {name: (dtype, attrs)})] in stream order: table order, then
+    other variables by name; dtype and metadata from the first piece that has the variable, the fill
+    of a group from its first piece that has it, else the first piece anywhere (as merge fills)."""
+    first, per_group = {}, {}
+    for k, vars_ in found:
+        for name, info in vars_.items():
+            first.setdefault(name, info)
+            per_group.setdefault((k, name), info)
+    from readatl06.merge.layout import fill_for
+    order = [n for n in table_order() if n in first and n != TIME] + sorted(set(first) - set(table_order()))
+    cols = []
+    for name in order:
+        dtype, attrs = first[name]
+        fills = [fill_for(dtype, per_group.get((k, name), first[name])[1]) for k in range(len(GROUPS))]
+        cols.append(Column(name, dtype, {k: v for k, v in attrs.items() if k != "_FillValue"}, fills))
+    return cols
+
+
+def make_plan(comm, source, output, overwrite=False, params=None):
+    """Collective: ``(Plan, lock)`` (the OUTDIR's lock on rank 0, else None), the same Plan on every
+    rank; every rank raises UsageError (one line naming the file) for a bad input or target."""
+    head, lock = None, None
+    if comm.rank == 0:
+        try:
+            if os.path.isdir(source):
+                lock = outdir_mod.Lock(source, "export")
+                head = ("outdir",) + _outdir_head(source, output, overwrite, params)
+            elif os.path.isfile(source):
+                outdir_mod.check_file_target("-o", output, [source], overwrite)
+                outdir_mod.remove_leftovers(os.path.dirname(os.path.abspath(output)), [os.path.basename(output)])
+                head = ("merged", [source]) + _merged_head(source)
+            else:
+                raise UsageError(f"{source}: no such file or folder; expected a merged file or an output folder")
+        except UsageError as exc:
+            head = str(exc)
+            if lock is not None:
+                lock.release()
+                lock = None
+    head = comm.bcast(head, root=0)
+    if isinstance(head, str):
+        raise UsageError(head)
+    try:
+        return _plan(comm, source, head), lock
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _plan(comm, source, head):
+    kind, paths, names = head[0], head[1], head[2]
+    counts = np.zeros((len(names), len(GROUPS)), np.int64)
+    files, found = {}, []
+    if kind == "merged":
+        groups = _scan(comm, list(range(len(GROUPS))), lambda k: _scan_group(source, k, len(names)))
+        for k, (c, vars_, _box) in enumerate(groups):
+            counts[:, k] = c
+            found.append((k, vars_))
+        parameters = head[3]
+    else:
+        row_of = {n: i for i, n in enumerate(names)}
+        groups = _scan(comm, paths, lambda p: _scan_file(p, row_of))
+        by_piece = {}
+        for path, (g, k, n, vars_, _box, _par) in zip(paths, groups):
+            if (g, k) in by_piece:
+                raise UsageError(f"{path}: a second file of granule {names[g]} {'/'.join(GROUPS[k])} "
+                                 f"(the first: {by_piece[(g, k)][0]})")
+            by_piece[(g, k)] = (path, n, vars_)
+        for (g, k) in sorted(by_piece):
+            path, n, vars_ = by_piece[(g, k)]
+            counts[g, k], files[(g, k)] = n, path
+            found.append((k, vars_))
+        parameters = next((p for *_, p in groups if p), "{}")
+    box = union(*(item[-2 if kind == "outdir" else -1] for item in groups))
+    return Plan(kind, os.path.abspath(source), names, counts, files, _columns(found), parameters, box)

@@ -1,0 +1,23 @@
+"""``readatl06 fetch`` on the command line (the downloads are in :mod:`.download`)."""
+from readatl06.options import EPILOG, add_remote, add_selection, add_sources, configure_remote
+
+HELP = "download selected remote granules"
+
+
+def add_arguments(p):
+    p.epilog = EPILOG
+    add_sources(p)
+    p.add_argument("-o", "--outdir", required=True, metavar="DIR")
+    add_selection(p)
+    add_remote(p)
+
+
+def check(args):
+    from readatl06.atl06.names import Selection
+    args.selection = Selection.from_args(args)
+    configure_remote(args)
+
+
+def run(args, comm):
+    from readatl06.fetch.download import run_fetch
+    return run_fetch(comm, args.sources, args.selection, args.outdir)

@@ -1,0 +1,47 @@
+"""``readatl06 list``: the granules a selection takes, one per line; nothing is opened, no MPI."""
+import sys
+
+from readatl06.errors import ReadATL06Error
+from readatl06.options import EPILOG, add_remote, add_selection, add_sources, configure_remote
+
+HELP = "print the selected granules, one per line"
+USES_MPI = False          # a listing: never initialises MPI, even under mpirun
+
+
+def add_arguments(p):
+    p.epilog = EPILOG
+    add_sources(p)
+    add_selection(p)
+    add_remote(p)
+
+
+def run(args, comm=None):
+    from readatl06.atl06.names import Selection
+    configure_remote(args)
+    return run_list(args.sources, Selection.from_args(args))
+
+
+def run_list(sources, selection, out=None, err=None):
+    """``readatl06 list``: selected paths on stdout, problems and the count on stderr."""
+    from readatl06.atl06.names import select
+    from readatl06.sources import discover
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        listing = discover(sources)
+    except ReadATL06Error as exc:
+        print(f"readatl06 list: error: {exc}", file=err)
+        return 2
+    paths = listing.paths
+    for m in listing.messages():
+        print(f"readatl06: {m}", file=err)
+    sel = select(paths, selection)
+    for m in sel.unparsed:
+        print(f"readatl06: skipped, name does not parse: {m}", file=err)
+    for m in sel.refused:
+        print(f"readatl06: refused: {m}", file=err)
+    for m in sel.duplicates:
+        print(f"readatl06: {m}", file=err)
+    for _, p in sel.granules:
+        print(p, file=out)
+    print(f"readatl06: {len(sel.granules)} granules selected of {len(paths)} files", file=err)
+    return 0

@@ -1,0 +1,2 @@
+"""``readatl06 reduce``: one granule in, tracks out (:mod:`.granule`); the run over ranks (:mod:`.run`);
+the command line (:mod:`.command`)."""

@@ -1,0 +1,343 @@
+"""``reduce`` across ranks: rank 0 lists and selects, every rank reduces its share independently."""
+import dataclasses
+import datetime as dt
+import errno
+import os
+import socket
+import sys
+import time
+import traceback
+
+from readatl06.outputs import manifest
+from readatl06.parallel import schedule
+from readatl06.outputs import folder as outdir_mod
+from readatl06.outputs.outdir import granule_files
+from readatl06.errors import GranuleError, SourceError, UsageError
+from readatl06.atl06.names import select
+from readatl06.atl06.schema import OUTPUT_VARS
+from readatl06.parallel.handout import hand_out
+from readatl06.parallel.progress import Progress
+from readatl06.sources import discover, remote
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
+@dataclasses.dataclass
+class Plan:
+    """What rank 0 decided, broadcast to everyone."""
+
+    items: list            # [(GranuleName, path, size, files of it already in OUTDIR)] in §3 order
+    skipped: list          # names whose complete records --resume trusts
+    resumed: list          # their output files (read back by --merge)
+    messages: list         # one line per name problem (unparsed, refused, duplicate) or resume decision
+    error: str = None      # bad usage or a SourceError: stop before any work (exit 2)
+    run: str = ""          # this run's id, in every record
+    list_seconds: float = 0.0
+
+
+def check_targets(outdir, inputs, merge_path, log, overwrite, resume):
+    """Every file the run writes, before any work (UsageError): never an input, never an existing
+    merged file or log without --overwrite (a text log is appended to with --resume)."""
+    if merge_path:
+        outdir_mod.check_file_target("--merge", merge_path, inputs, overwrite)
+    if log:
+        outdir_mod.check_file_target("--log", log, inputs, overwrite, append_ok=resume)
+        if overwrite and os.path.isfile(log):
+            open(log, "w").close()
+
+
+def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, merge_path=None, log=None):
+    """Rank 0, under the folder's lock: list, select, check targets, tidy leftovers, decide."""
+    try:
+        listing = discover(sources, exclude=[outdir])
+        paths = listing.paths
+        check_targets(outdir, paths, merge_path, log, overwrite, resume)
+    except (SourceError, UsageError) as exc:
+        return Plan([], [], [], [], str(exc))
+    manifest.consolidate(outdir)                  # records of a killed run: part files -> manifest
+    outdir_mod.remove_leftovers(outdir)           # its temporary files
+    if merge_path:
+        outdir_mod.remove_leftovers(os.path.dirname(os.path.abspath(merge_path)), [os.path.basename(merge_path)])
+    sel = select(paths, selection)
+    messages = listing.messages() + [f"skipped, name does not parse: {m}" for m in sel.unparsed]
+    messages += [f"refused: {m}" for m in sel.refused] + sel.duplicates
+    records = manifest.latest(manifest.read_records(outdir))
+    items, skipped, resumed, changed, unfinished = [], [], [], [], []
+    for g, p in sel.granules:
+        on_disk = granule_files(outdir, g.stem)
+        r = records.get(g.name)
+        if resume and r is not None:
+            if r.get("params") == params_key and manifest.complete(outdir, r, on_disk):
+                skipped.append(g.name)
+                resumed.extend(os.path.join(outdir, o) for o in r.get("outputs", []))
+                continue
+            if r.get("status") in ("done", "empty") and r.get("params") != params_key:
+                changed.append(g.name)
+        if resume and on_disk and g.name not in changed:
+            unfinished.append(g.name)
+        try:
+            size = remote.size_of(p)
+        except OSError:
+            size = 0
+        items.append((g, p, size, on_disk))
+    if changed:
+        messages.append(f"--resume: {len(changed)} granules were reduced with other options and are "
+                        f"redone: {' '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
+    if unfinished:
+        messages.append(f"--resume: {len(unfinished)} granules have files but no complete record "
+                        f"(interrupted) and are redone: {' '.join(unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}")
+    return Plan(items, skipped, resumed, messages)
+
+
+def _failed(record, message, exc=None):
+    record.update(status="failed", error=message, points=0, outputs=[], sizes={})
+    if exc is not None:
+        record["traceback"] = traceback.format_exc(limit=6)
+
+
+def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
+    """Reduce and write one granule; always returns (record, tracks, stop) — failures become records.
+    ``replace``: the granule's files already in OUTDIR (``on_disk``) are the run's own to replace
+    (--overwrite, --resume); the new files are renamed over them and stale ones removed after.
+    ``stop``: a write error of the output folder (full disk ...) that every later granule would hit."""
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    t0 = time.perf_counter()
+    record = {"granule": g.name, "path": str(path), "rank": rank, "started": started, "outputs": [],
+              "sizes": {}, "points": 0, "segments": 0, "error": None, "notes": [],
+              "removed": {"subset": 0, "fill": 0, "quality": 0}}
+    from readatl06.reduce.granule import reduce_granule   # not imported by `list`
+    from readatl06.outputs.trackfile import write_tracks
+    tracks, stop = [], False
+    try:
+        if on_disk and write and not replace:
+            more = f" and {len(on_disk) - 1} more" if len(on_disk) > 1 else ""
+            raise GranuleError(g.name, f"output {on_disk[0]}{more} of an earlier run exists; use --overwrite "
+                                       "to replace it or --resume to keep finished granules")
+        with remote.opened(path) as source:           # local path, remote granule read in place, or staged
+            res = reduce_granule(source, g, opts)
+        record["timings"] = {"read": round(res.read_seconds, 4), "filter": round(res.seconds - res.read_seconds, 4)}
+        record["bytes_read"] = res.bytes_read
+        tracks = res.tracks
+        t_write = time.perf_counter()
+        record.update(points=res.points, segments=res.segments, removed=res.removed, notes=res.notes)
+        user = [v.source for v in opts.vars[len(OUTPUT_VARS):]]
+        record["vars"] = {s: s in res.found for s in user if s in res.looked_up}   # --vars: found here?
+        if write and tracks:
+            for p in write_tracks(tracks, outdir, overwrite=replace, compression=opts.compression):
+                name = os.path.basename(p)
+                record["outputs"].append(name)
+                record["sizes"][name] = os.path.getsize(p)
+        record["timings"]["write"] = round(time.perf_counter() - t_write, 4)
+        outdir_mod.crash_point("granule-written")
+        if write:
+            for name in set(on_disk) - set(record["outputs"]):     # stale files of an earlier run
+                os.remove(os.path.join(outdir, name))
+        record["status"] = "done" if tracks else "empty"
+        if not tracks:
+            record["reason"] = res.skipped or "no point kept: the subset, fill and quality removed every one"
+    except GranuleError as exc:
+        _failed(record, str(exc))
+        tracks = []
+    except MemoryError:
+        _failed(record, f"{g.name}: not enough memory to read it (declared sizes too large?)")
+        tracks = []
+    except OSError as exc:
+        if exc.errno in WRITE_ERRNOS:
+            stop = True
+            _failed(record, f"{g.name}: cannot write to {outdir}: {exc.strerror or exc}")
+        else:
+            _failed(record, f"{g.name}: unexpected {type(exc).__name__}: {exc}", exc)
+        tracks = []
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+        _failed(record, f"{g.name}: unexpected {type(exc).__name__}: {exc}", exc)
+        tracks = []
+    record["seconds"] = round(time.perf_counter() - t0, 4)
+    return record, tracks, stop
+
+
+def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path, log):
+    """Rank 0 checks the folder, takes its lock and plans; everybody gets the plan. (plan, lock)"""
+    plan, lock = None, None
+    if comm.rank == 0:
+        try:
+            outdir_mod.check_outdir(outdir)
+            lock = outdir_mod.Lock(outdir, "reduce")
+            t_list = time.perf_counter()
+            plan = make_plan(sources, selection, outdir, key, resume, overwrite, merge_path, log)
+            plan.list_seconds = time.perf_counter() - t_list
+            plan.run = f"{socket.gethostname()}-{os.getpid()}-{time.time():.3f}"
+        except UsageError as exc:
+            plan = Plan([], [], [], [], str(exc))
+        if plan.error and lock is not None:
+            lock.release()
+    return comm.bcast(plan, root=0), lock
+
+
+def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrite=False, write=True,
+               progress=False, log=None, merge_path=None, schedule_how="dynamic", merge_memory=None,
+               timings=False):
+    """The whole ``reduce`` command on every rank; returns the exit status (same on every rank)."""
+    t0 = time.perf_counter()
+    key = manifest.params_key(opts.parameters())
+    plan, lock = _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path, log)
+    if plan.error:
+        if comm.rank == 0:
+            print(f"readatl06 reduce: error: {plan.error}", file=sys.stderr)
+        return 2
+    try:
+        return _run(comm, plan, opts, outdir, key, t0, resume or overwrite, write, progress, log, merge_path,
+                    schedule_how, merge_memory, timings)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _vars_found_nowhere(records, opts):
+    """--vars variables that no reduced granule has (where points were kept): one error line each."""
+    looked, found = set(), set()
+    for r in records:
+        for source, ok in r.get("vars", {}).items():
+            looked.add(source)
+            if ok:
+                found.add(source)
+    return [f"--vars {s}: found in no granule of this run (looked for in {sum(s in r.get('vars', {}) for r in records)})"
+            for s in sorted(looked - found)]
+
+
+def _work(comm, plan, how):
+    """This rank's granule indices: the static plan, or the next largest one as this rank finishes.
+    (A rank that stops early leaves the rest of the counter to the others.)"""
+    sizes = [it[2] for it in plan.items]
+    if how == "static":
+        yield from schedule.assign(sizes, comm.size)[comm.rank]
+        return
+    yield from hand_out(comm, schedule.largest_first(sizes))
+
+
+def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge_path, how, merge_memory=None,
+         timings=False):
+    from readatl06.merge.redistribute import HeldTracks   # tracks for --merge: in memory up to a limit, then their files
+    if comm.rank == 0:
+        for m in plan.messages:
+            print(f"readatl06: {m}", file=sys.stderr)
+        if plan.skipped:
+            print(f"readatl06: --resume: {len(plan.skipped)} granules already done, skipped", file=sys.stderr)
+    writer = manifest.PartWriter(outdir, comm.rank)
+    records, held, stopped = [], HeldTracks(outdir, write, merge_memory), None
+    shown = Progress(comm, len(plan.items), enabled=progress)
+    try:
+        for i in _work(comm, plan, how):
+            g, path, _, on_disk = plan.items[i]
+            record, tracks, stop = reduce_one(g, path, opts, outdir, write, replace, comm.rank, on_disk)
+            record["params"], record["run"] = key, plan.run
+            writer.write(record)
+            outdir_mod.crash_point("record-written")
+            records.append(record)
+            if merge_path:
+                held.extend((i, t) for t in tracks)
+            shown.update(record)
+            if stop:
+                stopped = f"rank {comm.rank} stopped after a write error: {record['error']}; " \
+                          "granules not attempted are left for --resume"
+                break
+    finally:
+        writer.close()
+    shown.close()
+    gathered = comm.gather((records, stopped), root=0)
+    status, reduced = 0, None
+    if comm.rank == 0:
+        flat = sorted((r for rs, _ in gathered for r in rs), key=lambda r: r["granule"])
+        stops = [s for _, s in gathered if s] + _vars_found_nowhere(flat, opts)
+        status = 1 if stops or any(r["status"] == "failed" for r in flat) else 0
+        try:
+            manifest.consolidate(outdir, flat)
+        except OSError as exc:
+            stops.append(f"the manifest cannot be written ({exc.strerror or exc}); the part files keep the records")
+            status = 1
+        report(flat, plan, comm.size, time.perf_counter() - t0, log, stops, timings)
+        reduced = {r["granule"] for r in flat if r["status"] != "failed"}
+    status, reduced = comm.bcast((status, reduced), root=0)
+    if merge_path:
+        t_merge = time.perf_counter()
+        status = max(status, _merge(comm, plan, held, merge_path, opts, reduced, merge_memory))
+        if timings and comm.rank == 0:
+            print(f"readatl06 timings: merge {time.perf_counter() - t_merge:.3f} s (wall)")
+    return status
+
+
+def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
+    """Merge the tracks the ranks hold (in memory, or as the per-beam files they wrote once their
+    share of ``merge_memory`` MB was used); granules skipped by --resume are merged from their files.
+    Only reduced granules (done or empty) are in the file. Returns an exit status."""
+    from readatl06.outputs.trackfile import TrackFile
+    from readatl06.merge.redistribute import memory_bytes, track_bytes
+    from readatl06.merge.writer import merge_tracks, rounds_note
+    from readatl06.atl06.names import parse_name
+    granules = sorted([g for g, *_ in plan.items if g.name in reduced] + [parse_name(n) for n in plan.skipped])
+    if not granules:
+        if comm.rank == 0:
+            print(f"readatl06 merge: error: no granule was reduced; {merge_path} not written", file=sys.stderr)
+        return 1
+    over = comm.allgather(held.bytes if getattr(held, "over", False) else 0)
+    row = {g.name: i for i, g in enumerate(granules)}
+    held = [(row[plan.items[i][0].name], t) for i, t in held]
+    sizes = [os.path.getsize(p) for p in plan.resumed]
+    for i in schedule.assign(sizes, comm.size)[comm.rank]:
+        t = TrackFile.open(plan.resumed[i])
+        held.append((row[t.granule.name], t))
+    need = sum(track_bytes(t) for _, t in held)
+    need = comm.allreduce(need) if comm.size > 1 else need
+    free = outdir_mod.free_bytes(os.path.dirname(os.path.abspath(merge_path))) if comm.rank == 0 else 0
+    free = comm.bcast(free, root=0)
+    if need > free:
+        if comm.rank == 0:
+            print(f"readatl06 merge: error: {merge_path} may need up to {need / 1e6:.1f} MB, only "
+                  f"{free / 1e6:.1f} MB free there; not written", file=sys.stderr)
+        return 1
+    if comm.rank == 0 and max(over):
+        print(f"readatl06 merge: --no-per-beam: the ranks keep their tracks in memory for the merge (up to "
+              f"{max(over) / 2 ** 20:.3g} MB on one rank, more than the tracks' share of --merge-memory "
+              f"{memory_bytes(merge_memory) / 2 ** 20:.3g} MB); with per-beam files they would be read back",
+              file=sys.stderr)
+    n = merge_tracks(comm, granules, held, merge_path, opts, memory=merge_memory)
+    if comm.rank == 0:
+        print(f"readatl06 merge: {n} points of {len(granules)} granules -> {merge_path}{rounds_note()}")
+    return 0
+
+
+def report(records, plan, nranks, seconds, log=None, stops=(), timings=False):
+    """Rank 0: per-granule errors and notes to stderr/log, then the run summary. Points are counted
+    only for reduced granules."""
+    lines = [f"ERROR {s}" for s in stops]
+    for r in records:
+        if r["status"] == "failed":
+            lines.append(f"FAILED {r['error']}")
+        for note in r.get("notes", []):
+            lines.append(f"note {r['granule']}: {note}")
+    n = {s: sum(r["status"] == s for r in records) for s in ("done", "empty", "failed")}
+    points = sum(r["points"] for r in records if r["status"] == "done")
+    rate = len(records) / seconds if seconds > 0 else 0.0
+    summary = (f"readatl06 summary: {len(plan.items) + len(plan.skipped)} granules selected, "
+               f"{n['done']} done, {n['empty']} empty, {n['failed']} failed, {len(plan.skipped)} skipped "
+               f"(--resume){f', {len(plan.items) - len(records)} not attempted' if len(records) < len(plan.items) else ''}; "
+               f"{points} points kept; {seconds:.2f} s wall on {nranks} ranks; "
+               f"{rate:.2f} granules/s")
+    for line in lines:
+        print(f"readatl06: {line}", file=sys.stderr)
+    print(summary)
+    if timings:
+        stage = {k: sum(r.get("timings", {}).get(k, 0.0) for r in records) for k in ("read", "filter", "write")}
+        nbytes = sum(r.get("bytes_read", 0) for r in records)
+        print(f"readatl06 timings (seconds summed over ranks): list {plan.list_seconds:.3f}, read and inflate "
+              f"{stage['read']:.3f}, filter {stage['filter']:.3f}, write {stage['write']:.3f}; "
+              f"{nbytes / 1e6:.1f} MB read")
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            for m in plan.messages:
+                fh.write(m + "\n")
+            for line in lines:
+                fh.write(line + "\n")
+            fh.write(summary + "\n")
+
+
