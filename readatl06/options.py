@@ -18,6 +18,9 @@ def add_selection(p):
     g.add_argument("--rgts", nargs="+", metavar="N", help="reference ground tracks (lists or ranges)")
     g.add_argument("--cycles", nargs="+", metavar="N", help="cycles (lists or ranges)")
     g.add_argument("--releases", nargs="+", metavar="VVV", help="releases, e.g. 006")
+    g.add_argument("--all-releases", action="store_true",
+                   help="keep every release and revision of a granule (default: only the newest of each "
+                        "RGT, cycle and region; the others are named in one line)")
 
 
 def add_remote(p, scratch=False):

@@ -58,6 +58,16 @@ class GranuleName:
         """What makes two inputs the same granule (``processed_X`` and ``X`` are the same)."""
         return (self.time, self.rgt, self.cycle, self.region, self.release, self.revision)
 
+    @property
+    def track_key(self):
+        """What one granule covers whatever its release and revision: (RGT, cycle, region)."""
+        return (self.rgt, self.cycle, self.region)
+
+    @property
+    def version(self):
+        """(release, revision) as numbers: the larger is the newer processing of the same data."""
+        return (int(self.release), int(self.revision))
+
 
 def parse_name(path):
     """Parse a path's file name; raise NotATL06Error for another product or a readatl06 per-beam
@@ -129,6 +139,7 @@ class Selection:
     rgts: frozenset = None
     cycles: frozenset = None
     releases: frozenset = None
+    all_releases: bool = False     # keep every release/revision of a granule (default: the newest wins)
 
     @classmethod
     def from_args(cls, args):
@@ -145,7 +156,7 @@ class Selection:
                    segments=ints(args.segments, "--segments", 1, 14),
                    rgts=ints(args.rgts, "--rgts", 1, 1387),
                    cycles=ints(args.cycles, "--cycles", 1, 99),
-                   releases=releases)
+                   releases=releases, all_releases=bool(getattr(args, "all_releases", False)))
 
     def matches(self, g):
         return ((self.start is None or g.time >= self.start)
@@ -161,8 +172,11 @@ class Selection:
 
         def srt(s):
             return sorted(s) if s is not None else None
-        return {"start": iso(self.start), "end": iso(self.end), "segments": srt(self.segments),
-                "rgts": srt(self.rgts), "cycles": srt(self.cycles), "releases": srt(self.releases)}
+        out = {"start": iso(self.start), "end": iso(self.end), "segments": srt(self.segments),
+               "rgts": srt(self.rgts), "cycles": srt(self.cycles), "releases": srt(self.releases)}
+        if self.all_releases:        # only when set: the parameters of earlier runs keep their key
+            out["all_releases"] = True
+        return out
 
 
 @dataclasses.dataclass
@@ -174,10 +188,46 @@ class Selected:
     refused: list           # [message] other products refused by name
     duplicates: list        # [message] same granule found again: which one was skipped
     excluded: int = 0       # parsed fine but outside the selection
+    superseded: list = dataclasses.field(default_factory=list)   # [(old path, newer path)] not selected
+
+    def superseded_line(self):
+        """One line naming every granule a newer release or revision replaced, with the count."""
+        if not self.superseded:
+            return None
+        pairs = ", ".join(f"{os.path.basename(old)} (by {os.path.basename(new)})" for old, new in self.superseded)
+        return (f"{len(self.superseded)} granule{'s' if len(self.superseded) != 1 else ''} superseded by a newer "
+                f"release or revision, not selected (--all-releases keeps them): {pairs}")
+
+    def messages(self):
+        """Every line about names: unparsed, refused, duplicates, superseded (in that order)."""
+        out = [f"skipped, name does not parse: {m}" for m in self.unparsed]
+        out += [f"refused: {m}" for m in self.refused] + list(self.duplicates)
+        line = self.superseded_line()
+        return out + ([line] if line else [])
+
+
+def newest_releases(granules):
+    """``[(GranuleName, path)]`` -> (kept, superseded): per (RGT, cycle, region) only the highest
+    release, then revision, is kept (order preserved); ``superseded`` = ``[(old path, newer path)]``."""
+    newest = {}
+    for g, path in granules:
+        best = newest.get(g.track_key)
+        if best is None or g.version > best[0].version:
+            newest[g.track_key] = (g, path)
+    kept, superseded = [], []
+    for g, path in granules:
+        best = newest[g.track_key]
+        if g.version < best[0].version:
+            superseded.append((path, best[1]))
+        else:
+            kept.append((g, path))
+    return kept, superseded
 
 
 def select(paths, selection=Selection()):
-    """Parse every path's name, keep those ``selection`` matches, drop duplicates (first in sorted order wins)."""
+    """Parse every path's name, keep those ``selection`` matches, drop duplicates (first in sorted
+    order wins) and, unless ``selection.all_releases``, granules a newer release or revision of the
+    same (RGT, cycle, region) supersedes."""
     parsed, unparsed, refused, excluded = [], [], [], 0
     for path in dict.fromkeys(str(p) for p in paths):
         try:
@@ -201,4 +251,7 @@ def select(paths, selection=Selection()):
             continue
         seen[g.identity] = path
         kept.append((g, path))
-    return Selected(kept, unparsed, refused, duplicates, excluded)
+    superseded = []
+    if not selection.all_releases:
+        kept, superseded = newest_releases(kept)
+    return Selected(kept, unparsed, refused, duplicates, excluded, superseded)

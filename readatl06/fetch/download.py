@@ -61,8 +61,7 @@ def plan(sources, selection, outdir):
         raise UsageError(f"-o {outdir}: exists and is not a folder")
     listing = discover(sources, exclude=[outdir])
     sel = select(listing.paths, selection)
-    messages = listing.messages() + [f"skipped, name does not parse: {m}" for m in sel.unparsed]
-    messages += [f"refused: {m}" for m in sel.refused] + sel.duplicates
+    messages = listing.messages() + sel.messages()
     items = []
     for g, url in sel.granules:
         entry = remote.known(url)

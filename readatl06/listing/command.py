@@ -35,11 +35,7 @@ def run_list(sources, selection, out=None, err=None):
     for m in listing.messages():
         print(f"readatl06: {m}", file=err)
     sel = select(paths, selection)
-    for m in sel.unparsed:
-        print(f"readatl06: skipped, name does not parse: {m}", file=err)
-    for m in sel.refused:
-        print(f"readatl06: refused: {m}", file=err)
-    for m in sel.duplicates:
+    for m in sel.messages():
         print(f"readatl06: {m}", file=err)
     for _, p in sel.granules:
         print(p, file=out)

@@ -60,8 +60,7 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
     if merge_path:
         outdir_mod.remove_leftovers(os.path.dirname(os.path.abspath(merge_path)), [os.path.basename(merge_path)])
     sel = select(paths, selection)
-    messages = listing.messages() + [f"skipped, name does not parse: {m}" for m in sel.unparsed]
-    messages += [f"refused: {m}" for m in sel.refused] + sel.duplicates
+    messages = listing.messages() + sel.messages()
     records = manifest.latest(manifest.read_records(outdir))
     items, skipped, resumed, changed, unfinished = [], [], [], [], []
     for g, p in sel.granules:
