@@ -33,7 +33,7 @@ def real_reduced(real_dir, tmp_path_factory):
     """The real granules reduced once with default options (serial, in-process)."""
     from readatl06.cli import main
     out = tmp_path_factory.mktemp("real_out")
-    assert main(["reduce", str(real_dir), "-o", str(out), "--no-progress"]) == 0
+    assert main(["reduce", "--all-releases", str(real_dir), "-o", str(out), "--no-progress"]) == 0
     return out
 
 

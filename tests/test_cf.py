@@ -140,7 +140,7 @@ def assert_merged_opens(path):
 @pytest.fixture(scope="module")
 def merged(real_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("cf_merge")
-    assert main(["reduce", str(real_dir), "-o", str(out / "tracks"), "--merge", str(out / "m.h5"),
+    assert main(["reduce", "--all-releases", str(real_dir), "-o", str(out / "tracks"), "--merge", str(out / "m.h5"),
                  "--no-progress"]) == 0
     return out
 

@@ -29,7 +29,7 @@ sys.exit(rc)
 """
 
 
-@pytest.mark.parametrize("argv", [["list", str(DATA / "atl06")], ["--help"], ["reduce", "--help"],
+@pytest.mark.parametrize("argv", [["list", "--all-releases", str(DATA / "atl06")], ["--help"], ["reduce", "--help"],
                                   ["plot", "--help"], ["synth", "--help"], ["export", "--help"],
                                   ["xover", "--help"]])
 def test_help_and_list_import_neither_mpi_nor_matplotlib_nor_generator(argv):
@@ -229,3 +229,27 @@ def test_missing_core_variable_fails_the_granule_with_its_name(tmp_path):
         rec = json.loads(fh.readline())
     assert rec["error"] == f"{name}: beam gt3r: land_ice_segments/h_li is missing"
     assert rec["outputs"] == [] and not list(out.glob("*.h5"))     # all or nothing per granule
+
+
+def test_newest_release_selected_and_superseded_named_once(real_dir, tmp_path, capsys):
+    """Both releases of 02350102 in one folder: list and reduce take 003 only and name 001 once."""
+    old, new = "ATL06_20181014001049_02350102_001_01.h5", "ATL06_20181014001049_02350102_003_01.h5"
+    assert main(["list", str(real_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert new in out and old not in out and len(out.split()) == len(REAL) - 1
+    lines = [ln for ln in err.splitlines() if "superseded" in ln]
+    assert lines == [f"readatl06: 1 granule superseded by a newer release or revision, not selected "
+                     f"(--all-releases keeps them): {old} (by {new})"]
+    assert main(["list", "--all-releases", str(real_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert old in out and new in out and "superseded" not in err
+    merged = tmp_path / "m.h5"
+    assert main(["reduce", str(real_dir), "-o", str(tmp_path / "o"), "--rgts", "235", "--merge", str(merged),
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("superseded") == 1 and old in err
+    assert sorted(os.listdir(tmp_path / "o")) == sorted(
+        [n for n in os.listdir(tmp_path / "o") if n.startswith(new[:-3]) or not n.endswith(".h5")])
+    assert any(n.startswith(new[:-3]) for n in os.listdir(tmp_path / "o"))
+    with h5py.File(merged, "r") as f:
+        assert [n.decode() for n in f["granules/name"][()]] == [new]

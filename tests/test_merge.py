@@ -51,7 +51,7 @@ def expected_from_per_beam(outdir):
 @pytest.fixture(scope="module")
 def merged(real_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("merge")
-    assert main(["reduce", str(real_dir), "-o", str(out / "tracks"), "--merge", str(out / "m.h5"),
+    assert main(["reduce", "--all-releases", str(real_dir), "-o", str(out / "tracks"), "--merge", str(out / "m.h5"),
                  "--no-progress"]) == 0
     return out
 
@@ -111,7 +111,7 @@ def test_opens_with_xarray(merged):
 
 def test_no_per_beam_writes_only_the_merged_file(real_dir, tmp_path, merged):
     out = tmp_path / "t"
-    assert main(["reduce", str(real_dir), "-o", str(out), "--merge", str(tmp_path / "m.h5"),
+    assert main(["reduce", "--all-releases", str(real_dir), "-o", str(out), "--merge", str(tmp_path / "m.h5"),
                  "--no-per-beam", "--no-progress"]) == 0
     assert glob.glob(str(out / "*_gt*.h5")) == []
     assert_same_file(merged / "m.h5", tmp_path / "m.h5")
@@ -120,7 +120,7 @@ def test_no_per_beam_writes_only_the_merged_file(real_dir, tmp_path, merged):
 def test_resume_with_merge_reads_back_skipped_granules(real_dir, tmp_path, merged):
     out = tmp_path / "t"
     shutil.copytree(merged / "tracks", out)
-    assert main(["reduce", str(real_dir), "-o", str(out), "--merge", str(tmp_path / "m.h5"),
+    assert main(["reduce", "--all-releases", str(real_dir), "-o", str(out), "--merge", str(tmp_path / "m.h5"),
                  "--resume", "--no-progress"]) == 0
     assert_same_file(merged / "m.h5", tmp_path / "m.h5")
 
@@ -291,7 +291,7 @@ def test_merge_memory_option_keeps_the_file(merged, real_dir, tmp_path, capsys):
     assert main(["merge", str(merged / "tracks"), "-o", str(tmp_path / "m.h5"), "--merge-memory", "0.3"]) == 0
     assert "rounds)" in capsys.readouterr().out
     assert_same_file(merged / "m.h5", tmp_path / "m.h5")
-    assert main(["reduce", str(real_dir), "-o", str(tmp_path / "t"), "--merge", str(tmp_path / "r.h5"),
+    assert main(["reduce", "--all-releases", str(real_dir), "-o", str(tmp_path / "t"), "--merge", str(tmp_path / "r.h5"),
                  "--merge-memory", "0.3", "--no-progress"]) == 0
     assert_same_file(merged / "m.h5", tmp_path / "r.h5")
     with pytest.raises(SystemExit) as exc:
@@ -302,10 +302,10 @@ def test_merge_memory_option_keeps_the_file(merged, real_dir, tmp_path, capsys):
 def test_kill_during_a_merge_in_rounds_then_resume(real_dir, tmp_path, merged):
     from conftest import run_cli
     out, m = tmp_path / "t", tmp_path / "m.h5"
-    r = run_cli("reduce", real_dir, "-o", out, "--merge", m, "--merge-memory", "0.3", "--no-progress",
+    r = run_cli("reduce", "--all-releases", real_dir, "-o", out, "--merge", m, "--merge-memory", "0.3", "--no-progress",
                 env={"READATL06_CRASH_AT": "merge-group:3"})
     assert r.returncode != 0 and not m.exists()
-    r = run_cli("reduce", real_dir, "-o", out, "--merge", m, "--merge-memory", "0.3", "--no-progress", "--resume")
+    r = run_cli("reduce", "--all-releases", real_dir, "-o", out, "--merge", m, "--merge-memory", "0.3", "--no-progress", "--resume")
     assert r.returncode == 0, r.stderr
     assert_same_file(merged / "m.h5", m)
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

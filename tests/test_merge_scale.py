@@ -145,7 +145,7 @@ def test_compression_none_is_unfiltered_contiguous_with_the_same_values(tmp_path
 
 
 def test_reduce_compression_none_reaches_the_merged_file(real_dir, tmp_path):
-    assert main(["reduce", str(real_dir), "-o", str(tmp_path / "t"), "--merge", str(tmp_path / "m.h5"),
+    assert main(["reduce", "--all-releases", str(real_dir), "-o", str(tmp_path / "t"), "--merge", str(tmp_path / "m.h5"),
                  "--compression", "none", "--no-per-beam", "--no-progress"]) == 0
     with h5py.File(tmp_path / "m.h5", "r") as f:
         sizes = [f[f"{b}/{d}/h_elv"].size for b, d in GROUPS]
@@ -157,7 +157,7 @@ def test_reduce_compression_none_reaches_the_merged_file(real_dir, tmp_path):
 def test_merge_command_compression_none(real_dir, tmp_path):
     """``readatl06 merge OUTDIR --compression none``: the same values as the default, unfiltered."""
     out = str(tmp_path / "t")
-    assert main(["reduce", str(real_dir), "-o", out, "--no-progress"]) == 0
+    assert main(["reduce", "--all-releases", str(real_dir), "-o", out, "--no-progress"]) == 0
     assert main(["merge", out, "-o", str(tmp_path / "d.h5")]) == 0
     assert main(["merge", out, "-o", str(tmp_path / "n.h5"), "--compression", "none"]) == 0
     with h5py.File(tmp_path / "d.h5", "r") as d, h5py.File(tmp_path / "n.h5", "r") as n:
@@ -237,13 +237,13 @@ def test_identical_for_1_and_3_ranks(mixed_dir, real_dir, tmp_path):
     (--merge-memory 0.3 and 2), tracks in memory or read back from their files, granules that lack
     variables, empty beams, and a selection with fewer granules than ranks."""
     ref = tmp_path / "ref.h5"
-    assert main(["reduce", str(mixed_dir), "-o", str(tmp_path / "t1"), "--merge", str(ref), "--no-progress"]) == 0
+    assert main(["reduce", "--all-releases", str(mixed_dir), "-o", str(tmp_path / "t1"), "--merge", str(ref), "--no-progress"]) == 0
     assert_sources_name_their_beam(ref)
     with h5py.File(ref, "r") as f:
         assert (f["gt1l/descending/h_rb"][()] == np.finfo(np.float32).max).any()     # lacking granules
         assert max(f[f"{b}/{d}/lat"].size for b, d in GROUPS) > 5 * 4096
-    runs = {"reduce-3": (3, "reduce", str(mixed_dir), "-o", tmp_path / "t3", "--merge", tmp_path / "r3.h5"),
-            "memory-3": (3, "reduce", str(mixed_dir), "-o", tmp_path / "t4", "--merge", tmp_path / "r4.h5",
+    runs = {"reduce-3": (3, "reduce", "--all-releases", str(mixed_dir), "-o", tmp_path / "t3", "--merge", tmp_path / "r3.h5"),
+            "memory-3": (3, "reduce", "--all-releases", str(mixed_dir), "-o", tmp_path / "t4", "--merge", tmp_path / "r4.h5",
                          "--no-per-beam", "--merge-memory", "0.3"),
             "files-3": (3, "merge", tmp_path / "t1", "-o", tmp_path / "r5.h5", "--merge-memory", "2")}
     for name, (ranks, *args) in runs.items():
@@ -253,9 +253,9 @@ def test_identical_for_1_and_3_ranks(mixed_dir, real_dir, tmp_path):
             assert re.search(r"\(in \d+ rounds\)", r.stdout), (name, r.stdout)
         assert_identical(ref, args[args.index("--merge") + 1] if "--merge" in args else args[3])
     few = tmp_path / "few.h5"        # 2 granules on 3 ranks: one rank has nothing
-    assert main(["reduce", str(real_dir), "--rgts", "235", "-o", str(tmp_path / "f1"), "--merge", str(few),
+    assert main(["reduce", "--all-releases", str(real_dir), "--rgts", "235", "-o", str(tmp_path / "f1"), "--merge", str(few),
                  "--no-progress"]) == 0
-    r = run_cli("reduce", real_dir, "--rgts", "235", "-o", tmp_path / "f3", "--merge", tmp_path / "few3.h5",
+    r = run_cli("reduce", "--all-releases", real_dir, "--rgts", "235", "-o", tmp_path / "f3", "--merge", tmp_path / "few3.h5",
                 "--merge-memory", "0.3", "--no-progress", ranks=3, timeout=120)
     assert r.returncode == 0, r.stderr
     with h5py.File(few, "r") as f:

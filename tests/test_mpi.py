@@ -99,8 +99,8 @@ def test_bad_granule_on_one_rank_does_not_hang(mpi_tmp_path):
 
 def test_cli_under_mpirun_prints_summary_once(tmp_path):
     out1, out2 = tmp_path / "n1", tmp_path / "n2"
-    r1 = run_cli("reduce", DATA / "atl06", "-o", out1, "--no-progress")
-    r2 = run_cli("reduce", DATA / "atl06", "-o", out2, "--no-progress", ranks=2)
+    r1 = run_cli("reduce", "--all-releases", DATA / "atl06", "-o", out1, "--no-progress")
+    r2 = run_cli("reduce", "--all-releases", DATA / "atl06", "-o", out2, "--no-progress", ranks=2)
     assert r1.returncode == 0 and r2.returncode == 0, r2.stderr
     assert r2.stdout.count("readatl06 summary") == 1 and "on 2 ranks" in r2.stdout
     assert f"{len(REAL)} done" in r2.stdout
@@ -108,7 +108,7 @@ def test_cli_under_mpirun_prints_summary_once(tmp_path):
 
 
 def test_usage_error_under_mpirun_exits_2_quietly(tmp_path):
-    r = run_cli("reduce", DATA / "atl06", "-o", tmp_path / "o", "--segments", "99", ranks=2)
+    r = run_cli("reduce", "--all-releases", DATA / "atl06", "-o", tmp_path / "o", "--segments", "99", ranks=2)
     assert r.returncode == 2
     assert r.stderr.count("--segments") == 1     # printed by rank 0 only
 

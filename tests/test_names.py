@@ -63,7 +63,7 @@ NAMES = [
 def test_select_each_field_and_duplicates():
     def names(**kw):
         return [g.name for g, _ in select(NAMES, Selection.from_args(args(**kw))).granules]
-    everything = select(NAMES)
+    everything = select(NAMES, Selection(all_releases=True))
     assert [g.name for g, _ in everything.granules] == [
         "ATL06_20181014001049_02350102_001_01.h5", "ATL06_20181014001049_02350102_003_01.h5",
         "processed_ATL06_20181015100401_02560110_003_01.h5",
@@ -76,6 +76,8 @@ def test_select_each_field_and_duplicates():
                                          "processed_ATL06_20190222031203_08500210_001_01.h5"]
     assert names(rgts=["878"]) == ["ATL06_20230816161508_08782002_006_02.h5"]
     assert names(cycles=["2"]) == ["processed_ATL06_20190222031203_08500210_001_01.h5"]
+    assert names(releases=["1"]) == ["ATL06_20181014001049_02350102_001_01.h5",    # picked explicitly
+                                     "processed_ATL06_20190222031203_08500210_001_01.h5"]
     assert names(releases=["3"]) == ["ATL06_20181014001049_02350102_003_01.h5",
                                      "processed_ATL06_20181015100401_02560110_003_01.h5"]
     # both ends inclusive: a date-only end keeps the whole day, a date-time start keeps its instant
@@ -124,3 +126,28 @@ def test_signed_url_query_is_not_part_of_the_name():
            "?X-Amz-Signature=abc&X-Amz-Expires=3600#frag")
     g = parse_name(url)
     assert g.name == "ATL06_20190101001723_00540211_006_01.h5" and g.rgt == 54 and g.region == 11
+
+
+def test_newest_release_then_revision_wins_and_is_named():
+    names = ["ATL06_20181014001049_02350102_001_01.h5", "ATL06_20181014001049_02350102_003_01.h5",
+             "ATL06_20181014001052_02350102_003_02.h5",    # a later revision (its start time may differ)
+             "ATL06_20181014001049_02350103_001_01.h5",    # another region: not the same granule
+             "ATL06_20190113201010_02350202_006_01.h5"]    # another cycle
+    sel = select(names)
+    assert [g.name for g, _ in sel.granules] == ["ATL06_20181014001049_02350103_001_01.h5",
+                                                "ATL06_20181014001052_02350102_003_02.h5",
+                                                "ATL06_20190113201010_02350202_006_01.h5"]
+    assert sel.superseded == [("ATL06_20181014001049_02350102_001_01.h5", "ATL06_20181014001052_02350102_003_02.h5"),
+                              ("ATL06_20181014001049_02350102_003_01.h5", "ATL06_20181014001052_02350102_003_02.h5")]
+    line = sel.superseded_line()
+    assert line.startswith("2 granules superseded by a newer release or revision, not selected (--all-releases")
+    assert "ATL06_20181014001049_02350102_001_01.h5 (by ATL06_20181014001052_02350102_003_02.h5)" in line
+    assert sel.messages()[-1] == line
+    assert len(select(names, Selection(all_releases=True)).granules) == 5
+    assert select(names, Selection(all_releases=True)).superseded == []
+    # an explicit --releases picks among what it names: the newest of those
+    only = select(names, Selection.from_args(args(releases=["1"])))
+    assert [g.name for g, _ in only.granules] == ["ATL06_20181014001049_02350102_001_01.h5",
+                                                 "ATL06_20181014001049_02350103_001_01.h5"]
+    assert Selection.from_args(args(all_releases=True)).as_dict()["all_releases"] is True
+    assert "all_releases" not in Selection().as_dict()      # default runs keep their parameters key

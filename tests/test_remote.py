@@ -149,40 +149,40 @@ def assert_same_outputs(a, b):
 # --------------------------------------------------------------------------------------- listing
 @pytest.mark.parametrize("selection", SELECTIONS)
 def test_remote_selection_equals_local(capsys, env, real_dir, sshd, moto, http, tmp_path, selection):
-    rc, local, _ = cli(capsys, "list", real_dir, *selection)
+    rc, local, _ = cli(capsys, "list", "--all-releases", real_dir, *selection)
     assert rc == 0 and local
     want = names(local)
-    rc, out, err = cli(capsys, "list", f"{sshd.url}{real_dir}", *ssh_args(sshd), *selection)
+    rc, out, err = cli(capsys, "list", "--all-releases", f"{sshd.url}{real_dir}", *ssh_args(sshd), *selection)
     assert rc == 0, err
     assert names(out) == want and all(p.startswith(sshd.url) for p in out)
-    rc, out, err = cli(capsys, "list", f"s3://{BUCKET}/data", *s3_args(moto), *selection)
+    rc, out, err = cli(capsys, "list", "--all-releases", f"s3://{BUCKET}/data", *s3_args(moto), *selection)
     assert rc == 0, err
     assert names(out) == want and all(p.startswith(f"s3://{BUCKET}/data/") for p in out)
-    rc, out, err = cli(capsys, "list", url_list(tmp_path, f"{http.url}/data", REAL), *selection)
+    rc, out, err = cli(capsys, "list", "--all-releases", url_list(tmp_path, f"{http.url}/data", REAL), *selection)
     assert rc == 0, err
     assert names(out) == want and all(p.startswith(http.url) for p in out)   # nothing contacted: names only
 
 
 def test_remote_globs_and_list_files(capsys, env, real_dir, sshd, moto, tmp_path):
-    rc, local, _ = cli(capsys, "list", str(real_dir / "processed_*.h5"))
+    rc, local, _ = cli(capsys, "list", "--all-releases", str(real_dir / "processed_*.h5"))
     want = names(local)
     assert len(want) == 4
-    rc, out, err = cli(capsys, "list", f"{sshd.url}{real_dir}/processed_*.h5", *ssh_args(sshd))
+    rc, out, err = cli(capsys, "list", "--all-releases", f"{sshd.url}{real_dir}/processed_*.h5", *ssh_args(sshd))
     assert rc == 0 and names(out) == want, err
     tree = tmp_path / "tree"                                 # ** at any depth, ? as a glob character
     for i, p in enumerate(REAL):
         (tree / "a" / "b"[:i % 2]).mkdir(parents=True, exist_ok=True)
         shutil.copy(p, tree / "a" / "b"[:i % 2] / p.name)
     pattern = "**/processed_ATL06_2018?1*.h5"
-    rc, local, _ = cli(capsys, "list", f"{tree}/{pattern}")
+    rc, local, _ = cli(capsys, "list", "--all-releases", f"{tree}/{pattern}")
     assert rc == 0 and 0 < len(local) < 4
-    rc, out, err = cli(capsys, "list", f"{sshd.url}{tree}/{pattern}", *ssh_args(sshd))
+    rc, out, err = cli(capsys, "list", "--all-releases", f"{sshd.url}{tree}/{pattern}", *ssh_args(sshd))
     assert rc == 0 and names(out) == names(local), err
-    rc, out, err = cli(capsys, "list", f"s3://{BUCKET}/data/processed_*", *s3_args(moto))
+    rc, out, err = cli(capsys, "list", "--all-releases", f"s3://{BUCKET}/data/processed_*", *s3_args(moto))
     assert rc == 0 and names(out) == want, err
     listing = tmp_path / "mixed.txt"                         # a list file mixing both remote forms
     listing.write_text(f"{sshd.url}{real_dir}/processed_*.h5\ns3://{BUCKET}/data/ATL06_2023*\n")
-    rc, out, err = cli(capsys, "list", f"@{listing}", *ssh_args(sshd), *s3_args(moto))
+    rc, out, err = cli(capsys, "list", "--all-releases", f"@{listing}", *ssh_args(sshd), *s3_args(moto))
     assert rc == 0 and sorted(names(out)) == sorted(want + ["ATL06_20230816161508_08782002_006_02.h5"]), err
 
 
@@ -190,20 +190,20 @@ def test_remote_globs_and_list_files(capsys, env, real_dir, sshd, moto, tmp_path
 def test_ssh_host_keys_never_accepted_silently(capsys, env, real_dir, sshd, tmp_path):
     source = f"{sshd.url}{real_dir}"
     unknown = tmp_path / "known_hosts"
-    rc, _, err = cli(capsys, "list", source, "--ssh-key", sshd.key, "--known-hosts", unknown)
+    rc, _, err = cli(capsys, "list", "--all-releases", source, "--ssh-key", sshd.key, "--known-hosts", unknown)
     assert_one_line_error(rc, err, "is not in", "--ssh-accept-new", "SHA256:")
     assert not unknown.exists()
-    rc, out, err = cli(capsys, "list", source, "--ssh-key", sshd.key, "--known-hosts", unknown, "--ssh-accept-new")
+    rc, out, err = cli(capsys, "list", "--all-releases", source, "--ssh-key", sshd.key, "--known-hosts", unknown, "--ssh-accept-new")
     assert rc == 0 and len(out) == len(REAL), err
     assert unknown.read_text() == sshd.known_hosts_line()    # the first-seen key, recorded
     assert any("new host key" in ln for ln in err)
-    rc, out, err = cli(capsys, "list", source, "--ssh-key", sshd.key, "--known-hosts", unknown)
+    rc, out, err = cli(capsys, "list", "--all-releases", source, "--ssh-key", sshd.key, "--known-hosts", unknown)
     assert rc == 0 and len(out) == len(REAL), err
     wrong = tmp_path / "wrong_hosts"                         # another key recorded for this host
     other = servers.keygen(str(tmp_path / "other_host_key")).split()
     wrong.write_text(f"[127.0.0.1]:{sshd.port} {other[0]} {other[1]}\n")
     for extra in ([], ["--ssh-accept-new"]):                 # a changed key is refused even with accept-new
-        rc, _, err = cli(capsys, "list", source, "--ssh-key", sshd.key, "--known-hosts", wrong, *extra)
+        rc, _, err = cli(capsys, "list", "--all-releases", source, "--ssh-key", sshd.key, "--known-hosts", wrong, *extra)
         assert_one_line_error(rc, err, "does not match", "ssh-keygen -R")
 
 
@@ -219,7 +219,7 @@ def test_ssh_agent_key_and_password_rules(capsys, env, real_dir, sshd, tmp_path,
         subprocess.run(["ssh-add", sshd.key], env=dict(os.environ, SSH_AUTH_SOCK=sock), check=True,
                        capture_output=True)
         monkeypatch.setenv("SSH_AUTH_SOCK", sock)
-        rc, out, err = cli(capsys, "list", source, "--known-hosts", sshd.known)   # the agent's key
+        rc, out, err = cli(capsys, "list", "--all-releases", source, "--known-hosts", sshd.known)   # the agent's key
         assert rc == 0 and len(out) == len(REAL), err
     finally:
         agent.terminate()
@@ -227,35 +227,35 @@ def test_ssh_agent_key_and_password_rules(capsys, env, real_dir, sshd, tmp_path,
     monkeypatch.delenv("SSH_AUTH_SOCK")
     stranger = str(tmp_path / "stranger")
     servers.keygen(stranger)
-    rc, _, err = cli(capsys, "list", source, "--ssh-key", stranger, "--known-hosts", sshd.known)
+    rc, _, err = cli(capsys, "list", "--all-releases", source, "--ssh-key", stranger, "--known-hosts", sshd.known)
     assert_one_line_error(rc, err, "authentication failed", "root@127.0.0.1")
     monkeypatch.setenv("READATL06_SSH_PASSWORD", "not-the-password")   # tried, refused, never prompted
-    rc, _, err = cli(capsys, "list", source, "--ssh-key", stranger, "--known-hosts", sshd.known)
+    rc, _, err = cli(capsys, "list", "--all-releases", source, "--ssh-key", stranger, "--known-hosts", sshd.known)
     assert_one_line_error(rc, err, "authentication failed", "READATL06_SSH_PASSWORD")
     with pytest.raises(SystemExit):                          # no password option on the command line
-        main(["list", source, "--ssh-password", "x"])
-    rc, _, err = cli(capsys, "list", f"ssh://root@127.0.0.1:{servers.closed_port()}{real_dir}", *ssh_args(sshd))
+        main(["list", "--all-releases", source, "--ssh-password", "x"])
+    rc, _, err = cli(capsys, "list", "--all-releases", f"ssh://root@127.0.0.1:{servers.closed_port()}{real_dir}", *ssh_args(sshd))
     assert_one_line_error(rc, err, "cannot connect", "Connection refused")
-    rc, _, err = cli(capsys, "list", f"{sshd.url}{real_dir}/missing", *ssh_args(sshd))
+    rc, _, err = cli(capsys, "list", "--all-releases", f"{sshd.url}{real_dir}/missing", *ssh_args(sshd))
     assert_one_line_error(rc, err, "no such file or folder")
 
 
 # ------------------------------------------------------------------------------------------- s3
 def test_s3_errors_are_one_line(capsys, env, moto, tmp_path, monkeypatch):
-    rc, _, err = cli(capsys, "list", "s3://no-such-bucket/data", *s3_args(moto))
+    rc, _, err = cli(capsys, "list", "--all-releases", "s3://no-such-bucket/data", *s3_args(moto))
     assert_one_line_error(rc, err, "no such bucket")
-    rc, _, err = cli(capsys, "list", f"s3://{BUCKET}/nothing-here", *s3_args(moto))
+    rc, _, err = cli(capsys, "list", "--all-releases", f"s3://{BUCKET}/nothing-here", *s3_args(moto))
     assert_one_line_error(rc, err, "no objects under this prefix")
-    rc, _, err = cli(capsys, "reduce", "s3://no-such-bucket/data", "-o", tmp_path / "o", *s3_args(moto))
+    rc, _, err = cli(capsys, "reduce", "--all-releases", "s3://no-such-bucket/data", "-o", tmp_path / "o", *s3_args(moto))
     assert_one_line_error(rc, err, "no such bucket")
-    rc, _, err = cli(capsys, "list", f"s3://{BUCKET}/data", "--s3-endpoint", f"http://127.0.0.1:{servers.closed_port()}")
+    rc, _, err = cli(capsys, "list", "--all-releases", f"s3://{BUCKET}/data", "--s3-endpoint", f"http://127.0.0.1:{servers.closed_port()}")
     assert_one_line_error(rc, err, "cannot connect")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
-    rc, _, err = cli(capsys, "list", f"s3://{BUCKET}/data", *s3_args(moto))
+    rc, _, err = cli(capsys, "list", "--all-releases", f"s3://{BUCKET}/data", *s3_args(moto))
     assert_one_line_error(rc, err, "access denied")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    rc, _, err = cli(capsys, "fetch", f"s3://{BUCKET}/data", "-o", tmp_path / "f", *s3_args(moto))
+    rc, _, err = cli(capsys, "fetch", "--all-releases", f"s3://{BUCKET}/data", "-o", tmp_path / "f", *s3_args(moto))
     assert_one_line_error(rc, err, "no AWS credentials", "--s3-anon")
 
 
@@ -264,7 +264,7 @@ def test_s3_anonymous_public_bucket(capsys, env, tmp_path_factory, real_dir, tmp
     server = servers.start_moto_open(str(tmp_path_factory.mktemp("moto_open")))
     try:
         _fill_bucket(server, sorted(real_dir.glob("processed_*.h5")), public=True)
-        rc, out, err = cli(capsys, "fetch", f"s3://{BUCKET}/data", "-o", tmp_path / "f", "--s3-anon",
+        rc, out, err = cli(capsys, "fetch", "--all-releases", f"s3://{BUCKET}/data", "-o", tmp_path / "f", "--s3-anon",
                            "--s3-endpoint", server.url)
         assert rc == 0, err
         for p in sorted(real_dir.glob("processed_*.h5")):
@@ -291,14 +291,14 @@ def test_fetch_is_byte_identical_and_skips_complete(capsys, env, real_dir, sshd,
         for k, v in extra_env.items():
             monkeypatch.setenv(k, v)
         out = tmp_path / case
-        rc, lines, err = cli(capsys, "fetch", *args, "-o", out, "--releases", "001", "003")
+        rc, lines, err = cli(capsys, "fetch", "--all-releases", *args, "-o", out, "--releases", "001", "003")
         assert rc == 0, (case, err)
         want = sorted(p.name for p in real_dir.glob("*.h5") if "_001_" in p.name or "_003_" in p.name)
         assert sorted(os.listdir(out)) == want, case            # no .part left, nothing else
         for name in want:
             assert same_bytes(real_dir / name, out / name), (case, name)
         assert f"{len(want)} fetched" in lines[-1], lines
-        rc, lines, err = cli(capsys, "fetch", *args, "-o", out, "--releases", "001", "003")
+        rc, lines, err = cli(capsys, "fetch", "--all-releases", *args, "-o", out, "--releases", "001", "003")
         assert rc == 0 and f"0 fetched, {len(want)} already complete" in lines[-1], (case, lines)
         for k in extra_env:
             monkeypatch.delenv(k)
@@ -310,7 +310,7 @@ def test_fetch_http_errors_reported_others_complete(capsys, env, real_dir, http,
              f"{http.url}/forbidden/ATL06_20190102000000_00010110_006_01.h5",        # 403
              f"http://127.0.0.1:{servers.closed_port()}/data/ATL06_20190103000000_00010110_006_01.h5"]
     monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
-    rc, lines, err = cli(capsys, "fetch", url_list(tmp_path, f"{http.url}/data", good, extra), "-o", tmp_path / "f")
+    rc, lines, err = cli(capsys, "fetch", "--all-releases", url_list(tmp_path, f"{http.url}/data", good, extra), "-o", tmp_path / "f")
     assert rc == 1
     assert "Traceback" not in "\n".join(err)
     failed = [ln for ln in err if "FAILED" in ln]
@@ -320,16 +320,16 @@ def test_fetch_http_errors_reported_others_complete(capsys, env, real_dir, http,
     assert "2 fetched" in lines[-1] and "3 failed" in lines[-1]
     assert sorted(os.listdir(tmp_path / "f")) == sorted(p.name for p in good)
     monkeypatch.setenv("EARTHDATA_TOKEN", "wrong-token")
-    rc, _, err = cli(capsys, "fetch", url_list(tmp_path, f"{http.url}/data", good[:1]), "-o", tmp_path / "g")
+    rc, _, err = cli(capsys, "fetch", "--all-releases", url_list(tmp_path, f"{http.url}/data", good[:1]), "-o", tmp_path / "g")
     assert_one_line_error(rc, err, "401 Unauthorized", "EARTHDATA_TOKEN")
     monkeypatch.delenv("EARTHDATA_TOKEN")
-    rc, _, err = cli(capsys, "fetch", url_list(tmp_path, f"{http.url}/data", good[:1]), "-o", tmp_path / "g")
+    rc, _, err = cli(capsys, "fetch", "--all-releases", url_list(tmp_path, f"{http.url}/data", good[:1]), "-o", tmp_path / "g")
     assert_one_line_error(rc, err, "401 Unauthorized", "no credentials")
 
 
 def test_fetch_retries_transient_failures(capsys, env, real_dir, http, tmp_path, monkeypatch):
     monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
-    rc, lines, err = cli(capsys, "fetch", url_list(tmp_path, f"{http.flaky.url}/flaky", REAL[:2]), "-o", tmp_path / "f")
+    rc, lines, err = cli(capsys, "fetch", "--all-releases", url_list(tmp_path, f"{http.flaky.url}/flaky", REAL[:2]), "-o", tmp_path / "f")
     assert rc == 0, err                                      # two 503s per file, then served
     assert sum("fetched after 2 retries" in ln for ln in err) == 2, err
     for p in REAL[:2]:
@@ -342,12 +342,12 @@ def test_interrupted_fetch_resumes(env, real_dir, moto, tmp_path):
     out = tmp_path / "f"
     biggest = max(REAL, key=os.path.getsize)
     run_env = {"HOME": str(env), "READATL06_CRASH_AT": "fetch-piece:2"}
-    r = run_cli("fetch", f"s3://{BUCKET}/data", "-o", out, *s3_args(moto), env=run_env)
+    r = run_cli("fetch", "--all-releases", f"s3://{BUCKET}/data", "-o", out, *s3_args(moto), env=run_env)
     assert r.returncode == -signal.SIGKILL, r.stderr
     part = out / f".{biggest.name}.part"
     done = part.stat().st_size
     assert 0 < done < biggest.stat().st_size and not (out / biggest.name).exists()
-    r = run_cli("fetch", f"s3://{BUCKET}/data", "-o", out, *s3_args(moto), env={"HOME": str(env)})
+    r = run_cli("fetch", "--all-releases", f"s3://{BUCKET}/data", "-o", out, *s3_args(moto), env={"HOME": str(env)})
     assert r.returncode == 0, r.stderr
     assert f"{biggest.name}: resumed at byte {done}" in r.stderr
     assert "Traceback" not in r.stderr
@@ -358,7 +358,7 @@ def test_interrupted_fetch_resumes(env, real_dir, moto, tmp_path):
 
 def test_fetch_over_two_ranks(env, real_dir, moto, tmp_path):
     out = tmp_path / "f"
-    r = run_cli("fetch", f"s3://{BUCKET}/data", "-o", out, *s3_args(moto), ranks=2, env={"HOME": str(env)})
+    r = run_cli("fetch", "--all-releases", f"s3://{BUCKET}/data", "-o", out, *s3_args(moto), ranks=2, env={"HOME": str(env)})
     assert r.returncode == 0, r.stderr
     assert "on 2 ranks" in r.stdout and f"{len(REAL)} fetched" in r.stdout
     for p in REAL:
@@ -372,7 +372,7 @@ def test_reduce_in_place_equals_local(capsys, env, real_dir, real_reduced, sshd,
                        ("https", [url_list(tmp_path, f"{http.url}/protected", REAL)]),
                        ("ssh", [f"{sshd.url}{real_dir}", *ssh_args(sshd)])):
         before = remote.stats()
-        rc, _, err = cli(capsys, "reduce", *args, "-o", tmp_path / case, "--no-progress")
+        rc, _, err = cli(capsys, "reduce", "--all-releases", *args, "-o", tmp_path / case, "--no-progress")
         assert rc == 0, (case, err)
         assert_same_outputs(real_reduced, tmp_path / case)
         after = remote.stats()
@@ -385,7 +385,7 @@ def test_reduce_staged_when_no_ranges(capsys, env, real_dir, real_reduced, http,
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     before = remote.stats()["staged"]
-    rc, _, err = cli(capsys, "reduce", url_list(tmp_path, f"{http.no_range.url}/data", REAL), "-o", tmp_path / "o",
+    rc, _, err = cli(capsys, "reduce", "--all-releases", url_list(tmp_path, f"{http.no_range.url}/data", REAL), "-o", tmp_path / "o",
                      "--scratch", scratch, "--no-progress")
     assert rc == 0, err
     assert remote.stats()["staged"] - before == len(REAL)
@@ -395,11 +395,11 @@ def test_reduce_staged_when_no_ranges(capsys, env, real_dir, real_reduced, http,
 
 def test_boxed_s3_reduce_fetches_a_fraction(capsys, env, real_dir, moto, tmp_path, monkeypatch):
     box = ["--bbox", "-134.5", "-134.0", "58.6", "58.9"]     # 3 granules, 3778 points
-    rc, _, err = cli(capsys, "reduce", real_dir, "-o", tmp_path / "local", "--no-progress", *box)
+    rc, _, err = cli(capsys, "reduce", "--all-releases", real_dir, "-o", tmp_path / "local", "--no-progress", *box)
     assert rc == 0, err
     monkeypatch.setenv("READATL06_REMOTE_BLOCK", "8K")       # these granules are small (0.2-3.8 MB)
     before = remote.stats()["bytes"]
-    rc, out, err = cli(capsys, "reduce", f"s3://{BUCKET}/data", "-o", tmp_path / "s3", "--no-progress", *box,
+    rc, out, err = cli(capsys, "reduce", "--all-releases", f"s3://{BUCKET}/data", "-o", tmp_path / "s3", "--no-progress", *box,
                        *s3_args(moto), "--timings")
     assert rc == 0, err
     fetched = remote.stats()["bytes"] - before
@@ -415,7 +415,7 @@ def test_reduce_unreachable_granules_fail_alone(capsys, env, real_dir, http, tmp
     monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
     missing = f"{http.url}/data/ATL06_20190101000000_00010110_006_01.h5"
     down = f"http://127.0.0.1:{servers.closed_port()}/data/ATL06_20190102000000_00010110_006_01.h5"
-    rc, out, err = cli(capsys, "reduce", url_list(tmp_path, f"{http.url}/data", REAL[:2], [missing, down]),
+    rc, out, err = cli(capsys, "reduce", "--all-releases", url_list(tmp_path, f"{http.url}/data", REAL[:2], [missing, down]),
                        "-o", tmp_path / "o", "--no-progress")
     assert rc == 1 and "Traceback" not in "\n".join(err)
     failed = [ln for ln in err if "FAILED" in ln]

@@ -180,7 +180,7 @@ def test_beam_search_skips_a_granule_without_bounds(synth_dir, tmp_path):
 
 def test_skip_is_recorded_as_empty_with_reason(real_dir, tmp_path):
     out = tmp_path / "out"
-    r = run_cli("reduce", real_dir, "-o", out, "--bbox", "10", "20", "-10", "10", "--no-progress")
+    r = run_cli("reduce", "--all-releases", real_dir, "-o", out, "--bbox", "10", "20", "-10", "10", "--no-progress")
     assert r.returncode == 0, r.stderr
     records = [json.loads(x) for x in (out / "readatl06-manifest.jsonl").read_text().splitlines()]
     assert len(records) == len(REAL)
