@@ -1,4 +1,4 @@
-"""Benchmark ``readatl06 export`` (DESIGN §6): the whole export of a merged file against a floor, and a
+"""Benchmark ``readatl06 export`` (docs/export.md): the whole export of a merged file against a floor, and a
 DuckDB bbox query on the covering column against the row groups it must read.
 
     . scripts/mpienv.sh

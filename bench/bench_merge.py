@@ -20,7 +20,7 @@ timed) and merges TrackFiles, so the merge reads its slices back. Three writes t
 ``--repeat`` times (barrier before and after each; the best time of each counts):
 
 * merge       ``merge_tracks`` (parallel HDF5, ``--merge-memory``) -> one file;
-* raw gzip    the floor: the same datasets (lengths, dtypes, fill values, ``merge_layout.storage``:
+* raw gzip    the floor: the same datasets (lengths, dtypes, fill values, ``merge.layout.storage``:
               chunks ``chunk_for(n)``, deflate level ``GZIP_LEVEL`` + shuffle with ISA-L in HDF5's
               deflate filter, or contiguous for ``--compression none``), every rank writing the same
               run of whole chunks as the merge, in ONE collective call per dataset
@@ -91,7 +91,7 @@ SOURCE_FILL = {"lon": F8_FILL, "lat": F8_FILL, "h_elv": F4_FILL, "s_elv": F4_FIL
 
 # ----------------------------------------------------------------------------- synthetic input
 def granule_names(n):
-    """``n`` GranuleNames, 97 minutes apart from 2019-01-01, sorted as DESIGN §3 orders them."""
+    """``n`` GranuleNames, 97 minutes apart from 2019-01-01, sorted as docs/merge.md orders them."""
     t0 = dt.datetime(2019, 1, 1)
     names = []
     for i in range(n):
@@ -223,7 +223,7 @@ def floor_buffers(granules, counts, seed, lay, spans):
 
 
 def raw_write(comm, path, lay, bufs, spans, compression="deflate"):
-    """The same datasets as merge_tracks (``merge_layout.storage``: chunks, deflate level, shuffle, or
+    """The same datasets as merge_tracks (``merge.layout.storage``: chunks, deflate level, shuffle, or
     contiguous for ``none``; HDF5's deflate running ISA-L as in the merge); every rank writes its run
     of whole chunks, collectively."""
     with h5native.isal_deflate(), h5py.File(path, "w", driver="mpio", comm=comm) as f:
@@ -233,7 +233,7 @@ def raw_write(comm, path, lay, bufs, spans, compression="deflate"):
             kw = ml.storage(n, chunk, compression)
             for name, dtype, fill in lay[k]:
                 d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=fill, **kw)
-                if n:   # every rank takes part, also with an empty run (STACK.md: the empty-slice hang)
+                if n:   # every rank takes part, also with an empty run (docs/parallel-hdf5.md: empty-slice hang)
                     mspace, fspace, buf, dxpl = merge.write_selection(d, [(a, b - a)] if b > a else [], bufs[k][name])
                     d.id.write(mspace, fspace, buf, dxpl=dxpl)
 

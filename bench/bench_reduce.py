@@ -8,7 +8,7 @@
 Every contender is a whole process, started the way a user starts it (plainly at 1 rank, under
 ``mpirun -n R`` at R ranks, each rank taking every R-th granule); its wall time is measured from
 outside. Its zero-work start-up (the same command with no granules) is measured the same way and
-subtracted, so that the figures are per-granule work; start-up has its own targets (README).
+subtracted, so that the figures are per-granule work; start-up has its own targets (docs/speed.md).
 Contenders run interleaved, the best of ``--repeat`` counts.
 
   inflate limit  os.pread of the stored chunks of the 16 datasets per beam + ISA-L inflate, nothing
@@ -192,7 +192,7 @@ STARTUP_GRANULE = os.path.join(ROOT, "..", "shared", "data", "atl06", "processed
 
 
 def startup(work, granule, repeat):
-    """Start-up figures (README): one small real granule against the bare imports / a bare MPI hello."""
+    """Start-up figures (docs/speed.md): one small real granule against the bare imports / a bare MPI hello."""
     src = os.path.join(work, "startup-in")
     os.makedirs(src, exist_ok=True)
     shutil.copy(granule, src)

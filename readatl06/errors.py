@@ -14,7 +14,7 @@ class SourceError(ReadATL06Error):
 
 
 class GranuleError(ReadATL06Error):
-    """A granule that cannot be reduced. ``str()`` is the one-line message of DESIGN §5."""
+    """A granule that cannot be reduced. ``str()`` is the one-line message of docs/output.md, "Errors"."""
 
     def __init__(self, name, cause):
         self.name = name

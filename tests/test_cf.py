@@ -1,4 +1,4 @@
-"""CF-1.10 / netCDF-4 files (DESIGN §2, §3): per-beam files open with ``xarray.open_dataset(path)`` and
+"""CF-1.10 / netCDF-4 files (docs/output.md, docs/merge.md): per-beam files open with ``xarray.open_dataset(path)`` and
 merged files with ``xarray.open_datatree(path)``, no other argument, and give the values h5py reads."""
 import glob
 import os
@@ -17,7 +17,7 @@ from readatl06.hdf5.dimensions import is_dimension
 
 UNITS = {"lon": "degrees_east", "lat": "degrees_north", "h_elv": "m", "s_elv": "m", "t_sec": "s",
          "t_year": "decimal year, UTC", "time": "seconds since 2018-01-01T00:00:00Z", "h_rb": "m", "dac": "m",
-         "tide_earth": "m", "tide_load": "m", "tide_ocean": "m", "tide_pole": "m"}   # DESIGN §2 table
+         "tide_earth": "m", "tide_load": "m", "tide_ocean": "m", "tide_pole": "m"}   # docs/output.md's table
 
 
 def beam_files(folder):

@@ -1,4 +1,4 @@
-"""``readatl06 export`` (DESIGN §6): the GeoParquet 1.1 table, checked with the tools users open it with
+"""``readatl06 export`` (docs/export.md): the GeoParquet 1.1 table, checked with the tools users open it with
 (pyarrow, geopandas, DuckDB, the GeoParquet JSON schema) against the merged file read with h5py.
 
 tests/data/geoparquet-1.1.0.schema.json is format-specs/schema.json of github.com/opengeospatial/geoparquet

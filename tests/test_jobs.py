@@ -1,4 +1,4 @@
-"""jobs/reduce.slurm and jobs/reduce.pbs really run (issue 12.1, DESIGN §8).
+"""jobs/reduce.slurm and jobs/reduce.pbs really run (issue 12.1, docs/jobs.md).
 
 A single-node SLURM cluster is started on localhost for this module (tests/slurm_cluster.py:
 slurmctld and slurmd as child processes, auth/none, free ports, stopped by their pids at the end).
@@ -227,7 +227,7 @@ def test_job_fails_with_readatl06s_exit_status(jobs):
 
 
 def test_scripts_mark_site_lines_and_hold_the_contract():
-    """DESIGN §8 on the page: directives, # SITE: lines, the overridable variables, the launchers."""
+    """docs/jobs.md on the page: directives, # SITE: lines, the overridable variables, the launchers."""
     for script, launcher, directive in (("reduce.slurm", 'srun --mpi="$SRUN_MPI"', "#SBATCH"),
                                         ("reduce.pbs", '"$MPIEXEC" -n "$NP"', "#PBS")):
         text = (JOBS / script).read_text()

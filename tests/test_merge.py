@@ -1,4 +1,4 @@
-"""The merged file (DESIGN §3): per-beam files concatenated in granule order, any rank count."""
+"""The merged file (docs/merge.md): per-beam files concatenated in granule order, any rank count."""
 import glob
 import os
 import shutil

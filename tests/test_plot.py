@@ -1,5 +1,5 @@
 """readatl06 plot: real PNGs from real granules and from per-beam/merged/manifest fixtures built here
-to the DESIGN §2-§4 formats. Every figure is opened again and checked pixel by pixel."""
+to the formats of docs/output.md and docs/merge.md. Every figure is opened again and checked pixel by pixel."""
 import argparse
 import json
 import os
@@ -119,7 +119,7 @@ def run_dir(real, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def merged(run_dir, tmp_path_factory):
-    """The merged layout of DESIGN §3, built from the per-beam files of run_dir."""
+    """The merged layout of docs/merge.md, built from the per-beam files of run_dir."""
     path = str(tmp_path_factory.mktemp("merged") / "merged.h5")
     names = [SOUTH, FAKE_ASC]                                  # sorted by acquisition time
     with h5py.File(path, "w") as f:

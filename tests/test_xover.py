@@ -1,4 +1,4 @@
-"""Crossovers (DESIGN §7): the crossing rule on hand-made lines, the spatial index and tiles against
+"""Crossovers (docs/crossovers.md): the crossing rule on hand-made lines, the spatial index and tiles against
 all-pairs references, known surfaces, synthetic and real granules, output formats, ranks, the plot.
 
 The ``mpi`` test runs under ``mpirun -n 2`` and ``-n 4`` (``--with-mpi``); the others are serial

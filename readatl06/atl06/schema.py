@@ -1,4 +1,4 @@
-"""The one declarative table of what readatl06 reads from ATL06 and writes per point (DESIGN §2).
+"""The one declarative table of what readatl06 reads from ATL06 and writes per point (docs/output.md).
 
 Reading, writing and merging are all driven by ``OUTPUT_VARS``; nothing else lists variables.
 """
@@ -14,9 +14,9 @@ GPS_EPOCH_PATH = "/ancillary_data/atlas_sdp_gps_epoch"
 ATLAS_SDP_GPS_EPOCH = 1198800018.0   # s, GPS time of 2018-01-01T00:00:00Z; used when a subset lacks it
 H_LI_FILL = 3.4028234663852886e+38     # FLT_MAX, h_li's fill value where it lacks _FillValue
 H_LI_LIMIT = 1e4                     # --quality summary: |h_li| < 1e4 m
-COMPRESSIONS = ("deflate", "none")   # --compression of the per-beam and merged files (DESIGN §1)
+COMPRESSIONS = ("deflate", "none")   # --compression of the per-beam and merged files (docs/command-line.md)
 
-# CF-1.10 (DESIGN §2, §3): every 1-D dataset of a per-beam file or merged group is attached to the
+# CF-1.10 (docs/output.md, docs/merge.md): every 1-D dataset of a per-beam file or merged group is attached to the
 # group's one netCDF dimension (a dimension scale without a variable) and names the coordinates.
 CONVENTIONS = "CF-1.10"
 FEATURE_TYPE = "trajectory"

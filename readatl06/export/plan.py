@@ -1,7 +1,8 @@
-"""What ``readatl06 export`` reads (DESIGN §6): a merged file's ``/<beam>/<direction>`` groups or an
-OUTDIR's per-beam files, seen as ONE stream of points in merged-file order: granules in §3 order, then
-beam gt1l..gt3r, then direction ascending/descending, then along track. A *piece* is the points of
-one (granule, group): a slice of a merged group (located by ``granule_index``) or one per-beam file.
+"""What ``readatl06 export`` reads (docs/export.md): a merged file's ``/<beam>/<direction>`` groups or an
+OUTDIR's per-beam files, seen as ONE stream of points in merged-file order: granules in the merged
+file's order (docs/merge.md), then beam gt1l..gt3r, then direction ascending/descending, then along
+track. A *piece* is the points of one (granule, group): a slice of a merged group (located by
+``granule_index``) or one per-beam file.
 
 :func:`make_plan` (collective) checks the input and the target, counts the points of every piece and
 settles the columns and the extent of the points (for the ``geo`` metadata, needed before the
@@ -32,7 +33,8 @@ TIME_UNITS_RE = re.compile(r"^\s*seconds since (\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\
 
 
 def table_order():
-    """The §2 variables in table order, ``time`` after ``t_year`` (whether or not schema lists it)."""
+    """The per-beam files' variables (docs/output.md) in table order, ``time`` after ``t_year``
+    (whether or not schema lists it)."""
     names = [v.name for v in OUTPUT_VARS]
     if TIME not in names:
         names.insert(names.index("t_year") + 1, TIME)
@@ -66,7 +68,8 @@ def variables(where, group, skip=()):
                      {k: (text(v) if k != "_FillValue" else v) for k, v in keep.items()})
     missing = [k for k in REQUIRED if k not in out]
     if missing:
-        raise UsageError(f"{where}: missing {', '.join(missing)}; expected the variables of DESIGN §2")
+        raise UsageError(f"{where}: missing {', '.join(missing)}; "
+                         "expected the variables of a per-beam file (docs/output.md)")
     if len(set(sizes.values())) > 1:
         raise UsageError(f"{where}: datasets of different lengths {sizes}; expected one length")
     return sizes["lat"], out
@@ -84,7 +87,7 @@ class Column:
 class Plan:
     kind: str            # "merged" or "outdir"
     source: str
-    granules: list       # file names, §3 order
+    granules: list       # file names, in (acquisition time, file name) order
     counts: np.ndarray   # (granules, groups) points per piece
     files: dict          # (granule row, group) -> per-beam file (outdir)
     columns: list        # Column, table order (time excluded: always a column of its own)
@@ -205,7 +208,7 @@ def _scan_group(path, k, ngranules):
             gi = block[GI].astype(np.int64)
             if gi[0] < last or np.any(np.diff(gi) < 0) or gi[-1] >= ngranules:
                 raise UsageError(f"{where}: {GI} is not sorted within 0..{ngranules - 1}; "
-                                 "expected points in granule order (DESIGN §3)")
+                                 "expected points in granule order (docs/merge.md)")
             counts += np.bincount(gi, minlength=ngranules)
             last = int(gi[-1])
             box = union(box, bounds(block["lon"], block["lat"]))

@@ -1,9 +1,9 @@
-"""``readatl06 export MERGED.h5|OUTDIR -o TABLE.parquet`` (DESIGN §6): one GeoParquet 1.1 file of
+"""``readatl06 export MERGED.h5|OUTDIR -o TABLE.parquet`` (docs/export.md): one GeoParquet 1.1 file of
 every point, in merged-file order (:mod:`readatl06.export.plan`), row groups of ``ROW_GROUP`` rows.
 
 Across ranks: rank r converts the contiguous granule range that ``Stream.rank_rows`` gives it (whole
 granules, balanced by points), batch by batch, a batch being the rows of one row group that lie in
-its range (``export_plan.batches``): the HDF5 slices are read, missing variables filled as merge
+its range (``plan.batches``): the HDF5 slices are read, missing variables filled as merge
 fills them, the UTC timestamps, WKB points and bbox built. Rank 0 holds the one ``ParquetWriter``:
 it converts and writes its own batches, a writer thread encoding row groups while the main thread
 converts the next; then it takes every other rank's batches in rank order. A rank > 0 hands each
@@ -237,8 +237,25 @@ def export_table(comm, plan, output):
 
 
 def run_export(comm, source, output, overwrite=False, params=None):
-    """``readatl06 export``: exit status 0 (written) or 2 (bad input or target, before any work;
-    rank 0 prints the one-line reason)."""
+    """The whole ``readatl06 export`` command (docs/export.md), called on every rank alike.
+
+    Every rank plans the same stream of points, converts its range of whole granules batch by
+    batch, and rank 0 writes every row group into the one GeoParquet file (the same bytes for any
+    number of ranks), under a temporary name renamed when complete.
+
+    Args:
+        comm: the communicator (mpi4py, or the one-rank stand-in of
+            ``readatl06.parallel.world.world()``).
+        source: a merged file (``MERGED.h5``) or an OUTDIR of per-beam files.
+        output: the GeoParquet file to write (``-o TABLE.parquet``).
+        overwrite: replace an existing ``output`` (``--overwrite``); never an input.
+        params: the parameter-set key (``--parameters KEY``) of the per-beam files to export when
+            an OUTDIR mixes several; None otherwise.
+
+    Returns:
+        int: the exit status, the same on every rank: 0 when the table was written, 2 for a bad
+        input or target found before any work (rank 0 printed the one-line reason).
+    """
     t0 = time.perf_counter()
     try:
         plan, lock = make_plan(comm, source, output, overwrite, params)

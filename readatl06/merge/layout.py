@@ -1,4 +1,4 @@
-"""What the merged file holds (DESIGN §3): its groups, datasets, attributes and storage layout.
+"""What the merged file holds (docs/merge.md): its groups, datasets, attributes and storage layout.
 
 Every rank computes the same layout from the same allgathered metadata, so that the structural
 calls (create group, dataset, attribute) are identical on every rank, and the result is the same
@@ -21,8 +21,8 @@ GI = rd.GI
 GI_ATTRS = {"long_name": "row of this point's granule in /granules", "units": "1",
             "coordinates": " ".join(COORDINATES)}
 # HDF5 deflate level of the merged datasets (with shuffle). While the merge writes, HDF5's deflate
-# filter runs ISA-L at this level (readatl06.h5native), as the per-beam files are written
-# (readatl06.filters.DEFLATE_LEVEL); without it, HDF5's zlib at this level.
+# filter runs ISA-L at this level (readatl06.hdf5.native), as the per-beam files are written
+# (readatl06.hdf5.codecs.DEFLATE_LEVEL); without it, HDF5's zlib at this level.
 GZIP_LEVEL = 1
 BEAM_PATH = re.compile(r"/gt[123][lr]/")
 

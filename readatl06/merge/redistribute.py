@@ -1,4 +1,4 @@
-"""Where the merged file's points come from and travel before the collective write (DESIGN §3).
+"""Where the merged file's points come from and travel before the collective write (docs/merge.md).
 
 A *source* is one track of the merge, (granule row, group, points), either held in memory by the
 rank that reduced it (a ``Track``) or in a per-beam file any rank can read (``TrackFile``: its

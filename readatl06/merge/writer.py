@@ -1,4 +1,4 @@
-"""One file for the whole run, written collectively with parallel HDF5 (DESIGN §3).
+"""One file for the whole run, written collectively with parallel HDF5 (docs/merge.md).
 
 Granules are ordered by (acquisition time in the name, file name); within a (beam, direction) the
 points of granule g start at the prefix sum of the counts of granules before g, so the file is the
@@ -8,13 +8,13 @@ created first, at full size, with identical structure calls on every rank; then 
 written in rounds that fit ``--merge-memory``. In a round every rank owns whole chunks of every
 dataset (``redistribute``): it reads its share of the per-beam files itself and receives the points
 other ranks hold in memory with one Alltoallv per dataset, then every rank writes its run of chunks
-in ONE collective call per dataset (also with nothing to write: see STACK.md on the empty-slice
+in ONE collective call per dataset (also with nothing to write: see docs/parallel-hdf5.md on the empty-slice
 hang), so each chunk is compressed by exactly one rank. Without MPI in h5py, rank 0 gathers each
 round (Gatherv) and writes the same file serially. ``--compression none``: contiguous datasets,
 no filters, the same writes. After the close, rank 0 alone gives the file its
 netCDF dimensions and CF attributes (``_netcdf``), before the rename.
 
-What the file holds (datasets, attributes, chunks or contiguous storage) is ``merge_layout``. The
+What the file holds (datasets, attributes, chunks or contiguous storage) is :mod:`readatl06.merge.layout`. The
 parallel file is opened with collective metadata reads and writes (``h5native.set_coll_metadata``),
 and while it is written HDF5's deflate filter compresses with ISA-L (``h5native.isal_deflate``).
 """
@@ -98,10 +98,36 @@ def _plans(comm, held, items, budget):
 
 def merge_tracks(comm, granules, held, path, opts=None, parameters=None, parallel=None, memory=None,
                  compression=None):
-    """Write the merged file. ``granules``: GranuleName list in §3 order (the same on every rank);
-    ``held``: this rank's ``[(granule_row, Track or TrackFile)]`` (TrackFiles can be read by any rank);
-    ``memory``: ``--merge-memory`` in MB; ``compression``: ``deflate|none`` (default: ``opts``'s
-    ``--compression``, else deflate). Returns the number of points written."""
+    """Write the merged file (docs/merge.md), called on every rank alike.
+
+    Every rank describes what it holds, one allgather gives every rank the same plan, the file is
+    created at full size and written group by group in rounds of whole chunks, each chunk by one
+    rank; it is written under a temporary name that rank 0 renames to ``path`` after the close.
+
+    Args:
+        comm: the communicator (mpi4py, or the one-rank stand-in of
+            ``readatl06.parallel.world.world()``).
+        granules: the ``GranuleName`` of every granule in the file, in (acquisition time, file name)
+            order, the same list on every rank; it becomes ``/granules``.
+        held: this rank's tracks as ``[(granule_row, track)]``: ``granule_row`` the index of the
+            track's granule in ``granules``, ``track`` a ``Track`` in memory or a
+            ``readatl06.outputs.trackfile.TrackFile`` (a per-beam file, which any rank can read).
+        path: the merged file to write (an existing one is replaced: the caller checks
+            ``--overwrite``).
+        opts: the run's ``ReduceOptions``, or None; gives ``parameters`` and ``compression`` where
+            those are not given.
+        parameters: the JSON string stored as the file's ``parameters`` attribute (default:
+            ``opts.parameters()``; None when neither is given).
+        parallel: write through parallel HDF5 (True) or gather each round to rank 0, which writes
+            serially (False); default: parallel when h5py has MPI and ``comm`` is an mpi4py
+            communicator, unless ``READATL06_MERGE_SERIAL=1``.
+        memory: ``--merge-memory`` in MB, the most each rank holds for the merge; None: 512.
+        compression: ``"deflate"`` (chunked, shuffle + deflate) or ``"none"`` (contiguous,
+            unfiltered); default: ``opts.compression``, else ``"deflate"``.
+
+    Returns:
+        int: the number of points written, the same on every rank.
+    """
     global last_stats
     parallel = mpi_h5py(comm) if parallel is None else parallel
     compression = compression or getattr(opts, "compression", None) or "deflate"
@@ -173,7 +199,7 @@ def _open(comm, tmp, parallel):
 
 def _netcdf(path):
     """Rank 0, on the closed file: each group's netCDF dimension with its datasets attached, and the
-    CF attributes (DESIGN §3). Serial, after the collective close: no metadata change must be made
+    CF attributes (docs/merge.md). Serial, after the collective close: no metadata change must be made
     identically by every rank, and no storage for the dimensions (parallel HDF5 allocates early)."""
     with h5py.File(path, "r+") as f:
         f.attrs.update(CF_FILE_ATTRS)

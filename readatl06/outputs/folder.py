@@ -12,7 +12,7 @@ import time
 from readatl06.errors import UsageError
 
 LOCK = "readatl06.lock"
-TMP_GLOB = ".*.tmp-*"                          # write.py and merge.py write under such names, then rename
+TMP_GLOB = ".*.tmp-*"                          # trackfile.py and merge/writer.py write so, then rename
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 

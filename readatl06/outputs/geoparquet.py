@@ -1,4 +1,4 @@
-"""GeoParquet 1.1 points (DESIGN §6, §7): WKB point encoding in numpy, the ``bbox`` covering struct
+"""GeoParquet 1.1 points (docs/export.md, docs/crossovers.md): WKB point encoding in numpy, the ``bbox`` covering struct
 column and the ``geo`` file metadata, shared by ``export`` and ``xover``. Pure numpy + pyarrow (imported
 inside the functions, so importing this module costs nothing); no file is opened here.
 

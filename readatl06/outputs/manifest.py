@@ -1,4 +1,4 @@
-"""Run records (DESIGN §4): one JSON line per granule and attempt, and what ``--resume`` may trust.
+"""Run records (docs/output.md): one JSON line per granule and attempt, and what ``--resume`` may trust.
 
 The manifest is the truth: a granule counts as finished only with a complete record. During a run
 (one per folder, see :mod:`readatl06.outputs.folder`) every rank appends to its own

@@ -34,7 +34,7 @@ def _tmp(path):
 
 
 def _write_error(track, path, exc):
-    """A clean one-line error for a failed write: OSError with the errno (the runner stops on a full
+    """A clean one-line error for a failed write: OSError with the errno (reduce/run.py stops on a full
     disk), else GranuleError; never HDF5's multi-line text."""
     if isinstance(exc, OSError) and exc.errno:
         return OSError(exc.errno, os.strerror(exc.errno), os.path.basename(path))

@@ -13,7 +13,7 @@ def _panels(cols, crs_attr):
     """``[(hemisphere, crs, x_km, y_km, dh)]``: points of each hemisphere in its polar stereographic
     plane (the file's x, y when the file has one CRS, else lon/lat projected by hemisphere)."""
     lat = np.asarray(cols["lat"], np.float64)
-    single = crs_attr if crs_attr and " where lat" not in str(crs_attr) else None   # see xover_run.crs_text
+    single = crs_attr if crs_attr and " where lat" not in str(crs_attr) else None   # see xover.run.crs_text
     present = [(h, sel) for h, sel in (("south", lat < 0), ("north", lat >= 0)) if sel.any()]
     out = []
     for hemisphere, sel in present or [("south", lat < 0)]:      # nothing at all: one empty panel

@@ -68,7 +68,7 @@ class GranuleCheck:
     lengths: dict = dataclasses.field(default_factory=dict)   # beam -> segments (checked beams)
 
     def beam_info(self, beam, group_attrs=None):
-        """``(spot, strength)`` as :func:`readatl06.beams.beam_info`, but ``(0, "unknown")`` when
+        """``(spot, strength)`` as :func:`readatl06.atl06.beams.beam_info`, but ``(0, "unknown")`` when
         sc_orient is out of range (a corrupt orientation must not lend a strength)."""
         if not self.orient_valid:
             return 0, "unknown"

@@ -1,4 +1,4 @@
-"""One granule in, per-beam/per-direction tracks out (DESIGN §2). No MPI, no output files here."""
+"""One granule in, per-beam/per-direction tracks out (docs/output.md). No MPI, no output files here."""
 import contextlib
 import dataclasses
 import json
@@ -86,7 +86,7 @@ def _orbit_numbers(g, gname):
 
 def reduce_granule(path, gname, opts):
     """Read ``path`` once and return its tracks; GranuleError for a granule that cannot be reduced.
-    ``path`` may also be an open ``read.Granule`` (e.g. a remote one); its opener closes it."""
+    ``path`` may also be an open ``readatl06.reader.granule.Granule`` (e.g. a remote one); its opener closes it."""
     t0 = time.perf_counter()
     res = GranuleResult(tracks=[])
     missing = {}

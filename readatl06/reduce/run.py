@@ -27,7 +27,7 @@ WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 class Plan:
     """What rank 0 decided, broadcast to everyone."""
 
-    items: list            # [(GranuleName, path, size, files of it already in OUTDIR)] in §3 order
+    items: list            # [(GranuleName, path, size, files of it already in OUTDIR)] in (time, name) order
     skipped: list          # names whose complete records --resume trusts
     resumed: list          # their output files (read back by --merge)
     messages: list         # one line per name problem (unparsed, refused, duplicate) or resume decision
@@ -176,7 +176,40 @@ def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path,
 def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrite=False, write=True,
                progress=False, log=None, merge_path=None, schedule_how="dynamic", merge_memory=None,
                timings=False):
-    """The whole ``reduce`` command on every rank; returns the exit status (same on every rank)."""
+    """The whole ``readatl06 reduce`` command, called on every rank alike (docs/command-line.md).
+
+    Rank 0 checks OUTDIR, takes its lock, lists and selects the granules and decides what
+    ``--resume`` skips; every rank then reduces the granules the schedule gives it, writes their
+    per-beam files and appends their records; rank 0 consolidates the manifest and prints the
+    summary; with ``merge_path`` all ranks write the merged file together.
+
+    Args:
+        comm: the communicator of the ranks taking part: an mpi4py communicator, or the one-rank
+            stand-in of ``readatl06.parallel.world.world()`` without an MPI launcher.
+        sources: the SOURCE strings, as on the command line (paths, folders, globs, ``@list.txt``,
+            ``ssh://``, ``s3://``, ``https://``).
+        selection: a ``readatl06.atl06.names.Selection``: which granules, by file name.
+        opts: a ``readatl06.reduce.granule.ReduceOptions``: subset, variables, beams, quality,
+            compression; its ``parameters()`` are stored in every output and their hash in every
+            record.
+        outdir: OUTDIR, the folder of the per-beam files, the manifest and the lock (created).
+        resume: skip granules whose last record is complete with the same options (``--resume``).
+        overwrite: replace existing outputs, a merged file and a log (``--overwrite``).
+        write: write the per-beam files; False is ``--no-per-beam`` (needs ``merge_path``).
+        progress: show progress over all ranks on rank 0 (``--progress``).
+        log: a file that errors, notes and the summary are appended to (``--log``), or None.
+        merge_path: the merged file to write after reducing (``--merge``), or None.
+        schedule_how: ``"dynamic"`` (ranks take the next largest granule as they finish) or
+            ``"static"`` (the largest-first plan made up front); the outputs are the same.
+        merge_memory: the merge's memory per rank in MB (``--merge-memory``); None: the default
+            (512).
+        timings: print seconds per stage and the bytes read, summed over ranks (``--timings``).
+
+    Returns:
+        int: the exit status, the same on every rank: 0 when every granule was reduced or had
+        nothing inside the subset, 1 when a granule or the merge failed or a write error stopped a
+        rank, 2 for bad usage found before any work (rank 0 printed the one-line reason).
+    """
     t0 = time.perf_counter()
     key = manifest.params_key(opts.parameters())
     plan, lock = _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path, log)

@@ -1,7 +1,7 @@
 """Reading a remote granule in place (see :func:`readatl06.sources.remote.opened`): HDF5's metadata
 through a block cache over ranged reads (:class:`BlockFile`), the data chunks fetched one range each
-by the chunk reader (:class:`RemoteGranule` is a :class:`readatl06.read.Granule` whose ``fetch`` is a
-ranged read). Bytes and requests are counted in :func:`readatl06.sources.remote.stats`."""
+by the chunk reader (:class:`RemoteGranule` is a :class:`readatl06.reader.granule.Granule` whose
+``fetch`` is a ranged read). Bytes and requests are counted in :func:`readatl06.sources.remote.stats`."""
 import io
 
 import h5py
@@ -89,7 +89,7 @@ class BlockFile(io.RawIOBase):
 
 
 class RemoteGranule(Granule):
-    """A read.Granule over a RemoteFile: h5py on the block-cached file object, the chunk reader's
+    """A reader.granule.Granule over a RemoteFile: h5py on the block-cached file object, the chunk reader's
     ``fetch`` through ranged reads. :func:`opened` closes it (closing twice is harmless).
     ``bytes_read`` (what ``--timings`` sums) is every byte fetched for it, metadata included."""
 

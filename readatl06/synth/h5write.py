@@ -6,7 +6,7 @@ or a 1-element array in release 003), fixed-length NULLTERM ASCII string attribu
 scales (H5DS, as h5py's dims API writes them) and the link creation order of the real granules.
 
 Compressed datasets are declared exactly as the schema says (gzip level 6, shuffle where the real
-files have it) and their chunks are encoded by :func:`readatl06.filters.encode` (numpy shuffle +
+files have it) and their chunks are encoded by :func:`readatl06.hdf5.codecs.encode` (numpy shuffle +
 ISA-L deflate, a zlib stream any inflater reads) and stored with ``write_direct_chunk``: the
 same data and filters as HDF5's own zlib path, several times faster (that path is dominated by
 zlib). Without ``readatl06.hdf5.codecs`` (or ISA-L) h5py compresses as before.

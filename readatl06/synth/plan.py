@@ -283,7 +283,7 @@ def generate(outdir, granules=1, seed=0, segments=(10, 11, 12), start="2019-01-0
 
 def share(plans, rank, size):
     """Indices of the plans that rank `rank` of `size` writes: largest first onto the least loaded
-    rank (readatl06.schedule.assign; a granule costs its segments plus a fixed part for its ~600
+    rank (readatl06.parallel.schedule.assign; a granule costs its segments plus a fixed part for its ~600
     datasets). The set of files does not depend on `size`: each granule is a pure function of
     (seed, its index, the options)."""
     from readatl06.parallel.schedule import assign

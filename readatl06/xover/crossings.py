@@ -1,4 +1,4 @@
-"""Crossovers (DESIGN §7), the science core: where a line of an ascending track crosses a line of a
+"""Crossovers (docs/crossovers.md), the science core: where a line of an ascending track crosses a line of a
 descending track, and h and t interpolated there along both. Pure numpy; no MPI, no files, no pyproj.
 
 A *line* joins two consecutive points of one track in a plane (polar stereographic metres). Lines
@@ -195,7 +195,7 @@ def _along(lines, f, name):
 
 
 def crossover_columns(a, d, ia, jd, s, u, x, y, dt_max=None):
-    """The §7 columns (all but lon, lat) of crossings found by :func:`find_crossings`: h and t
+    """The columns of docs/crossovers.md (all but lon, lat) of crossings found by :func:`find_crossings`: h and t
     interpolated linearly along both lines, track 2 the later (equal times: the larger orbit id).
     ``dt`` is elapsed days from the GPS seconds, ``dhdt`` m per Julian year (NaN where dt = 0).
     ``dt_max`` (days) keeps only crossings with ``dt <= dt_max``."""

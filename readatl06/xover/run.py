@@ -1,10 +1,10 @@
-"""``readatl06 xover MERGED.h5|OUTDIR -o XOVERS.h5|.parquet`` (DESIGN §7) across ranks.
+"""``readatl06 xover MERGED.h5|OUTDIR -o XOVERS.h5|.parquet`` (docs/crossovers.md) across ranks.
 
 1. Rank 0 lists the tracks' groups (merged file) or per-beam files (OUTDIR) and every rank reads an
    equal share of their rows, plus two rows past its end so the lines across the share boundary and
    their ``closed`` flags are the same as in one piece. Points are projected (EPSG:3031 where
    lat < 0, EPSG:3413 where lat >= 0, or ``--crs`` for all) and joined into lines
-   (:func:`readatl06.xover.make_lines`); a line never joins points of two hemispheres.
+   (:func:`readatl06.xover.crossings.make_lines`); a line never joins points of two hemispheres.
 2. With more than one rank the area of each hemisphere is split into square tiles (about
    ``TILES_PER_RANK`` per rank, spread by line count, largest first); every line goes to each tile its
    box meets, and a tile keeps the crossings whose point lies inside it (half-open bounds), so a
@@ -97,7 +97,7 @@ def _rows(where, group):
 
 def shares(rows, nranks, rank):
     """This rank's ``[(track list index, lo, hi)]``: rows ``[R*rank/n, R*(rank+1)/n)`` of all the
-    groups laid end to end (a pure function, like :func:`readatl06.schedule.assign`)."""
+    groups laid end to end (a pure function, like :func:`readatl06.parallel.schedule.assign`)."""
     total = int(sum(rows))
     lo, hi = total * rank // nranks, total * (rank + 1) // nranks
     out, start = [], 0
@@ -254,7 +254,30 @@ def tiled_crossings(comm, a, d, dt_max):
 
 # ---------------------------------------------------------------- the command
 def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwrite=False):
-    """``readatl06 xover``: exit status 0 (written), 2 (bad usage, before any work)."""
+    """The whole ``readatl06 xover`` command (docs/crossovers.md), called on every rank alike.
+
+    Rank 0 checks the options and lists the tracks; every rank reads its share of their lines;
+    with more than one rank the crossings are found tile by tile; rank 0 gathers and sorts the
+    rows and writes the file (the same rows for any number of ranks).
+
+    Args:
+        comm: the communicator (mpi4py, or the one-rank stand-in of
+            ``readatl06.parallel.world.world()``).
+        source: a merged file (``MERGED.h5``) or an OUTDIR of per-beam files.
+        output: the crossover file; HDF5 (``.h5``, ``.hdf5``, ``.he5``, ``.nc``) or GeoParquet
+            (``.parquet``, ``.geoparquet``, ``.pq``) by its suffix.
+        crs: a projected CRS in metres for every track, e.g. ``"EPSG:3031"`` (``--crs``); None:
+            EPSG:3031 where lat < 0, EPSG:3413 where lat >= 0.
+        max_gap: lines whose two points are more than this many metres apart are skipped
+            (``--max-gap``, more than 0).
+        dt_max: keep only crossings at most this many days apart in time (``--dt-max``, 0 or
+            more), or None for all.
+        overwrite: replace an existing ``output`` (``--overwrite``); never an input.
+
+    Returns:
+        int: the exit status, the same on every rank: 0 when the file was written, 2 for bad
+        usage found before any work (rank 0 printed the one-line reason).
+    """
     t0 = time.perf_counter()
     plan = None
     if comm.rank == 0:

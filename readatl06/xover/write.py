@@ -1,5 +1,5 @@
-"""Crossover tables on disk (DESIGN §7): HDF5 (group ``xovers``, CF attributes, opens with xarray)
-or GeoParquet 1.1 (as DESIGN §6: WKB lon/lat points, ``bbox`` covering column, both from
+"""Crossover tables on disk (docs/crossovers.md): HDF5 (group ``xovers``, CF attributes, opens with xarray)
+or GeoParquet 1.1 (as docs/export.md: WKB lon/lat points, ``bbox`` covering column, both from
 :mod:`readatl06.outputs.geoparquet`), by the file's suffix. Both are written under a temporary name and
 renamed; :func:`read` reads either back."""
 import json
