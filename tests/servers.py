@@ -31,10 +31,16 @@ def closed_port():
 
 
 class Server:
-    """A child process serving on ``port``; ``stop()`` ends it (by its pid)."""
+    """A child process serving on ``port``; ``stop()`` ends it (by its pid); its output in ``log_path``."""
 
     def __init__(self, proc, port, log):
         self.proc, self.port, self.log = proc, port, log
+        self.log_path = log.name
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
 
     def stop(self):
         if self.proc.poll() is None:
@@ -177,10 +183,13 @@ def start_moto_open(run_dir):
 
 # ------------------------------------------------------------------------------------------- http
 class Handler(http.server.BaseHTTPRequestHandler):
-    """GET/HEAD under /data/NAME (authenticated), /redirect/NAME (302 to /data/NAME),
+    """GET/HEAD under /data/NAME (authenticated, unless ``--open``), /redirect/NAME (302 to /data/NAME),
     /protected/NAME (authenticated, 302 to a signed /signed/NAME?sig=... that needs no credentials,
-    like a data centre's redirect to a pre-signed S3 URL), /forbidden/NAME (403), /flaky/NAME
-    (503 for the first ``--flaky`` requests of each file). Range: one ``bytes=a-b``/``a-``/``-n``."""
+    like a data centre's redirect to a pre-signed S3 URL), /away/NAME (authenticated, 302 to
+    ``--away``/data/NAME on another host), /forbidden/NAME (403), /flaky/NAME (503 for the first
+    ``--flaky`` requests of each file). Range: one ``bytes=a-b``/``a-``/``-n``. Every request's
+    Authorization header (or ``-``) is logged: ``auth PATH HEADER``. A request for an absolute URL
+    (as a client sends to a proxy) is answered for its path."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True      # headers and body in separate writes: no 40 ms delayed-ACK stall
@@ -215,8 +224,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self):
+        sys.stderr.write(f"auth {self.path} {self.headers.get('Authorization', '-')}\n")
+        sys.stderr.flush()
         url = urllib.parse.urlsplit(self.path)
-        m = re.fullmatch(r"/(data|redirect|protected|signed|forbidden|flaky)/([^/]+)", url.path)
+        m = re.fullmatch(r"/(data|redirect|protected|signed|forbidden|flaky|away)/([^/]+)", url.path)
         if not m:
             return self._send(404, b"not found\n")
         kind, name = m.groups()
@@ -224,8 +235,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if urllib.parse.parse_qs(url.query).get("sig") != [self._sig(name)]:
                 return self._send(403, b"bad signature\n")
             return self._file(name)
+        if kind == "data" and self.opts.open:
+            return self._file(name)
         if not self._authorized():
             return self._send(401, b"credentials needed\n", [("WWW-Authenticate", 'Basic realm="test"')])
+        if kind == "away":
+            return self._send(302, headers=[("Location", f"{self.opts.away}/data/{name}")])
         if kind == "forbidden":
             return self._send(403, b"forbidden\n")
         if kind == "redirect":
@@ -283,11 +298,16 @@ class HTTP(Server):
     url = ""
 
 
-def start_http(run_dir, root, token=None, basic=None, no_range=False, flaky=0):
-    """This file's HTTP server as a child process, serving ``root``; ``basic``: "user:password"."""
+def start_http(run_dir, root, token=None, basic=None, no_range=False, flaky=0, open_data=False, away=None):
+    """This file's HTTP server as a child process, serving ``root``; ``basic``: "user:password";
+    ``open_data``: /data/NAME without credentials; ``away``: where /away/NAME redirects (a base URL)."""
     port = free_port()
     cmd = [sys.executable, os.path.abspath(__file__), "http", "--root", str(root), "--port", str(port),
            "--flaky", str(flaky)]
+    if open_data:
+        cmd.append("--open")
+    if away:
+        cmd += ["--away", away]
     if token:
         cmd += ["--token", token]
     if basic:
@@ -309,6 +329,8 @@ def main(argv=None):
     p.add_argument("--basic")
     p.add_argument("--no-range", action="store_true")
     p.add_argument("--flaky", type=int, default=0)
+    p.add_argument("--open", action="store_true")
+    p.add_argument("--away")
     opts = p.parse_args(argv)
     Handler.opts = opts
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", opts.port), Handler)

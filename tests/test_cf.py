@@ -98,7 +98,8 @@ def test_time_is_in_the_table_and_dimension_name_is_reserved():
     assert table["time"].units == timeconv.CF_TIME_UNITS and table["time"].dtype == "f8"
     assert dict(table["time"].cf) == {"standard_name": "time", "calendar": "standard"}
     assert table["t_sec"].units == "s"
-    assert DIMENSION not in {v.name for v in output_vars(["fit_statistics/obs"])}
+    with pytest.raises(ValueError, match="dimension"):          # reserved: an error, never dropped silently
+        output_vars(["fit_statistics/obs"])
 
 
 def test_per_beam_files_open_with_no_arguments(real_reduced):

@@ -4,6 +4,7 @@ granules. Anything that could hang runs in a subprocess with a timeout."""
 import glob
 import json
 import os
+import re
 import shutil
 import time
 
@@ -349,15 +350,17 @@ def test_reduce_hostile_granules_one_line_each_and_good_ones_done(tmp_path):
             records[rec["granule"]] = rec
     assert {k: records[p.name]["status"] for k, p in paths.items()} == {
         None: "done", "string-h-li": "failed", "huge-shape": "failed", "short-latitude": "failed",
-        "nan-coords": "done", "no-epoch": "done", "sc-orient-7": "done"}
+        "nan-coords": "done", "range-coords": "done", "no-epoch": "done", "sc-orient-7": "done"}
     assert any("missing atlas_sdp_gps_epoch" in n for n in records[paths["no-epoch"].name]["notes"])
     for f in glob.glob(str(out / f"{paths['sc-orient-7'].stem}_*.h5")):
         with h5py.File(f, "r") as h:
             assert h.attrs["beam_strength"] == "unknown"
-    for f in glob.glob(str(out / f"{paths['nan-coords'].stem}_gt1l_*.h5")):
-        with h5py.File(f, "r") as h:
-            for v in ("lat", "lon", "t_sec", "t_year"):
-                assert np.isfinite(h[v][()]).all(), v
+    for kind in ("nan-coords", "range-coords"):
+        for f in glob.glob(str(out / f"{paths[kind].stem}_gt1l_*.h5")):
+            with h5py.File(f, "r") as h:
+                for v in ("lat", "lon", "t_sec", "t_year"):
+                    assert np.isfinite(h[v][()]).all(), v
+                assert (np.abs(h["lat"][()]) <= 90).all() and (np.abs(h["lon"][()]) <= 180).all()
 
 
 def test_reduce_drops_nan_points_like_fill_and_keeps_the_rest(syn, tmp_path):
@@ -387,4 +390,54 @@ def test_reduce_drops_nan_points_like_fill_and_keeps_the_rest(syn, tmp_path):
         for k in c:
             assert np.array_equal(bad[name][k], c[k][keep]), (name, k)
     assert lost > 0 and rb["points"] == rc["points"] - lost
-    assert rb["removed"]["fill"] + rb["removed"]["quality"] == rc["removed"]["fill"] + rc["removed"]["quality"] + lost
+    removed = lambda r: r["removed"]["fill"] + r["removed"]["quality"] + r["removed"]["invalid"]   # noqa: E731
+    assert removed(rb) == removed(rc) + lost
+
+
+@pytest.mark.parametrize("kind", ["nan-coords", "range-coords"])
+def test_invalid_points_removed_counted_and_noted(syn, tmp_path, kind):
+    """Issue 22 item 6: a latitude of 95, a longitude of 200, a float64-max delta_time (and NaN/inf)
+    at points that would be kept are removed, counted in ``removed.invalid`` and noted per beam —
+    in the record and on stderr with the granule's name; the rest is the clean granule's output."""
+    runs = {}
+    for k in (None, kind):
+        out = tmp_path / str(k)
+        r = run_cli("reduce", os.path.dirname(syn[k]), "-o", out, "--no-progress", "--vars", "segment_id",
+                    "--merge", tmp_path / f"{k}.h5", timeout=120)
+        assert r.returncode == 0, r.stderr
+        with open(out / "readatl06-manifest.jsonl") as fh:
+            rec = json.loads(fh.readline())
+        data = {}
+        for f in sorted(glob.glob(str(out / "*_gt??_[AD].h5"))):
+            with h5py.File(f, "r") as h:
+                data[os.path.basename(f)] = {v: h[v][()] for v in ("segment_id", "lat", "lon", "t_sec", "t_year", "time")}
+        runs[k] = data, rec, r.stderr
+    (clean, rc, _), (bad, rb, err) = runs[None], runs[kind]
+    with h5py.File(syn[None], "r") as f:
+        ids = f["gt1l/land_ice_segments/segment_id"][()]
+    idx = synth.hostile_indices(ids.size)
+    spoiled = np.zeros(ids.size, bool)
+    for v in idx.values():
+        spoiled[v] = True
+    assert sorted(bad) == sorted(clean)
+    lost = 0
+    for name, c in clean.items():
+        keep = ~np.isin(c["segment_id"], ids[spoiled]) if "_gt1l_" in name else np.ones(c["lat"].size, bool)
+        lost += int((~keep).sum())
+        for v in c:
+            assert np.array_equal(bad[name][v], c[v][keep]), (name, v)
+        assert (np.abs(bad[name]["lat"]) <= 90).all() and np.isfinite(bad[name]["t_year"]).all()
+    assert lost > 0 and rb["points"] == rc["points"] - lost
+    assert rb["removed"]["invalid"] == int(spoiled.sum()) and rc["removed"]["invalid"] == 0
+    assert rb["segments"] == rb["points"] + sum(rb["removed"].values())
+    words = {"nan-coords": ("latitude NaN or ±inf", "longitude NaN or ±inf", "delta_time NaN or ±inf"),
+             "range-coords": ("latitude outside -90..90", "longitude outside -180..180", "delta_time outside")}[kind]
+    notes = [n for n in rb["notes"] if n.startswith("beam gt1l: ")]
+    assert len(notes) == 1 and f"{int(spoiled.sum()):,} points removed" in notes[0], rb["notes"]
+    for w, v in zip(words, ("latitude", "longitude", "delta_time")):
+        assert re.search(re.escape(w) + f"[^,]*: {idx[v].size:,}[,)]", notes[0]), notes[0]
+    assert f"note {syn[kind].name}: {notes[0]}" in err                # printed, naming the granule
+    with h5py.File(tmp_path / f"{kind}.h5", "r") as h:                # and the merged file
+        groups = [h[f"gt1l/{d}"] for d in ("ascending", "descending") if f"gt1l/{d}/lat" in h]
+        assert groups and all((np.abs(g["lat"][()]) <= 90).all() and np.isfinite(g["t_year"][()]).all()
+                              for g in groups)

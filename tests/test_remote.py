@@ -5,6 +5,7 @@ server that demands a bearer token or basic auth, redirects and serves Range req
 Remote selection equals local selection; fetched files are byte-identical; reduce from S3, HTTPS and
 SFTP equals reduce from the local files; errors are one line with exit status 1 or 2."""
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -439,3 +440,116 @@ def test_command_line_errors_one_line_no_traceback(env, real_dir, sshd, moto, ht
     assert "Traceback" not in r.stderr and "Exception" not in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if "error:" in ln or "FAILED" in ln]) == 1, r.stderr
 
+
+
+# ------------------------------------------------------------- credentials only to their host (issue 22, 1)
+@pytest.fixture(scope="module")
+def away(tmp_path_factory, real_dir):
+    """A data host on 127.0.0.1 that demands the token (or basic auth) and answers /away/NAME with a
+    302 to another host, ``localhost``, which serves the file to anyone (like a pre-signed URL) — once
+    with byte ranges, once without (staged). Every server logs each request's Authorization header."""
+    run = str(tmp_path_factory.mktemp("away"))
+    other = servers.start_http(run, real_dir, open_data=True)
+    other_plain = servers.start_http(run, real_dir, open_data=True, no_range=True)
+    home = servers.start_http(run, real_dir, token=TOKEN, basic=BASIC, away=f"http://localhost:{other.port}")
+    home_plain = servers.start_http(run, real_dir, token=TOKEN, basic=BASIC,
+                                    away=f"http://localhost:{other_plain.port}")
+    proxy = servers.start_http(run, real_dir, token=TOKEN, basic=BASIC)
+    home.other, home.plain, home.other_plain, home.proxy = other, home_plain, other_plain, proxy
+    yield home
+    remote.close_all()
+    for s in (other, other_plain, home, home_plain, proxy):
+        s.stop()
+
+
+def _authorizations(server, since=0):
+    """The Authorization headers a server received (``-``: none), from its log; ``since``: after
+    that many (what an earlier call returned)."""
+    return [ln.split(" ", 2)[2] for ln in server.log_text().splitlines() if ln.startswith("auth ")][since:]
+
+
+def _netrc(home, host="127.0.0.1"):
+    user, password = BASIC.split(":")
+    (home / ".netrc").write_text(f"machine {host} login {user} password {password}\n")
+    (home / ".netrc").chmod(0o600)
+
+
+@pytest.mark.parametrize("how", ["token", "netrc"])
+def test_credentials_never_sent_to_the_host_a_redirect_names(capsys, env, real_dir, real_reduced, away, tmp_path,
+                                                             monkeypatch, how):
+    """``reduce`` in place (range reads), staged (a server without ranges) and ``fetch`` from
+    http://127.0.0.1:PA/away/G.h5 -> 302 -> http://localhost:PB/data/G.h5: PA gets the credentials,
+    PB never does — not on the probe, not on a range read, not on the download."""
+    if how == "token":
+        monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
+        sent = f"Bearer {TOKEN}"
+    else:
+        _netrc(env)
+        sent = "Basic "
+    granules = REAL[:3]
+    servers_ = (away, away.plain, away.other, away.other_plain)
+    seen = {s.port: len(_authorizations(s)) for s in servers_}
+    for case, server, extra in (("in-place", away, []), ("staged", away.plain, ["--scratch", tmp_path])):
+        before = remote.stats()
+        rc, _, err = cli(capsys, "reduce", url_list(tmp_path, f"{server.url}/away", granules), "-o", tmp_path / case,
+                         "--no-progress", *extra)
+        assert rc == 0, (case, err)
+        key = "granules" if case == "in-place" else "staged"
+        assert remote.stats()[key] - before[key] == len(granules), case
+    rc, lines, err = cli(capsys, "fetch", url_list(tmp_path, f"{away.url}/away", granules), "-o", tmp_path / "f")
+    assert rc == 0, err
+    for p in granules:
+        assert same_bytes(p, tmp_path / "f" / p.name)
+    for case in ("in-place", "staged"):
+        got = sorted(p.name for p in (tmp_path / case).glob("*_gt*.h5"))
+        assert got and got == sorted(p.name for p in real_reduced.glob("*_gt*.h5")
+                                     if any(p.name.startswith(g.stem) for g in granules))
+    for origin in (away, away.plain):
+        auths = _authorizations(origin, seen[origin.port])
+        assert auths and all(a.startswith(sent) for a in auths), auths      # the host named gets them
+    for other in (away.other, away.other_plain):
+        auths = _authorizations(other, seen[other.port])
+        assert len(auths) >= len(granules) and set(auths) == {"-"}, auths   # the other host never
+
+
+def test_no_credentials_over_plain_http_to_another_machine(capsys, env, real_dir, away, tmp_path, monkeypatch):
+    """http:// to a host that is not this machine (here reached through an HTTP proxy on 127.0.0.1):
+    neither the token nor netrc's password is sent; the 401 says why."""
+    monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
+    _netrc(env, "granules.example.org")
+    for var in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, away.proxy.url)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(var, "")
+    seen = len(_authorizations(away.proxy))
+    rc, _, err = cli(capsys, "reduce", url_list(tmp_path, "http://granules.example.org/data", REAL[:1]),
+                     "-o", tmp_path / "o", "--no-progress")
+    assert rc == 1
+    failed = [ln for ln in err if "FAILED" in ln]
+    assert len(failed) == 1 and "401 Unauthorized" in failed[0] and "never sent over plain http://" in failed[0], err
+    auths = _authorizations(away.proxy, seen)
+    assert auths and set(auths) == {"-"}, auths                              # the request went there, bare
+
+
+def test_user_information_in_urls_is_never_shown(capsys, env, real_dir, http, tmp_path, monkeypatch):
+    """A password in a URL is used for that URL's host only and shown nowhere: not in the manifest's
+    ``path``, not in ``list`` output, not in error lines."""
+    user, password = BASIC.split(":")
+    base = http.url.replace("http://", f"http://{user}:{password}@") + "/data"
+    missing = f"{base}/ATL06_20190101000000_00010110_006_01.h5"
+    rc, lines, err = cli(capsys, "reduce", url_list(tmp_path, base, REAL[:2], [missing]), "-o", tmp_path / "o",
+                         "--no-progress")
+    assert rc == 1, err
+    text = (tmp_path / "o" / "readatl06-manifest.jsonl").read_text()
+    records = [json.loads(x) for x in text.splitlines()]
+    assert [r["status"] for r in sorted(records, key=lambda r: r["granule"])].count("done") == 2
+    masked = http.url.replace("http://", "http://***@")
+    assert all(r["path"].startswith(masked) for r in records), [r["path"] for r in records]
+    failed = [ln for ln in err if "FAILED" in ln]
+    assert len(failed) == 1 and "404 Not Found" in failed[0]
+    rc, out, err2 = cli(capsys, "list", url_list(tmp_path, base, REAL[:2], [missing]))
+    assert rc == 0 and out and all(p.startswith(masked) for p in out)
+    rc, _, err3 = cli(capsys, "fetch", url_list(tmp_path, base, [], [missing]), "-o", tmp_path / "f")
+    assert rc == 1 and any(masked in ln for ln in err3), err3
+    for shown in (text, "\n".join(lines + err + out + err2 + err3)):
+        assert password not in shown

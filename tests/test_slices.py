@@ -28,6 +28,8 @@ def synth_dir(tmp_path_factory):
             "--segments-per-beam", "25000", "--seed", "5")
     run_cli("synth", d / "nan", "--granules", "1", "--segments", "10", "--segments-per-beam", "25000",
             "--seed", "6", "--corrupt", "nan-coords")
+    run_cli("synth", d / "am", "--granules", "1", "--segments-per-beam", "25000", "--seed", "7",
+            "--bbox", "179.5", "-179.5", "-75", "-70", "--fit-box")      # crosses the antimeridian
     return d
 
 
@@ -93,11 +95,12 @@ def _wrap(x):
     return float((x + 180) % 360 - 180)
 
 
-def _same(fast, full):
-    """Identical tracks: names, attributes and every value bit for bit."""
+def _same(fast, full, parameters=True):
+    """Identical tracks: names, attributes (``parameters`` too, unless False) and every value bit for bit."""
     assert [t.stem for t in fast.tracks] == [t.stem for t in full.tracks]
     for a, b in zip(fast.tracks, full.tracks):
-        assert a.attrs == b.attrs
+        skip = () if parameters else ("parameters",)
+        assert {k: v for k, v in a.attrs.items() if k not in skip} == {k: v for k, v in b.attrs.items() if k not in skip}
         assert list(a.data) == list(b.data)
         for k in a.data:
             assert a.data[k].dtype == b.data[k].dtype, k
@@ -105,9 +108,9 @@ def _same(fast, full):
             assert a.var_attrs[k].keys() == b.var_attrs[k].keys()
 
 
-def _check_granule(path, tmp_path):
+def _check_granule(path, tmp_path, subsets=None):
     gname = parse_name(path)
-    for name, subset, expect in _subsets(path, tmp_path):
+    for name, subset, expect in subsets or _subsets(path, tmp_path):
         fast = reduce_granule(str(path), gname, ReduceOptions(subset=subset))
         full = reduce_granule(str(path), gname, ReduceOptions(subset=subset, shortcuts=False))
         where = f"{path.name} / {name}"
@@ -140,6 +143,93 @@ def test_synthetic_granules_equal_full_reads(synth_dir, tmp_path):
     assert {parse_name(p).region for p in paths} == {3, 4, 10, 11}
     for path in paths:
         _check_granule(path, tmp_path)
+
+
+def _forms(a, b):
+    """Every way of writing the lon/lat box from ``a`` eastward to ``b`` (both in [-180, 180)) as
+    ``--bbox W E`` within -180..360: each edge as it is, +360 or -360 (W >= 180, W <= -180, the 0/360
+    forms, W > E across the antimeridian)."""
+    ws = [w for w in (a, a + 360.0, a - 360.0) if -180.0 <= w <= 360.0]
+    es = [e for e in (b, b + 360.0, b - 360.0) if -180.0 <= e <= 360.0]
+    return [(w, e) for w in ws for e in es if e - w < 360.0]
+
+
+def _antimeridian_subsets(path):
+    """Boxes across and near the antimeridian, placed on the granule's own points, each in all its
+    forms: {box: [(form, Subset)]}."""
+    lon, lat = _points(path)
+    finite = np.isfinite(lon) & np.isfinite(lat)
+    lon, lat = lon[finite], lat[finite]
+    s, n = float(lat.min()), float(lat.max())
+    mid, third = 0.5 * (s + n), (n - s) / 3
+    m = float(lon[len(lon) // 3])
+    boxes = {"half": (_wrap(m - 0.4), _wrap(m)),                   # part of the granule's longitudes
+             "all-but": (_wrap(m), _wrap(m - 0.4)),                # across 180: all but that part
+             "near-180": (179.9, -179.9), "from-180": (-180.0, _wrap(m)),
+             "issue-350-10": (-10.0, 10.0), "issue-350-m": (-10.0, _wrap(m))}
+    out = {}
+    for box, (a, b) in boxes.items():
+        out[box] = [(f"{box} {w:g} {e:g}", Subset(bbox=[w, e, mid - third, mid + third])) for w, e in _forms(a, b)]
+    return out
+
+
+def _check_antimeridian(path, tmp_path):
+    """Every form of every box: the default equals --full-read, and all forms keep the same points."""
+    gname = parse_name(path)
+    boxes = _antimeridian_subsets(path)
+    edges = [s.bbox[:2] for forms in boxes.values() for _, s in forms]
+    assert any(w > e and w >= 180 for w, e in edges)
+    for box, forms in boxes.items():
+        _check_granule(path, tmp_path, [(name, subset, None) for name, subset in forms])
+        first = reduce_granule(str(path), gname, ReduceOptions(subset=forms[0][1], shortcuts=False))
+        for name, subset in forms[1:]:
+            other = reduce_granule(str(path), gname, ReduceOptions(subset=subset, shortcuts=False))
+            _same(first, other, parameters=False)           # the same points; the options as given differ
+            assert first.removed == other.removed, f"{path.name} / {name}"
+    return edges
+
+
+def _both_360(edges):
+    return any(w >= 180 and e >= 180 for w, e in edges)
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+def test_antimeridian_boxes_real_granules(path, tmp_path):
+    edges = _check_antimeridian(path, tmp_path)
+    if _points(path)[0][0] < 0:
+        assert _both_360(edges)                                 # W and E both in the 0..360 form
+
+
+def test_antimeridian_boxes_synthetic_granules(synth_dir, tmp_path):
+    am = sorted((synth_dir / "am").glob("*.h5"))
+    assert len(am) == 1
+    lon, _ = _points(am[0])
+    assert lon.min() < -179.9 and lon.max() > 179.9                # the track crosses 180°
+    edges = []
+    for path in sorted((synth_dir / "in").glob("*.h5")) + am:
+        edges += _check_antimeridian(path, tmp_path)
+    assert _both_360(edges)
+
+
+def test_box_across_the_antimeridian_on_the_command_line(real_dir, tmp_path):
+    """Issue 22 item 3: ``--bbox 350 10 55 60`` is -10..10 (no point of these granules), and
+    ``--bbox 350 158.7 57 59`` is -10..158.7 — with and without --full-read."""
+    from readatl06.cli import main
+    kept = {}
+    for box in (["350", "10", "55", "60"], ["350", "158.7", "57", "59"], ["-10", "158.7", "57", "59"]):
+        for extra in ([], ["--full-read"]):
+            out = tmp_path / f"{'_'.join(box)}{''.join(extra)}"
+            assert main(["reduce", str(real_dir), "-o", str(out), "--no-progress", "--bbox", *box, *extra]) == 0
+            recs = [json.loads(x) for x in (out / "readatl06-manifest.jsonl").read_text().splitlines()]
+            lons = np.concatenate([h5py.File(p, "r")["lon"][()] for p in sorted(out.glob("*_gt*.h5"))] or [[]])
+            kept[(tuple(box), bool(extra))] = sum(r["points"] for r in recs), lons
+    for box in (("350", "10", "55", "60"), ("350", "158.7", "57", "59"), ("-10", "158.7", "57", "59")):
+        (a, la), (b, lb) = kept[(box, False)], kept[(box, True)]
+        assert a == b and np.array_equal(la, lb), box
+    assert kept[(("350", "10", "55", "60"), True)][0] == 0
+    n, lons = kept[(("350", "158.7", "57", "59"), True)]
+    assert n > 0 and lons.min() >= -10 and lons.max() <= 158.7
+    assert n == kept[(("-10", "158.7", "57", "59"), True)][0]
 
 
 def test_slice_reads_decode_less(synth_dir):
@@ -193,6 +283,11 @@ def test_envelopes_hold_the_subset():
     e = bounds.bbox_envelope(170, -170, -10, 10)
     assert e.lons == ((170.0, 180.0), (-180.0, -170.0))
     assert bounds.bbox_envelope(0, 360, 0, 1).lons is None
+    assert bounds.box_lons(350, 10) == ((-10.0, 10.0),) == bounds.box_lons(-10, 10)     # wrapped first
+    assert bounds.box_lons(350, 158.7) == ((-10.0, 158.7),)
+    assert bounds.box_lons(170, 190) == bounds.box_lons(170, -170) == bounds.box_lons(170, 190 - 360)
+    assert bounds.box_lons(190, 200) == ((-170.0, -160.0),) and bounds.box_lons(-180, 180) is None
+    assert bounds.box_lons(10, 360) == ((10.0, 180.0), (-180.0, 0.0))
     assert e.overlaps(bounds.Envelope(-5, 5, ((-175.0, -172.0),)))
     assert not e.overlaps(bounds.Envelope(-5, 5, ((0.0, 10.0),)))
     polar = Subset(bbox_xy=[-1e5, 1e5, -1e5, 1e5], crs="EPSG:3031").envelopes[0]

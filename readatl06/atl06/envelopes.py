@@ -57,6 +57,34 @@ def _wrap(x):
     return (x + 180.0) % 360.0 - 180.0
 
 
+def wrap_lon(x):
+    """Longitudes (scalar or array) to [-180, 180): +180 is -180, the same meridian. Exact (no rounding)
+    for values in [-540, 540), which covers data longitudes and ``--bbox`` edges (-180..360)."""
+    a = np.asarray(x, dtype=np.float64)
+    out = np.where(a >= 180.0, a - 360.0, np.where(a < -180.0, a + 360.0, a))
+    far = ~((out >= -180.0) & (out < 180.0)) & np.isfinite(out)
+    if far.any():                                      # beyond one turn either way: modulo
+        out = np.where(far, (a + 180.0) % 360.0 - 180.0, out)
+    return out if out.ndim else float(out)
+
+
+def box_lons(west, east):
+    """The longitudes of a lon/lat box ``--bbox W E S N`` — the one definition that the point mask
+    (:func:`readatl06.atl06.subset.lonlat_box_mask`), the subset's envelope and the map outline use.
+
+    A box with ``E - W >= 360`` holds every longitude (None). Otherwise W and E are first wrapped to
+    [-180, 180); then ``W <= E`` is the interval [W, E] and ``W > E`` runs from W eastward across the
+    antimeridian to E: [W, 180] and [-180, E]. So ``350 10`` is -10..10, ``350 158.7`` is
+    -10..158.7, ``170 190`` and ``170 -170`` are 170..180 and -180..-170. Returns intervals in
+    [-180, 180], edges inclusive."""
+    if east - west >= 360.0:
+        return None
+    w, e = wrap_lon(west), wrap_lon(east)
+    if w <= e:
+        return ((w, e),)
+    return ((w, 180.0), (-180.0, e))
+
+
 def lon_intervals(west, east):
     """Intervals in [-180, 180] of the longitudes from ``west`` eastward to ``east`` (None: all)."""
     if not (np.isfinite(west) and np.isfinite(east)) or east - west >= 360.0:
@@ -69,12 +97,8 @@ def lon_intervals(west, east):
 
 
 def bbox_envelope(west, east, south, north):
-    """``--bbox`` W E S N (``west > east`` crosses the antimeridian)."""
-    if east - west >= 360.0:
-        return Envelope(south, north, None)
-    if west > east:
-        east += 360.0
-    return Envelope(south, north, lon_intervals(west, east))
+    """``--bbox`` W E S N: its longitudes as :func:`box_lons` defines them."""
+    return Envelope(south, north, box_lons(west, east))
 
 
 def _ring_envelope(lon, lat, pole_inside):

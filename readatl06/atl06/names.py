@@ -9,6 +9,7 @@ import re
 import urllib.parse
 
 from readatl06.errors import GranuleError, NotATL06Error, UsageError
+from readatl06.redact import redact
 
 # One named group per field of the ATL06 file-name convention (ATL06 user guide, "File naming").
 GRANULE_RE = re.compile(
@@ -97,13 +98,22 @@ def parse_name(path):
 
 
 def parse_time(text, end=False):
-    """ISO-8601 date or date-time (UTC). A bare date as ``end`` means the whole day (inclusive)."""
-    s = text.strip().rstrip("Zz")
+    """ISO-8601 date or date-time, as naive UTC: a date-time with a UTC offset (``+02:00``, ``-0500``)
+    is converted to UTC, one without (or with ``Z``) is UTC. A bare date as ``end`` means the whole
+    day (inclusive)."""
+    s = text.strip()
+    s = s[:-1] + "+00:00" if s[-1:] in ("Z", "z") else s
     try:
         if len(s) == 10:
             t = dt.datetime.strptime(s, "%Y-%m-%d")
             return t + dt.timedelta(days=1) - dt.timedelta(microseconds=1) if end else t
-        return dt.datetime.fromisoformat(s.replace(" ", "T")).replace(tzinfo=None)
+        m = re.fullmatch(r"(.*[T ]\d\d(?::?\d\d)*(?:\.\d+)?)([+-])(\d\d):?(\d\d)", s)
+        if m:                                   # +hh:mm / +hhmm (fromisoformat of Python < 3.11: only +hh:mm)
+            s = f"{m[1]}{m[2]}{m[3]}:{m[4]}"
+        t = dt.datetime.fromisoformat(s.replace(" ", "T"))
+        if t.tzinfo is not None:
+            t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return t
     except ValueError:
         raise UsageError(f"{text!r} is not an ISO-8601 date (2019-01-31) or date-time "
                          "(2019-01-31T12:00:00)") from None
@@ -247,7 +257,7 @@ def select(paths, selection=Selection()):
     for g, path in parsed:
         first = seen.get(g.identity)
         if first is not None:
-            duplicates.append(f"duplicate selection: skipped {path} (same granule as {first})")
+            duplicates.append(f"duplicate selection: skipped {redact(path)} (same granule as {redact(first)})")
             continue
         seen[g.identity] = path
         kept.append((g, path))

@@ -84,15 +84,26 @@ def user_var(path):
 
 
 def output_vars(extra=()):
-    """The default table plus user variables; a user variable whose name is taken is skipped."""
+    """The default table plus user variables. A variable the table already reads (a default one, or
+    the same ``--vars`` given twice) is taken once; a user variable whose output name (its leaf) is
+    taken by another variable is a ValueError naming both."""
     table = list(OUTPUT_VARS)
-    names = {v.name for v in table} | {DIMENSION}
-    sources = {v.source for v in table}
+    by_name = {v.name: v for v in table}
+    sources = {v.source_path for v in table}
     for path in extra:
         v = user_var(path)
-        if v.source in sources or v.name in names:
+        if v.source_path in sources:
             continue
-        names.add(v.name)
-        sources.add(v.source)
+        if v.name == DIMENSION:
+            raise ValueError(f"--vars {v.source}: its output name {v.name!r} is the files' dimension; "
+                             "it cannot be an output variable")
+        other = by_name.get(v.name)
+        if other is not None:
+            whose = (f"the output variable {other.name} ({other.source_path.lstrip('/') if other.source else 'derived'})"
+                     if other.kind != "user" else f"--vars {other.source}")
+            raise ValueError(f"--vars {v.source}: its output name {v.name!r} is taken by {whose}; "
+                             "two variables cannot share a name in the output files")
+        by_name[v.name] = v
+        sources.add(v.source_path)
         table.append(v)
     return tuple(table)

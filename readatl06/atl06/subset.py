@@ -18,31 +18,20 @@ def transformer(crs_to, crs_from="EPSG:4326"):
 
 
 def lonlat_box_mask(lon, lat, west, east, south, north):
-    """Inclusive lon/lat box; ``west > east`` crosses the antimeridian. Longitudes in any 360° range."""
-    lon = np.asarray(lon, dtype=np.float64)
+    """Inclusive lon/lat box, its longitudes as :func:`readatl06.atl06.envelopes.box_lons` defines
+    them (W and E wrapped to [-180, 180) first; then W > E crosses the antimeridian). Longitudes of
+    the points in any 360° range."""
+    from readatl06.atl06.envelopes import box_lons, wrap_lon
     lat = np.asarray(lat, dtype=np.float64)
-    w, e = _wrap(west), _wrap(east)
-    lonw = _wrap(lon)
-    full = (east - west) >= 360
     inlat = (lat >= south) & (lat <= north)
-    if full:
+    intervals = box_lons(float(west), float(east))
+    if intervals is None:
         return inlat
-    if west <= east and w <= e:
-        inlon = (lonw >= w) & (lonw <= e)
-    else:
-        inlon = (lonw >= w) | (lonw <= e)
-    # +180 and -180 are the same meridian
-    if e == 180.0 or w == -180.0:
-        inlon |= np.abs(lonw) == 180.0
+    lonw = wrap_lon(lon)
+    inlon = np.zeros(np.shape(lonw), bool)
+    for lo, hi in intervals:
+        inlon |= (lonw >= lo) & (lonw <= hi)
     return inlat & inlon
-
-
-def _wrap(x):
-    """Longitudes to [-180, 180], keeping +180 as +180."""
-    x = np.asarray(x, dtype=np.float64)
-    out = (x + 180.0) % 360.0 - 180.0
-    out = np.where((out == -180.0) & (x > 0), 180.0, out)
-    return out if out.ndim else float(out)
 
 
 def xy_box_mask(lon, lat, crs, xmin, xmax, ymin, ymax):

@@ -34,7 +34,7 @@ from readatl06.errors import UsageError
 from readatl06.export.plan import Stream, TIME, batches, make_plan
 from readatl06.export.batch import Reader, convert
 from readatl06.outputs.geoparquet import ROW_GROUP
-from readatl06.outputs.folder import tmp_name
+from readatl06.outputs.folder import PlantedError, check_claim, claim, tmp_name
 
 AHEAD = 4           # batch files a rank > 0 may have written that rank 0 has not taken yet
 POLL = 0.0005       # s between polls of a rank that waits (MPI's own waits spin on a core)
@@ -87,10 +87,13 @@ def _wire(final):
 
 # ------------------------------------------------------------------ assembling the file
 def _save(path, batch):
-    """``batch`` as an Arrow IPC stream file (written under another name, renamed when complete)."""
+    """``batch`` as an Arrow IPC stream file (written under another name, renamed when complete;
+    that name made new, never through a link planted there: folder.claim)."""
     import pyarrow as pa
+    ident = claim(path + ".part")
     with pa.OSFile(path + ".part", "wb") as sink, pa.ipc.new_stream(sink, batch.schema) as w:
         w.write_batch(batch)
+    check_claim(path + ".part", ident)
     os.replace(path + ".part", path)
 
 
@@ -208,6 +211,16 @@ def _write_all(comm, plan, stream, reader, path, final, base):
     return writer.groups
 
 
+def _claimed(output):
+    """Rank 0: (the temporary name beside ``output``, its identity), made new (folder.claim), or the
+    PlantedError to raise on every rank."""
+    tmp = tmp_name(output, os.getpid())
+    try:
+        return tmp, claim(tmp)
+    except PlantedError as exc:
+        return exc
+
+
 def export_table(comm, plan, output):
     """Write ``output`` from ``plan`` (collective). Returns the number of points."""
     global last_stats
@@ -217,16 +230,20 @@ def export_table(comm, plan, output):
     reader = Reader(plan)
     try:
         final = schema(plan, plan.box)
-        tmp = comm.bcast(tmp_name(output, os.getpid()) if comm.rank == 0 else None, root=0)
+        tmp = comm.bcast(_claimed(output) if comm.rank == 0 else None, root=0)
+        if isinstance(tmp, PlantedError):        # a link planted at the name: refused on every rank
+            raise PlantedError(str(tmp))
+        tmp, ident = tmp
         if comm.rank != 0:
             _hand_over(comm, plan, stream, reader, batches(lo, hi), _wire(final), tmp)
             groups = None
         else:
             try:
                 groups = _write_all(comm, plan, stream, reader, tmp, final, tmp)
+                check_claim(tmp, ident)
                 os.replace(tmp, output)
             finally:
-                if os.path.exists(tmp):
+                if os.path.lexists(tmp) and not os.path.islink(tmp):
                     os.remove(tmp)
     finally:
         reader.close()
@@ -265,6 +282,10 @@ def run_export(comm, source, output, overwrite=False, params=None):
         return 2
     try:
         n = export_table(comm, plan, output)
+    except PlantedError as exc:                 # raised on every rank alike
+        if comm.rank == 0:
+            print(f"readatl06 export: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if lock is not None:
             lock.release()

@@ -17,9 +17,10 @@ import time
 from readatl06.parallel import schedule
 from readatl06.errors import SourceError, UsageError
 from readatl06.atl06.names import select
-from readatl06.outputs.folder import crash_point
+from readatl06.outputs.folder import PlantedError, crash_point, open_existing
 from readatl06.parallel.handout import hand_out
 from readatl06.sources import discover, remote
+from readatl06.redact import redact
 
 PART = ".{}.part"
 
@@ -93,7 +94,8 @@ def fetch_one(name, url, size, checksum, outdir):
                 offset = 0
             if offset and not res["resumed"]:
                 res["resumed"] = offset
-            with open(part, "ab" if offset else "wb") as fh:
+            # never through a link planted at DIR/.NAME.part (folder.open_existing)
+            with os.fdopen(open_existing(part, os.O_WRONLY | os.O_APPEND), "ab") as fh:
                 fh.truncate(offset)
                 res["bytes"] += remote.download(reader, fh, offset, lambda _: crash_point("fetch-piece"))
                 fh.flush()
@@ -116,9 +118,11 @@ def fetch_one(name, url, size, checksum, outdir):
     try:
         res["status"] = remote.with_retries(attempt, on_retry=retried)
     except remote.RemoteError as exc:
-        res["error"] = str(exc) if exc.url == url else f"{url}: {exc}"
+        res["error"] = str(exc) if exc.url == url else f"{redact(url)}: {exc}"
     except OSError as exc:
-        res["error"] = f"{url}: cannot write {part} ({exc.strerror or exc})"
+        res["error"] = f"{redact(url)}: cannot write {part} ({exc.strerror or exc})"
+    except PlantedError as exc:
+        res["error"] = f"{redact(url)}: {exc}"
     res["seconds"] = round(time.perf_counter() - t0, 4)
     return res
 

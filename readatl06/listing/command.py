@@ -37,7 +37,8 @@ def run_list(sources, selection, out=None, err=None):
     sel = select(paths, selection)
     for m in sel.messages():
         print(f"readatl06: {m}", file=err)
+    from readatl06.redact import redact
     for _, p in sel.granules:
-        print(p, file=out)
+        print(redact(p), file=out)           # user information in a URL: masked (put it in ~/.netrc)
     print(f"readatl06: {len(sel.granules)} granules selected of {len(paths)} files", file=err)
     return 0

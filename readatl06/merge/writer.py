@@ -32,7 +32,7 @@ from readatl06.parallel.exchange import alltoallv, gatherv
 from readatl06.merge.layout import GI, GROUPS, GZIP_LEVEL, combine, describe, fill_for  # noqa: F401 (API)
 from readatl06.merge.redistribute import memory_bytes, track_bytes
 from readatl06.outputs.trackfile import TrackFile  # noqa: F401 (API)
-from readatl06.outputs.folder import crash_point, tmp_name
+from readatl06.outputs.folder import PlantedError, check_claim, claim, crash_point, tmp_name
 from readatl06.atl06.schema import DIMENSION, FEATURE_TYPE, GRANULE_DIMENSION
 from readatl06.outputs.trackfile import CF_FILE_ATTRS
 from readatl06.hdf5.dimensions import attach_all
@@ -150,7 +150,10 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
     # Written under a temporary name in the target's folder (rank 0's name, the same on every rank)
     # and renamed by rank 0 after the collective close: a killed merge never leaves a file under
     # the final name, and an existing file is replaced only when the new one is complete.
-    tmp = comm.bcast(tmp_name(path, f"{os.getpid()}") if comm.rank == 0 else None, root=0)
+    tmp = comm.bcast(_claimed(path) if comm.rank == 0 else None, root=0)
+    if isinstance(tmp, PlantedError):            # a link planted at the name: refused on every rank
+        raise PlantedError(str(tmp))
+    tmp, ident = tmp
     with h5native.isal_deflate() as isal:
         stats["isal"] = isal
         f, stats["coll_metadata"] = _open(comm, tmp, parallel)
@@ -174,10 +177,21 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
     _on_rank0(comm, _netcdf, tmp)
     crash_point("merge-before-rename")
     if comm.rank == 0:
+        check_claim(tmp, ident)
         os.replace(tmp, path)
     comm.barrier()
     last_stats = stats
     return int(sum(gp.total for gp in plans))
+
+
+def _claimed(path):
+    """Rank 0: (the temporary name, its identity) made new beside ``path`` (never through a link
+    planted at the name, folder.claim), or the PlantedError to raise on every rank."""
+    tmp = tmp_name(path, f"{os.getpid()}")
+    try:
+        return tmp, claim(tmp)
+    except PlantedError as exc:
+        return exc
 
 
 def _open(comm, tmp, parallel):

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import time
 
 from readatl06.errors import UsageError
@@ -14,6 +15,109 @@ from readatl06.errors import UsageError
 LOCK = "readatl06.lock"
 TMP_GLOB = ".*.tmp-*"                          # trackfile.py and merge/writer.py write so, then rename
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------ opening files in a shared folder
+# Output folders may be shared (a group's project space, /tmp): another user can plant a symbolic
+# link, a hard link or a FIFO at a name readatl06 is about to write (its lock, a temporary name with a
+# guessable pid), so that the write lands in a file of the victim's. Every file readatl06 writes there
+# is opened without following a symbolic link (O_NOFOLLOW); a new name is created (O_EXCL), never
+# reused; and whatever is found planted is refused with one line (PlantedError), never written through.
+class PlantedError(UsageError):
+    """Something readatl06 did not make is at a name it writes: refused, nothing written."""
+
+
+def _what(st):
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder"
+    if not stat.S_ISREG(st.st_mode):
+        return "a FIFO, socket or device"
+    if st.st_nlink > 1:
+        return f"a file with {st.st_nlink} names (a hard link)"
+    return "a file of another user"
+
+
+def planted(path, st=None):
+    """The PlantedError for ``path`` (``st``: what was found there, else looked up now)."""
+    if st is None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return PlantedError(f"{path}: changed while it was being opened; refusing to write there")
+    what = _what(st)
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            what += f" (to {os.readlink(path)})"
+        except OSError:
+            pass
+    return PlantedError(f"{path}: {what} is there, not a file readatl06 made; refusing to write through "
+                        "it (remove it, or use another folder)")
+
+
+def _own(st, single=True):
+    return stat.S_ISREG(st.st_mode) and (st.st_nlink == 1 or not single)
+
+
+def open_new(path, flags=os.O_WRONLY, mode=0o644):
+    """A file descriptor of a new file ``path``, created here (``O_CREAT | O_EXCL | O_NOFOLLOW``): a
+    symbolic link, a hard link or anything else at that name is never opened. A regular file of this
+    user with one name (the temporary file of a killed run with the same pid) is removed first;
+    anything else raises PlantedError."""
+    flags |= os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, mode)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not (_own(st) and st.st_uid == os.geteuid()):
+        raise planted(path, st)
+    os.remove(path)                                   # removes the name, whatever it pointed to
+    try:
+        return os.open(path, flags, mode)
+    except FileExistsError:
+        raise planted(path) from None
+
+
+def open_existing(path, flags=os.O_WRONLY, mode=0o644, single=True):
+    """A file descriptor of ``path``, made if missing (the lock, a manifest part, a fetch's ``.part``,
+    a ``--log``), opened without following a symbolic link and without blocking on a FIFO; anything
+    but a regular file (with one name, when ``single``) raises PlantedError."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EMLINK):
+            raise planted(path) from None
+        raise
+    st = os.fstat(fd)
+    if not _own(st, single):
+        os.close(fd)
+        raise planted(path, st)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def claim(path):
+    """Create ``path`` as a new empty file (:func:`open_new`) for a library that opens it by name
+    (HDF5, Arrow) and truncates it; returns its identity for :func:`check_claim`."""
+    fd = open_new(path)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return st.st_dev, st.st_ino
+
+
+def check_claim(path, ident):
+    """PlantedError unless ``path`` is still the regular file :func:`claim` made (checked before it
+    is renamed to its final name)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        raise planted(path) from None
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != tuple(ident):
+        raise planted(path, st)
 
 
 class Lock:
@@ -24,7 +128,8 @@ class Lock:
 
     def __init__(self, folder, command):
         self.path = os.path.join(folder, LOCK)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # not through a symbolic link, nor into a file with other names: see open_existing
+        self.fd = open_existing(self.path, os.O_RDWR, 0o644)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -41,8 +146,7 @@ class Lock:
 
     def _holder(self):
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                h = json.loads(fh.read() or "{}")
+            h = json.loads(os.pread(self.fd, 4096, 0).decode("utf-8") or "{}")
             return f"{h.get('command', 'readatl06')} pid {h.get('pid')} on {h.get('host')} since {h.get('started')}"
         except (OSError, ValueError):
             return "holder unknown"
@@ -81,8 +185,7 @@ def check_outdir(outdir):
     try:
         os.makedirs(outdir, exist_ok=True)
         probe = os.path.join(outdir, f".readatl06-probe-{os.getpid()}")
-        with open(probe, "wb"):
-            pass
+        os.close(open_new(probe))
         os.remove(probe)
     except OSError as exc:
         raise UsageError(f"-o {outdir}: cannot write there ({exc.strerror or exc})") from None
@@ -97,6 +200,7 @@ def check_file_target(option, path, inputs, overwrite, append_ok=False):
         raise UsageError(f"{option} {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise UsageError(f"{option} {path}: folder {folder} is not writable")
+    refuse_planted(folder, [os.path.basename(path)])       # at its temporary names (.NAME.tmp-*)
     if not os.path.lexists(path):
         return
     if os.path.isdir(path) or not os.path.isfile(path):
@@ -110,20 +214,35 @@ def check_file_target(option, path, inputs, overwrite, append_ok=False):
         raise UsageError(f"{option} {path}: exists (use --overwrite to replace it)")
 
 
+def _temporaries(folder, names=None):
+    """The temporary names (``.<name>.tmp-*``) in ``folder``, of ``names`` when given."""
+    if names is None:
+        return glob.glob(os.path.join(glob.escape(folder), TMP_GLOB))
+    return [p for n in names for p in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(n)}.tmp-*"))]
+
+
+def refuse_planted(folder, names=None):
+    """PlantedError for the first temporary name in ``folder`` (of ``names`` when given) that holds
+    anything but a regular file with one name — a symbolic link, a hard link, a FIFO — planted where
+    a run would write (before any work: one line, exit 2)."""
+    for p in sorted(_temporaries(folder, names)):
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        if not _own(st):
+            raise planted(p, st)
+
+
 def remove_leftovers(folder, names=None):
     """Remove temporary files of killed runs (``.<name>.tmp-*``) in ``folder``; only those of
-    ``names`` when given. Returns how many were removed."""
-    pattern = TMP_GLOB if names is None else None
-    victims = []
-    if pattern:
-        victims = glob.glob(os.path.join(glob.escape(folder), pattern))
-    else:
-        for n in names:
-            victims += glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(n)}.tmp-*"))
+    ``names`` when given. Returns how many were removed. Anything planted at such a name (see
+    :func:`refuse_planted`) raises PlantedError and nothing is removed."""
+    refuse_planted(folder, names)
     removed = 0
-    for p in victims:
+    for p in _temporaries(folder, names):
         try:
-            if os.path.isfile(p) and not os.path.islink(p):
+            if _own(os.lstat(p)):
                 os.remove(p)
                 removed += 1
         except OSError:

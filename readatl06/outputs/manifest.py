@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 
-from readatl06.outputs.folder import crash_point
+from readatl06.outputs.folder import PlantedError, crash_point, open_existing, open_new, planted
 
 MAIN = "readatl06-manifest.jsonl"
 PART = "readatl06-manifest.part-{rank}.jsonl"
@@ -30,8 +30,8 @@ class PartWriter:
         self.path = os.path.join(outdir, PART.format(rank=rank))
         self.error = None
         try:
-            self.fh = open(self.path, "a", encoding="utf-8")
-        except OSError as exc:
+            self.fh = os.fdopen(open_existing(self.path, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8")
+        except (OSError, PlantedError) as exc:
             self.fh, self.error = None, exc
 
     def write(self, record):
@@ -53,8 +53,11 @@ class PartWriter:
                 self.error = self.error or exc
 
 
-def _read_lines(path):
+def _read_lines(path, nofollow=False):
+    """The records of a manifest file (``nofollow``: a part file, never read through a symbolic link)."""
     out = []
+    if nofollow and os.path.islink(path):
+        raise planted(path)
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             line = line.strip()
@@ -103,14 +106,15 @@ def consolidate(outdir, records=()):
     existing = _read_lines(main) if os.path.exists(main) else []
     seen = {_key(r) for r in existing}
     new = []
-    for r in [r for p in part_paths(outdir) for r in _read_lines(p)] + list(records):
+    for r in [r for p in part_paths(outdir) for r in _read_lines(p, nofollow=True)] + list(records):
         if _key(r) not in seen:
             seen.add(_key(r))
             new.append(r)
     if new:
         tmp = os.path.join(outdir, f".{MAIN}.tmp-{os.getpid()}")
+        fd = open_new(tmp)                  # PlantedError for a link planted at the name
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 for r in existing + new:
                     fh.write(json.dumps(r, sort_keys=True) + "\n")
                 fh.flush()
@@ -118,7 +122,7 @@ def consolidate(outdir, records=()):
             crash_point("consolidate-before-rename")
             os.replace(tmp, main)
         except BaseException:
-            if os.path.exists(tmp):
+            if os.path.lexists(tmp):
                 os.remove(tmp)
             raise
     crash_point("consolidate-before-cleanup")

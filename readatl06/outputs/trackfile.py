@@ -20,6 +20,7 @@ from readatl06.hdf5.attrs import decoded
 from readatl06.hdf5.datasets import write_attr, write_dataset
 from readatl06.hdf5.dimensions import DIMENSION_ATTRS, attach_dimension, is_dimension, make_dimension
 from readatl06.atl06.schema import COMPRESSIONS, CONVENTIONS, DIMENSION, FEATURE_TYPE
+from readatl06.outputs.folder import PlantedError, open_new
 
 CF_FILE_ATTRS = {"Conventions": CONVENTIONS, "featureType": FEATURE_TYPE}
 
@@ -64,12 +65,17 @@ def write_track(track, outdir, overwrite=False, compression="deflate"):
         f.flush()
         image = f.id.get_file_image()
     tmp = _tmp(path)
+    made = False
     try:
-        with open(tmp, "wb") as fh:
+        fd = open_new(tmp)                  # a new file: never through a link planted at the name
+        made = True
+        with os.fdopen(fd, "wb") as fh:
             fh.write(image)
         os.replace(tmp, path)
+    except PlantedError as exc:
+        raise GranuleError(track.granule.name, str(exc)) from None
     except BaseException as exc:
-        if os.path.exists(tmp):
+        if made and os.path.lexists(tmp):
             os.remove(tmp)
         if isinstance(exc, OSError):
             raise _write_error(track, path, exc) from None

@@ -113,16 +113,18 @@ def outline_rings(params, crs):
     if not params:
         return out
     if params.get("bbox") is not None:
+        from readatl06.atl06.envelopes import box_lons
         w, e, s, n = (float(v) for v in params["bbox"])
         label = f"--bbox {w:g} {e:g} {s:g} {n:g}"
-        if w > e:
-            e += 360.0                                   # crosses the antimeridian
-        if e - w >= 360.0:                               # all longitudes: only the parallels are edges
+        lons = box_lons(w, e)                            # the box the reducer keeps points in
+        if lons is None:                                 # all longitudes: only the parallels are edges
             for lat in (s, n):
                 if abs(lat) < 90.0:
                     circle = [(w, lat), (w + 120, lat), (w + 240, lat), (w + 360, lat)]
                     out.append((label, _to_plot(circle, None, crs, closed=False)))
-        else:
+        else:                                            # from W eastward (across 180° when it crosses)
+            w = lons[0][0]
+            e = w + sum(hi - lo for lo, hi in lons)
             ring = [(w, s), (e, s), (e, n), (w, n), (w, s)]
             out.append((label, _to_plot(ring, None, crs)))
     if params.get("bbox_xy") is not None:

@@ -11,7 +11,7 @@ STRENGTH_STYLE = {"strong": {"linewidth": 1.6, "linestyle": "-"},
                   "weak": {"linewidth": 0.8, "linestyle": (0, (4, 2))},
                   "unknown": {"linewidth": 1.1, "linestyle": "-."}}
 STATUS_COLOURS = {"done": "tab:blue", "empty": "0.6", "failed": "tab:red"}
-REMOVED_COLOURS = {"fill": "0.55", "quality": "tab:orange", "subset": "tab:purple"}
+REMOVED_COLOURS = {"fill": "0.55", "quality": "tab:orange", "subset": "tab:purple", "invalid": "tab:red"}
 OUTLINE_COLOUR = "red"
 SEGMENT_LENGTH_KM = 0.02        # ATL06 segments are 40 m long, centred every 20 m (x_atc ~ 20 m * segment_id)
 

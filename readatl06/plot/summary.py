@@ -11,7 +11,7 @@ from readatl06.plot.style import REMOVED_COLOURS, STATUS_COLOURS, _figure, _save
 
 
 # ---------------------------------------------------------------- manifest (the run's records)
-REMOVED_KEYS = ("fill", "quality", "subset")
+REMOVED_KEYS = ("fill", "quality", "subset", "invalid")     # invalid: drawn only where a run has some
 
 
 def find_manifest(path):
@@ -95,6 +95,8 @@ def plot_summary(manifest, out_png, dpi=150):
     removed = {}
     for k in REMOVED_KEYS:
         v = np.array([r["removed"][k] for r in recs], dtype=np.float64)
+        if k == "invalid" and not v.any():
+            continue
         removed[k] = int(v.sum())
         ax_rm.bar(x, v, bottom=bottom, width=0.8, color=REMOVED_COLOURS[k], label=f"{k} ({removed[k]:,})")
         bottom += v

@@ -15,8 +15,8 @@ harmless ones become notes. What is checked, for every variable the reduction re
   epoch used), ``orbit_info/sc_orient`` outside 0 backward / 1 forward / 2 transition (note: beam
   strength unknown).
 
-:func:`nonfinite_mask` flags NaN/inf coordinates and times, which the reducer drops and counts like
-fill. Pure: nothing here writes, and nothing reads more than a few scalars.
+:func:`invalid_points` flags coordinates and times that are NaN, ±inf or out of range, which the
+reducer removes, counts (``removed["invalid"]``) and notes per beam. Pure: nothing here writes, and nothing reads more than a few scalars.
 """
 import collections
 import dataclasses
@@ -320,3 +320,37 @@ def out_of_range_mask(lat, lon):
     lon = np.asarray(lon, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         return (np.abs(lat) > 90.0) | (np.abs(lon) > 180.0)
+
+
+# delta_time (s since 2018-01-01T00:00:00Z, the ATLAS SDP epoch) of a real ICESat-2 point: not before
+# the epoch, and less than 100 years after it. Beyond that a time is not a time (the largest float64
+# gave t_sec 1.8e308 and t_year inf).
+DELTA_TIME_RANGE = (0.0, 100 * 365.25 * 86400.0)
+
+
+def invalid_points(lat, lon, delta_time):
+    """``(bad, reasons)``: ``bad`` True where a point has no usable position or time — latitude,
+    longitude or delta_time NaN or ±inf, latitude outside [-90, 90], longitude outside [-180, 180],
+    delta_time outside :data:`DELTA_TIME_RANGE`; ``reasons`` ``{words: count}`` for the notes (a
+    point with several problems counts under each)."""
+    lo, hi = DELTA_TIME_RANGE
+    tests = (("latitude", lat, "NaN or ±inf", "outside -90..90", lambda a: np.abs(a) > 90.0),
+             ("longitude", lon, "NaN or ±inf", "outside -180..180", lambda a: np.abs(a) > 180.0),
+             ("delta_time", delta_time, "NaN or ±inf", f"outside {lo:g}..{hi:.4g} s (2018-01-01 + 100 years)",
+              lambda a: (a < lo) | (a > hi)))
+    arrays = [np.asarray(a) for _, a, *_ in tests]
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"invalid_points: shapes differ {[a.shape for a in arrays]}")
+    bad = np.zeros(arrays[0].shape, bool)
+    reasons = {}
+    for (name, _, nonfinite, outside, out), a in zip(tests, arrays):
+        a = a.astype(np.float64, copy=False)
+        nf = ~np.isfinite(a)
+        with np.errstate(invalid="ignore"):
+            far = out(a) & ~nf
+        for words, m in ((f"{name} {nonfinite}", nf), (f"{name} {outside}", far)):
+            k = int(np.count_nonzero(m))
+            if k:
+                reasons[words] = k
+                bad |= m
+    return bad, reasons

@@ -9,6 +9,7 @@ checks the returned range before it trusts it (``trusted``).
 import numpy as np
 
 from readatl06.hdf5.chunks import chunk_count
+from readatl06.reader.checks import invalid_points
 
 TURN_REGIONS = (4, 11)
 
@@ -80,9 +81,10 @@ def span(plan, n, band, region):
 
 def trusted(lat, lon, t):
     """Whether a slice read (with one point of context at each inner end) can stand for the whole
-    beam: coordinates and times finite, latitude strictly monotonic. Then the along-track
-    directions of its inner points equal those computed on the whole beam."""
-    if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon)) and np.all(np.isfinite(t))):
+    beam: coordinates and times valid (finite and in range: no point the reducer would remove as
+    invalid), latitude strictly monotonic. Then the along-track directions of its inner points
+    equal those computed on the whole beam."""
+    if invalid_points(lat, lon, t)[0].any():
         return False
     if lat.size < 2:
         return True

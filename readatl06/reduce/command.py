@@ -85,8 +85,10 @@ def check(args):
     selection = Selection.from_args(args)
     subset = Subset(args.bbox, args.bbox_xy, args.crs, args.polygon, args.polygon_crs)
     args.selection = selection
+    # --beams gt1l gt1l: each beam once (reduced, written, counted and merged once)
     args.reduce_options = ReduceOptions(
-        vars=table, beams=tuple(args.beams or BEAMS), strong_only=args.strong_only, quality=args.quality,
+        vars=table, beams=tuple(dict.fromkeys(args.beams or BEAMS)), strong_only=args.strong_only,
+        quality=args.quality,
         subset=subset, selection=selection.as_dict(), compression=args.compression,
         shortcuts=not getattr(args, "full_read", False))
     configure_remote(args)

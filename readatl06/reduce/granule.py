@@ -15,11 +15,14 @@ from readatl06.reader.granule import Granule
 from readatl06.atl06.schema import BEAMS, COMPRESSIONS, COORDINATES, DIRECTIONS, H_LI_FILL, output_vars
 from readatl06.atl06.subset import Subset
 from readatl06.atl06.gpstime import gps_to_cf_seconds, gps_to_decimal_year
-from readatl06.reader.checks import check_beam, check_granule, file_size, nonfinite_mask
+from readatl06.reader.checks import check_beam, check_granule, file_size, invalid_points
 from readatl06.atl06.track import Track, directions, orbit_id
 from readatl06.atl06.masks import fill_mask, quality_mask
 
 SOFTWARE = f"readatl06 {__version__}"
+# Why segments were not kept, as counted in a record's ``removed``: outside the subset, a position or
+# time that is not one (NaN, ±inf, out of range: reader.checks.invalid_points), h_li fill, quality.
+REMOVED = ("subset", "invalid", "fill", "quality")
 
 
 @dataclasses.dataclass
@@ -38,6 +41,7 @@ class ReduceOptions:
     def __post_init__(self):
         if not self.vars:
             self.vars = output_vars()
+        self.beams = tuple(dict.fromkeys(self.beams))      # a beam named twice is reduced once
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression {self.compression!r}: expected one of {', '.join(COMPRESSIONS)}")
 
@@ -55,7 +59,7 @@ class ReduceOptions:
 class GranuleResult:
     tracks: list
     segments: int = 0                # segments read over all beams
-    removed: dict = dataclasses.field(default_factory=lambda: {"subset": 0, "fill": 0, "quality": 0})
+    removed: dict = dataclasses.field(default_factory=lambda: dict.fromkeys(REMOVED, 0))
     notes: list = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     read_seconds: float = 0.0        # reading and decoding the granule's data (the rest: filtering)
@@ -104,8 +108,11 @@ def reduce_granule(path, gname, opts):
         res.notes.extend(check.notes + notes)
         epoch = check.epoch
         present = dict(g.beams())
+        absent = [b for b in opts.beams if b not in present]
         if not present:
             res.notes.append("no beam groups (gt1l..gt3r) in the granule")
+        elif absent:
+            res.notes.append(f"beam{'s' if len(absent) > 1 else ''} {' '.join(absent)} not in the granule")
         for beam in opts.beams:
             if beam not in present:
                 continue
@@ -115,7 +122,10 @@ def reduce_granule(path, gname, opts):
             spot, strength = g.beam_info(beam) if check.orient_valid else (0, "unknown")
             if opts.strong_only and strength != "strong":
                 continue
+            before, tracks = dict(res.removed), len(res.tracks)
             _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, missing)
+            if len(res.tracks) == tracks:
+                _note_emptied(res, beam, before)
         res.read_seconds, res.bytes_read = g.read_seconds, g.bytes_read
     reduced = [b for b in opts.beams if present.get(b)]
     if reduced and res.beams_outside == len(reduced) and not res.tracks:
@@ -128,6 +138,18 @@ def reduce_granule(path, gname, opts):
                          + ", ".join(sources))
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _note_emptied(res, beam, before):
+    """A note for a beam that kept no point: it has no segments, or filters other than the subset
+    removed its last points (a beam wholly outside the subset is not noted: that is the subset)."""
+    lost = {k: res.removed[k] - before.get(k, 0) for k in res.removed}
+    total = sum(lost.values())
+    if total == 0:
+        res.notes.append(f"beam {beam} has no segments")
+    elif lost["subset"] < total:
+        why = ", ".join(f"{k} {v:,}" for k, v in lost.items() if v)
+        res.notes.append(f"beam {beam}: no point left of its {total:,} segments (removed: {why})")
 
 
 def _searched(opts):
@@ -172,13 +194,17 @@ def _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, m
         return
     n, first, lat, lon, dt = coords
     res.segments += n
-    finite = ~nonfinite_mask(lat, lon, dt)          # NaN/inf coordinates or times: dropped like fill
-    keep = finite.copy()
-    if opts.subset.active:                  # a point with no finite coordinates is in no subset
-        keep[finite] = opts.subset.mask(lon[finite], lat[finite])
-        res.removed["subset"] += int(n - keep.sum())
-    else:
-        res.removed["fill"] += int(n - finite.sum())
+    bad, reasons = invalid_points(lat, lon, dt)     # no position or no time: removed, counted, noted
+    valid = ~bad
+    n_bad = int(bad.sum())
+    res.removed["invalid"] += n_bad
+    if n_bad:
+        res.notes.append(f"beam {beam}: {n_bad:,} point{'s' if n_bad > 1 else ''} removed with a position or "
+                         f"time that is not one ({', '.join(f'{w}: {k:,}' for w, k in reasons.items())})")
+    keep = valid.copy()
+    if opts.subset.active:                  # rows not read (slice reads) are outside the subset
+        keep[valid] = opts.subset.mask(lon[valid], lat[valid])
+        res.removed["subset"] += int(n - n_bad - keep.sum())
     cand = np.flatnonzero(keep)             # in the range read; + first: in the beam
     if not cand.size:
         return
@@ -201,7 +227,7 @@ def _reduce_beam(g, gname, beam, spot, strength, rgt, cycle, epoch, opts, res, m
     local = cand[ok]
     kept = local + first
     direction = np.zeros(lat.size, np.int8)
-    direction[finite] = directions(lat[finite], dt[finite], gname.region)   # NaN must not spread
+    direction[valid] = directions(lat[valid], dt[valid], gname.region)   # NaN must not spread
     direction = direction[local]
     # Every variable once per beam, at the kept points; the directions then take their parts.
     columns = {}

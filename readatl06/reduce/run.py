@@ -17,6 +17,7 @@ from readatl06.atl06.names import select
 from readatl06.atl06.schema import OUTPUT_VARS
 from readatl06.parallel.handout import hand_out
 from readatl06.parallel.progress import Progress
+from readatl06.redact import redact
 from readatl06.sources import discover, remote
 
 
@@ -42,9 +43,13 @@ def check_targets(outdir, inputs, merge_path, log, overwrite, resume):
     if merge_path:
         outdir_mod.check_file_target("--merge", merge_path, inputs, overwrite)
     if log:
+        if os.path.islink(log):                  # appended to or emptied: never through a link
+            raise outdir_mod.planted(log)
         outdir_mod.check_file_target("--log", log, inputs, overwrite, append_ok=resume)
         if overwrite and os.path.isfile(log):
-            open(log, "w").close()
+            fd = outdir_mod.open_existing(log, single=False)       # not through a symbolic link
+            os.ftruncate(fd, 0)
+            os.close(fd)
 
 
 def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, merge_path=None, log=None):
@@ -102,9 +107,9 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
     ``stop``: a write error of the output folder (full disk ...) that every later granule would hit."""
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
     t0 = time.perf_counter()
-    record = {"granule": g.name, "path": str(path), "rank": rank, "started": started, "outputs": [],
+    record = {"granule": g.name, "path": redact(str(path)), "rank": rank, "started": started, "outputs": [],
               "sizes": {}, "points": 0, "segments": 0, "error": None, "notes": [],
-              "removed": {"subset": 0, "fill": 0, "quality": 0}}
+              "removed": {"subset": 0, "invalid": 0, "fill": 0, "quality": 0}}
     from readatl06.reduce.granule import reduce_granule   # not imported by `list`
     from readatl06.outputs.trackfile import write_tracks
     tracks, stop = [], False
@@ -284,8 +289,9 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
         status = 1 if stops or any(r["status"] == "failed" for r in flat) else 0
         try:
             manifest.consolidate(outdir, flat)
-        except OSError as exc:
-            stops.append(f"the manifest cannot be written ({exc.strerror or exc}); the part files keep the records")
+        except (OSError, outdir_mod.PlantedError) as exc:
+            stops.append(f"the manifest cannot be written ({getattr(exc, 'strerror', None) or exc}); "
+                         "the part files keep the records")
             status = 1
         report(flat, plan, comm.size, time.perf_counter() - t0, log, stops, timings)
         reduced = {r["granule"] for r in flat if r["status"] != "failed"}
@@ -365,7 +371,8 @@ def report(records, plan, nranks, seconds, log=None, stops=(), timings=False):
               f"{stage['read']:.3f}, filter {stage['filter']:.3f}, write {stage['write']:.3f}; "
               f"{nbytes / 1e6:.1f} MB read")
     if log:
-        with open(log, "a", encoding="utf-8") as fh:
+        with os.fdopen(outdir_mod.open_existing(log, os.O_WRONLY | os.O_APPEND, single=False), "a",
+                       encoding="utf-8") as fh:
             for m in plan.messages:
                 fh.write(m + "\n")
             for line in lines:

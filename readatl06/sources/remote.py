@@ -29,6 +29,7 @@ import time
 import urllib.parse
 
 from readatl06.errors import GranuleError, SourceError
+from readatl06.redact import redact
 
 SCHEMES = {"ssh": "ssh", "s3": "s3", "https": "https", "http": "https"}
 MiB = 1 << 20
@@ -43,8 +44,9 @@ class RemoteError(SourceError):
     """A remote operation that failed; ``str()`` is ``"URL: cause"``."""
 
     def __init__(self, url, cause, permanent=False):
+        cause = redact(str(cause))               # user information of any URL: never shown
         self.url, self.cause, self.permanent = url, cause, permanent
-        super().__init__(f"{url}: {cause}")
+        super().__init__(f"{redact(str(url))}: {cause}")
 
 
 @dataclasses.dataclass(frozen=True)

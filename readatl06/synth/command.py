@@ -27,7 +27,7 @@ def add_arguments(parser):
     parser.add_argument("--release", default="006", help="ATL06 release, 001/003/006 layouts (default 006)")
     parser.add_argument("--corrupt", metavar="KIND", help="write broken granules of this kind (for tests): "
                         "truncated, empty, no-beams, missing-var, wrong-product; hostile content: "
-                        "string-h-li, nan-coords, huge-shape, short-latitude, no-epoch, sc-orient-7")
+                        "string-h-li, nan-coords, range-coords, huge-shape, short-latitude, no-epoch, sc-orient-7")
     parser.add_argument("--fill-fraction", type=float, default=0.05, help="fraction of h_li fill values (default 0.05)")
     parser.add_argument("--bad-quality-fraction", type=float, default=0.1,
                         help="fraction of valid heights with atl06_quality_summary=1 (default 0.1)")

@@ -5,6 +5,8 @@ beam (or granule-wide), so a test can compare against the same granule written c
 * ``string-h-li``:    the first beam's ``h_li`` stored as ``|S12`` byte strings of its values
 * ``nan-coords``:     the first beam's latitude NaN at segments i % 7 == 3, delta_time NaN at
                       i % 11 == 5, longitude +inf at i % 13 == 6 (see :func:`hostile_indices`)
+* ``range-coords``:   finite values that are not coordinates or times, at the same segments as
+                      ``nan-coords``: latitude 95, delta_time the largest float64, longitude 200
 * ``huge-shape``:     the first beam's latitude declared with shape (10**12,), chunked, nothing stored
 * ``short-latitude``: the first beam's latitude one value shorter than its other variables
 * ``no-epoch``:       ``ancillary_data/atlas_sdp_gps_epoch`` deleted
@@ -13,13 +15,14 @@ beam (or granule-wide), so a test can compare against the same granule written c
 import h5py
 import numpy as np
 
-HOSTILE = ("string-h-li", "nan-coords", "huge-shape", "short-latitude", "no-epoch", "sc-orient-7")
+HOSTILE = ("string-h-li", "nan-coords", "range-coords", "huge-shape", "short-latitude", "no-epoch", "sc-orient-7")
 HUGE = 10 ** 12
 LIS = "land_ice_segments"
 
 
 def hostile_indices(n):
-    """``{variable: segment indices}`` that ``nan-coords`` spoils in a beam of ``n`` segments."""
+    """``{variable: segment indices}`` that ``nan-coords`` (and ``range-coords``) spoil in a beam of
+    ``n`` segments."""
     i = np.arange(n)
     return {"latitude": np.flatnonzero(i % 7 == 3), "delta_time": np.flatnonzero(i % 11 == 5),
             "longitude": np.flatnonzero(i % 13 == 6)}
@@ -52,6 +55,13 @@ def make_hostile(path, kind, beam):
         elif kind == "nan-coords":
             idx = hostile_indices(li["latitude"].shape[0])
             for name, value in (("latitude", np.nan), ("delta_time", np.nan), ("longitude", np.inf)):
+                a = li[name][()]
+                a[idx[name]] = value
+                li[name][...] = a
+        elif kind == "range-coords":
+            idx = hostile_indices(li["latitude"].shape[0])
+            for name, value in (("latitude", 95.0), ("delta_time", np.finfo(np.float64).max),
+                                ("longitude", 200.0)):
                 a = li[name][()]
                 a[idx[name]] = value
                 li[name][...] = a

@@ -50,14 +50,16 @@ def format_of(path):
 
 def write(path, cols, meta):
     """Write the sorted columns (beams as codes 1..6) with ``meta`` (source, crs, max_gap, dt_max)."""
-    from readatl06.outputs.folder import tmp_name
+    from readatl06.outputs.folder import check_claim, claim, tmp_name
     tmp = tmp_name(path, os.getpid())
     cols = dict(cols, beam_1=BEAM_NAMES[cols["beam_1"]], beam_2=BEAM_NAMES[cols["beam_2"]])
+    ident = claim(tmp)                  # a new file: never through a link planted at the name
     try:
         (_write_hdf5 if format_of(path) == "hdf5" else _write_parquet)(tmp, cols, meta)
+        check_claim(tmp, ident)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp) and not os.path.islink(tmp):
             os.remove(tmp)
 
 
