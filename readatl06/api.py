@@ -17,7 +17,8 @@ import os
 QUALITY = ("summary", "none")
 
 
-def select(paths, *, start=None, end=None, segments=None, rgts=None, cycles=None, releases=None):
+def select(paths, *, start=None, end=None, segments=None, rgts=None, cycles=None, releases=None,
+           all_releases=False):
     """Granules chosen by their file names alone, as ``readatl06 list`` chooses them.
 
     Nothing is opened or listed: ``paths`` are names or paths (use ``glob`` for a folder). Names
@@ -33,11 +34,14 @@ def select(paths, *, start=None, end=None, segments=None, rgts=None, cycles=None
         rgts: reference ground tracks 1-1387, in the same forms.
         cycles: cycles 1-99, in the same forms.
         releases: releases such as ``"006"`` or ``6``, in the same forms.
+        all_releases: keep every release and revision of a granule; by default one (RGT, cycle,
+            region) is one granule, its highest release then revision (``superseded`` names the rest).
 
     Returns:
         readatl06.atl06.names.Selected: ``granules`` is ``[(GranuleName, path)]`` in (acquisition
         time, file name) order with duplicates removed; ``unparsed``, ``refused`` (other products)
-        and ``duplicates`` hold one message each; ``excluded`` counts names outside the selection.
+        and ``duplicates`` hold one message each; ``superseded`` is ``[(old path, newer path)]``;
+        ``excluded`` counts names outside the selection.
 
     Raises:
         ValueError: a bad field value (e.g. ``segments=15``, ``start="yesterday"``).
@@ -47,7 +51,8 @@ def select(paths, *, start=None, end=None, segments=None, rgts=None, cycles=None
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     fields = _Fields(start=_time_text(start), end=_time_text(end), segments=_texts(segments),
-                     rgts=_texts(rgts), cycles=_texts(cycles), releases=_texts(releases))
+                     rgts=_texts(rgts), cycles=_texts(cycles), releases=_texts(releases),
+                     all_releases=bool(all_releases))
     try:
         selection = names.Selection.from_args(fields)
     except UsageError as exc:

@@ -131,9 +131,19 @@ def test_readme_example_runs_and_gives_the_granules_values(workdir, monkeypatch,
                 ns[key].close()
 
 
+def test_select_keeps_the_newest_release_unless_told(workdir):
+    paths = sorted((workdir / "granules").glob("*.h5"))
+    newest = readatl06.select(paths, rgts=235)
+    assert [g.name for g, _ in newest.granules] == ["ATL06_20181014001049_02350102_003_01.h5"]
+    assert [os.path.basename(old) for old, _ in newest.superseded] == ["ATL06_20181014001049_02350102_001_01.h5"]
+    both = readatl06.select(paths, rgts=235, all_releases=True)
+    assert len(both.granules) == 2 and not both.superseded
+    assert not list((workdir / "tracks").glob("ATL06_20181014001049_02350102_001_01_*.h5"))   # reduce: the same
+
+
 def test_reduce_granule_equals_the_files_of_reduce(workdir):
     """Default options: the in-memory tracks are the per-beam files ``readatl06 reduce`` wrote."""
-    path = workdir / "granules" / "ATL06_20181014001049_02350102_001_01.h5"
+    path = workdir / "granules" / "ATL06_20181014001049_02350102_003_01.h5"    # 001 is superseded
     tracks = readatl06.reduce_granule(path)
     files = sorted(p.name for p in (workdir / "tracks").glob(f"{path.stem}_gt*.h5"))
     assert sorted(f"{t.stem}.h5" for t in tracks) == files and files

@@ -48,10 +48,10 @@ def test_start_and_end_with_utc_offset_are_converted_to_utc(capsys, real_dir):
     for start, end in (("2018-10-14T01:00:00+02:00", "2018-10-14T03:00:00+02:00"),
                        ("2018-10-13T18:00:00-05:00", "2018-10-13T20:00:00-0500"),
                        ("2018-10-13T23:00:00Z", "2018-10-14T01:00:00Z")):
-        rc, out, err = cli(capsys, "list", real_dir, "--start", start, "--end", end)
+        rc, out, err = cli(capsys, "list", "--all-releases", real_dir, "--start", start, "--end", end)
         assert rc == 0, err
         assert sorted(os.path.basename(p) for p in out.split()) == want, (start, end)
-    rc, out, _ = cli(capsys, "list", real_dir, "--start", "2018-10-14T02:10:50+02:00", "--end", "2018-10-14")
+    rc, out, _ = cli(capsys, "list", "--all-releases", real_dir, "--start", "2018-10-14T02:10:50+02:00", "--end", "2018-10-14")
     assert rc == 0 and out.split() == []           # 00:10:50Z: after both (00:10:49Z)
 
 
