@@ -67,7 +67,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from readatl06.hdf5 import native as h5native
 from readatl06.merge import writer as merge
 from readatl06.merge import command as merge_command
-from readatl06.outputs import trackfile
+from readatl06.outputs.outdir import TrackFile
 from readatl06.parallel import schedule  # noqa: E402
 from readatl06.merge import layout as ml  # noqa: E402
 from readatl06.merge import redistribute as rd  # noqa: E402
@@ -352,7 +352,7 @@ def make_files(comm, outdir, granules, counts, seed):
     out = []
     for r, k in keys[comm.rank::comm.size]:
         t = make_track(granules[r], r, k, int(counts[r, k]), seed)
-        out.append((r, trackfile.TrackFile.of(t, write_tracks([t], outdir, overwrite=True)[0])))
+        out.append((r, TrackFile.of(t, write_tracks([t], outdir, overwrite=True)[0])))
     comm.barrier()
     return out
 

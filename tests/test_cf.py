@@ -155,7 +155,7 @@ def test_merged_file_opens_as_a_datatree_with_no_arguments(merged):
 def test_merge_of_per_beam_files_skips_their_dimension(merged, tmp_path):
     """``readatl06 merge OUTDIR`` reads per-beam files with a dimension scale: the scale is no variable
     (TrackFile, the merged groups), and the file is the one ``reduce --merge`` wrote."""
-    from readatl06.outputs.trackfile import TrackFile
+    from readatl06.outputs.outdir import TrackFile
     t = TrackFile.open(beam_files(merged / "tracks")[0])
     assert DIMENSION not in t.var_dtypes and "time" in t.var_dtypes
     assert "DIMENSION_LIST" not in t.var_attrs["h_elv"] and t.var_attrs["h_elv"]["coordinates"] == "time lat lon"

@@ -225,15 +225,14 @@ def assert_synth_file(path, granules, held):
 def test_rounds_and_sources_give_the_same_file(tmp_path):
     """Tracks in memory, in per-beam files, or both; one round or many: the same file, and the data."""
     from readatl06.merge import writer as merge
-    from readatl06.merge import redistribute as rd
-    from readatl06.outputs import trackfile
+    from readatl06.outputs.outdir import TrackFile
     from readatl06.parallel.world import SerialComm
     from readatl06.outputs.trackfile import write_tracks
     granules, held = synth(10)
     (tmp_path / "t").mkdir()
     files = {}
     for row, t in held:
-        files[(row, t.beam, t.direction)] = trackfile.TrackFile.open(write_tracks([t], str(tmp_path / "t"))[0])
+        files[(row, t.beam, t.direction)] = TrackFile.open(write_tracks([t], str(tmp_path / "t"))[0])
     on_disk = [(row, files[(row, t.beam, t.direction)]) for row, t in held]
     mixed = [(row, t if i % 3 else files[(row, t.beam, t.direction)]) for i, (row, t) in enumerate(held)]
     ref = tmp_path / "ref.h5"
@@ -253,8 +252,6 @@ def test_round_buffer_does_not_grow_with_the_granules(tmp_path):
     """At a fixed --merge-memory the largest buffer a rank holds is the same for 6 and 24 granules and
     within the budget; only the number of rounds grows."""
     from readatl06.merge import writer as merge
-    from readatl06.merge import redistribute as rd
-    from readatl06.outputs import trackfile
     from readatl06.parallel.world import SerialComm
     seen = {}
     for n in (6, 24):
@@ -268,23 +265,22 @@ def test_round_buffer_does_not_grow_with_the_granules(tmp_path):
 
 
 def test_held_tracks_spill_to_their_files_beyond_the_limit(tmp_path):
-    from readatl06.merge import writer as merge
     from readatl06.merge import redistribute as rd
-    from readatl06.outputs import trackfile
+    from readatl06.outputs.outdir import TrackFile
     from readatl06.outputs.trackfile import write_tracks
     _, held = synth(4)
     kept = rd.HeldTracks(str(tmp_path), files=True, memory=1)       # 0.5 MB for tracks in memory
     for row, t in held:
         write_tracks([t], str(tmp_path))
         kept.extend([(row, t)])
-    in_memory = [t for _, t in kept if not isinstance(t, trackfile.TrackFile)]
-    spilled = [t for _, t in kept if isinstance(t, trackfile.TrackFile)]
+    in_memory = [t for _, t in kept if not isinstance(t, TrackFile)]
+    spilled = [t for _, t in kept if isinstance(t, TrackFile)]
     assert in_memory and spilled and len(kept) == len(held)
     assert kept.bytes == sum(rd.track_bytes(t) for t in in_memory) <= 2 ** 19 and not kept.over
     assert all(os.path.isfile(t.path) and t.n == h5py.File(t.path, "r")["lat"].shape[0] for t in spilled)
     everything = rd.HeldTracks(str(tmp_path), files=False, memory=1)   # --no-per-beam: nothing to read back
     everything.extend(held)
-    assert everything.over and not any(isinstance(t, trackfile.TrackFile) for _, t in everything)
+    assert everything.over and not any(isinstance(t, TrackFile) for _, t in everything)
 
 
 def test_merge_memory_option_keeps_the_file(merged, real_dir, tmp_path, capsys):
@@ -318,8 +314,7 @@ def test_whole_chunks_identical_for_every_rank_count_and_memory(mpi_tmp_path):
     from mpi4py import MPI
 
     from readatl06.merge import writer as merge
-    from readatl06.merge import redistribute as rd
-    from readatl06.outputs import trackfile
+    from readatl06.outputs.outdir import TrackFile
     from readatl06.outputs.trackfile import write_tracks
     world = MPI.COMM_WORLD
     granules, held = synth(6)
@@ -338,8 +333,8 @@ def test_whole_chunks_identical_for_every_rank_count_and_memory(mpi_tmp_path):
         if comm != MPI.COMM_NULL:
             r = comm.rank
             spreads = {"rr": held[r::size], "one": held if r == 0 else [],
-                       "files": [(row, trackfile.TrackFile.open(p)) for (row, _), p in zip(held, paths)][r::size],
-                       "mixed": [(row, trackfile.TrackFile.open(p) if i % 2 else t)
+                       "files": [(row, TrackFile.open(p)) for (row, _), p in zip(held, paths)][r::size],
+                       "mixed": [(row, TrackFile.open(p) if i % 2 else t)
                                  for i, ((row, t), p) in enumerate(zip(held, paths))][r::size]}
             for name, mine in spreads.items():
                 for memory in {"rr": (0.5,), "one": (512,), "files": (0.5,), "mixed": (0.5,)}[name]:

@@ -19,7 +19,7 @@ import pytest
 import servers
 from conftest import REAL, run_cli
 from readatl06.cli import main
-from readatl06.sources import remote
+from readatl06.sources import base, remote
 
 TOKEN = "tok-5f3a"
 BASIC = "alice:wonderland"
@@ -372,11 +372,11 @@ def test_reduce_in_place_equals_local(capsys, env, real_dir, real_reduced, sshd,
     for case, args in (("s3", [f"s3://{BUCKET}/data", *s3_args(moto)]),
                        ("https", [url_list(tmp_path, f"{http.url}/protected", REAL)]),
                        ("ssh", [f"{sshd.url}{real_dir}", *ssh_args(sshd)])):
-        before = remote.stats()
+        before = base.stats()
         rc, _, err = cli(capsys, "reduce", "--all-releases", *args, "-o", tmp_path / case, "--no-progress")
         assert rc == 0, (case, err)
         assert_same_outputs(real_reduced, tmp_path / case)
-        after = remote.stats()
+        after = base.stats()
         assert after["granules"] - before["granules"] == len(REAL) and after["staged"] == before["staged"], case
 
 
@@ -385,11 +385,11 @@ def test_reduce_staged_when_no_ranges(capsys, env, real_dir, real_reduced, http,
     monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    before = remote.stats()["staged"]
+    before = base.stats()["staged"]
     rc, _, err = cli(capsys, "reduce", "--all-releases", url_list(tmp_path, f"{http.no_range.url}/data", REAL), "-o", tmp_path / "o",
                      "--scratch", scratch, "--no-progress")
     assert rc == 0, err
-    assert remote.stats()["staged"] - before == len(REAL)
+    assert base.stats()["staged"] - before == len(REAL)
     assert os.listdir(scratch) == []
     assert_same_outputs(real_reduced, tmp_path / "o")
 
@@ -399,11 +399,11 @@ def test_boxed_s3_reduce_fetches_a_fraction(capsys, env, real_dir, moto, tmp_pat
     rc, _, err = cli(capsys, "reduce", "--all-releases", real_dir, "-o", tmp_path / "local", "--no-progress", *box)
     assert rc == 0, err
     monkeypatch.setenv("READATL06_REMOTE_BLOCK", "8K")       # these granules are small (0.2-3.8 MB)
-    before = remote.stats()["bytes"]
+    before = base.stats()["bytes"]
     rc, out, err = cli(capsys, "reduce", "--all-releases", f"s3://{BUCKET}/data", "-o", tmp_path / "s3", "--no-progress", *box,
                        *s3_args(moto), "--timings")
     assert rc == 0, err
-    fetched = remote.stats()["bytes"] - before
+    fetched = base.stats()["bytes"] - before
     total = sum(os.path.getsize(p) for p in REAL)
     print(f"boxed S3 reduce: {fetched} bytes fetched of {total} ({fetched / total:.1%})")
     assert fetched < 0.5 * total                              # 40 % with 8 KiB blocks (64 KiB: 75 %)

@@ -19,11 +19,20 @@ LEAP_DATES = np.array([
 # The same instants on the GPS scale: the k-th leap (1-based) shifts GPS ahead of UTC by k s.
 _LEAP_POSIX = LEAP_DATES.astype(np.int64)
 _LEAP_GPS = (_LEAP_POSIX - GPS_EPOCH_POSIX + np.arange(1, len(LEAP_DATES) + 1)).astype(np.float64)
+# ... and on the UTC scale, as seconds since the GPS epoch (POSIX - GPS_EPOCH_POSIX).
+_LEAP_UTC = (_LEAP_POSIX - GPS_EPOCH_POSIX).astype(np.float64)
 
 
 def gps_minus_utc(t_gps):
     """Leap seconds between GPS and UTC (s) at GPS times ``t_gps`` (s since the GPS epoch)."""
     return np.searchsorted(_LEAP_GPS, np.asarray(t_gps, dtype=np.float64), side="right")
+
+
+def utc_to_gps(t_utc):
+    """UTC seconds since the GPS epoch (``POSIX - GPS_EPOCH_POSIX``, no leap seconds counted) ->
+    GPS seconds: ``t_utc`` plus the leap seconds inserted by then."""
+    t = np.asarray(t_utc, dtype=np.float64)
+    return t + np.searchsorted(_LEAP_UTC, t, side="right")
 
 
 def _same_bin(edges, t):

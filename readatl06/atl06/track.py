@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from readatl06.atl06.schema import DIRECTION_CODE
+from readatl06.outputs.outdir import beam_file_name
 
 ASCENDING, DESCENDING = 0, 1
 # Regions 1-3 and 12-14 are flown northward, 5-10 southward; 4 and 11 hold the turning latitudes.
@@ -80,7 +80,8 @@ class Track:
 
     @property
     def stem(self):
-        return f"{self.granule.stem}_{self.beam}_{DIRECTION_CODE[self.direction]}"
+        """The name of the track's per-beam file without ``.h5``."""
+        return beam_file_name(self.granule.stem, self.beam, self.direction)[:-len(".h5")]
 
     def __len__(self):
         return len(next(iter(self.data.values()))) if self.data else 0

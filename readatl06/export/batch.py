@@ -19,7 +19,7 @@ import numpy as np
 
 from readatl06.hdf5 import chunks
 from readatl06.outputs import geoparquet
-from readatl06.export.plan import GROUPS, TIME, time_epoch
+from readatl06.export.table import GROUPS, TIME, time_epoch
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.gpstime import gps_to_datetime64
 

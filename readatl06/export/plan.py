@@ -9,10 +9,10 @@ settles the columns and the extent of the points (for the ``geo`` metadata, need
 writer opens), the same on every rank; :class:`Stream` (pure) maps stream rows to pieces,
 splits the stream into contiguous granule ranges of balanced point counts, one per rank, and cuts a
 rank's range into batches at every multiple of ``ROW_GROUP`` (so a batch never straddles a row group).
+The groups, the column order and the checks of a piece's variables are :mod:`.table`'s.
 """
 import dataclasses
 import os
-import re
 
 import h5py
 import numpy as np
@@ -20,59 +20,13 @@ import numpy as np
 from readatl06.outputs import folder as outdir_mod
 from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.outputs.geoparquet import ROW_GROUP, bounds, union
-from readatl06.atl06.schema import BEAMS, DIRECTIONS, OUTPUT_VARS
+from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.hdf5.attrs import text
-from readatl06.outputs.outdir import BEAM_FILE_GLOB
+from readatl06.export.batch import Source
+from readatl06.export.table import GI, GROUPS, TIME, file_variables, group_variables, table_order, variables
+from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, plan_outdir
 
-GROUPS = [(b, d) for b in BEAMS for d in DIRECTIONS]
-GI = "granule_index"
-TIME = "time"                       # a UTC timestamp column; from the file's `time`, else from t_sec
-REQUIRED = ("lon", "lat", "t_sec")
 SCAN_BLOCK = 1 << 20                # rows of granule_index, lon, lat read at once by the plan's scan
-TIME_UNITS_RE = re.compile(r"^\s*seconds since (\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d:\d\d))?\s*(?:Z|UTC|\+00:?00)?\s*$")
-
-
-def table_order():
-    """The per-beam files' variables (docs/output.md) in table order, ``time`` after ``t_year``
-    (whether or not schema lists it)."""
-    names = [v.name for v in OUTPUT_VARS]
-    if TIME not in names:
-        names.insert(names.index("t_year") + 1, TIME)
-    return names
-
-
-def time_epoch(units, where):
-    """POSIX seconds of the epoch of a ``seconds since <UTC date-time>`` ``units``; UsageError otherwise."""
-    m = TIME_UNITS_RE.match(units or "")
-    if m is None:
-        raise UsageError(f"{where}: time has units {units!r}; expected 'seconds since YYYY-MM-DDThh:mm:ssZ' (UTC)")
-    return float(np.datetime64(f"{m[1]}T{m[2] or '00:00:00'}", "s").astype(np.int64))
-
-
-def variables(where, group, skip=()):
-    """``(n, {name: (dtype str, attrs)})`` of the 1-D datasets of an h5py group; netCDF dimension
-    scales that are not a table variable are skipped (e.g. ``obs``), as are ``skip``. UsageError
-    naming ``where`` when a required variable is missing or the lengths differ."""
-    table, out, sizes = set(table_order()), {}, {}
-    for name, obj in group.items():
-        if name in skip or not isinstance(obj, h5py.Dataset):
-            continue
-        if text(obj.attrs.get("CLASS")) == "DIMENSION_SCALE" and name not in table:
-            continue
-        if obj.ndim != 1 or obj.dtype.kind not in "biuf":
-            raise UsageError(f"{where}: dataset {name} is {obj.dtype} of shape {obj.shape}; "
-                             "expected 1-D numbers, one per point")
-        sizes[name] = int(obj.shape[0])
-        keep = {k: obj.attrs[k] for k in ("units", "long_name", "_FillValue") if k in obj.attrs}
-        out[name] = (obj.dtype.newbyteorder("=").str,
-                     {k: (text(v) if k != "_FillValue" else v) for k, v in keep.items()})
-    missing = [k for k in REQUIRED if k not in out]
-    if missing:
-        raise UsageError(f"{where}: missing {', '.join(missing)}; "
-                         "expected the variables of a per-beam file (docs/output.md)")
-    if len(set(sizes.values())) > 1:
-        raise UsageError(f"{where}: datasets of different lengths {sizes}; expected one length")
-    return sizes["lat"], out
 
 
 @dataclasses.dataclass
@@ -186,7 +140,6 @@ def _merged_head(path):
 def _scan_group(path, k, ngranules):
     """One merged group: (points per granule, variables, box of its points), read ``SCAN_BLOCK``
     rows at a time; the index must be sorted and in range."""
-    from readatl06.export.batch import Source
     beam, direction = GROUPS[k]
     where = f"{path}:/{beam}/{direction}"
     src = Source(path)
@@ -196,7 +149,7 @@ def _scan_group(path, k, ngranules):
         g = src.file[beam][direction]
         if GI not in g:
             raise UsageError(f"{where}: no {GI}; expected a readatl06 merged file")
-        n, vars_ = variables(where, g, skip=(GI,)) if len(g) > 1 else (0, {})    # only GI: nothing merged
+        n, vars_ = variables(where, group_variables(g, skip=(GI,))) if len(g) > 1 else (0, {})  # only GI: nothing merged
         if g[GI].shape != (n,):
             raise UsageError(f"{where}: {GI} has {g[GI].shape[0]} rows, the variables {n}")
         rows = src.group(g.name)[0]
@@ -220,30 +173,27 @@ def _scan_group(path, k, ngranules):
 def _scan_file(path, row_of):
     """One per-beam file: (granule row, group, points, variables, box of its points, parameters)."""
     try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: text(f.attrs.get(k)) for k in ("granule", "beam", "direction", "parameters")}
-            if attrs["beam"] not in BEAMS or attrs["direction"] not in DIRECTIONS or attrs["granule"] not in row_of:
-                raise UsageError(f"{path}: not a readatl06 per-beam file (attributes granule, beam, direction: "
-                                 f"found {attrs['granule']!r}, {attrs['beam']!r}, {attrs['direction']!r})")
-            n, vars_ = variables(path, f)
-            box = bounds(f["lon"][()], f["lat"][()])
+        t = TrackFile.open(path, read=("lon", "lat"))
     except OSError as exc:
         raise UsageError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
+    attrs = {k: text(t.attrs.get(k)) for k in ("granule", "beam", "direction", "parameters")}
+    if attrs["beam"] not in BEAMS or attrs["direction"] not in DIRECTIONS or attrs["granule"] not in row_of:
+        raise UsageError(f"{path}: not a readatl06 per-beam file (attributes granule, beam, direction: "
+                         f"found {attrs['granule']!r}, {attrs['beam']!r}, {attrs['direction']!r})")
+    n, vars_ = variables(path, file_variables(t))
+    box = bounds(t.values["lon"], t.values["lat"])
     k = GROUPS.index((attrs["beam"], attrs["direction"]))
     return row_of[attrs["granule"]], k, n, vars_, box, attrs["parameters"]
 
 
 def _culprit(outdir):
     """The first per-beam file name in ``outdir`` that merge's listing cannot take, with the reason."""
-    import glob
-
     from readatl06.atl06.names import parse_name
-    for p in sorted(glob.glob(os.path.join(glob.escape(outdir), "*" + BEAM_FILE_GLOB))):
+    for p in list_beam_files(outdir).paths():
         try:
-            with h5py.File(p, "r") as f:
-                granule = f.attrs.get("granule")
-                if granule is None:
-                    return f"{p}: not a readatl06 per-beam file (no attribute granule)"
+            granule = TrackFile.open(p, variables=False).attrs.get("granule")
+            if granule is None:
+                return f"{p}: not a readatl06 per-beam file (no attribute granule)"
             parse_name(text(granule))
         except OSError as exc:
             return f"{p}: not a readable HDF5 file ({str(exc).splitlines()[0]}); expected a readatl06 per-beam file"
@@ -254,7 +204,6 @@ def _culprit(outdir):
 
 def _outdir_head(outdir, output, overwrite, params):
     """Rank 0, under the folder's lock: merge's own listing of an OUTDIR (files, granule names)."""
-    from readatl06.outputs.outdir import plan_outdir
     try:
         files, granules, _sizes = plan_outdir(outdir, output, overwrite, params)
     except UsageError:
@@ -262,7 +211,7 @@ def _outdir_head(outdir, output, overwrite, params):
     except (KeyError, OSError, ValueError, ReadATL06Error) as exc:
         raise UsageError(_culprit(outdir) or f"{outdir}: a per-beam file is not readatl06's ({exc!r})") from None
     if not files:
-        raise UsageError(f"{outdir}: no per-beam files (*_gtNx_A|D.h5) in this folder; "
+        raise UsageError(f"{outdir}: no per-beam files ({BEAM_FILES_SHOWN}) in this folder; "
                          "expected the OUTDIR of readatl06 reduce")
     return files, [g.name for g in granules]
 

@@ -31,7 +31,8 @@ import numpy as np
 from readatl06 import __version__
 from readatl06.outputs import geoparquet
 from readatl06.errors import UsageError
-from readatl06.export.plan import Stream, TIME, batches, make_plan
+from readatl06.export.plan import Stream, batches, make_plan
+from readatl06.export.table import TIME
 from readatl06.export.batch import Reader, convert
 from readatl06.outputs.geoparquet import ROW_GROUP
 from readatl06.outputs.folder import PlantedError, check_claim, claim, tmp_name

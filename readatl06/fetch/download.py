@@ -19,13 +19,13 @@ from readatl06.errors import SourceError, UsageError
 from readatl06.atl06.names import select
 from readatl06.outputs.folder import PlantedError, crash_point, open_existing
 from readatl06.parallel.handout import hand_out
-from readatl06.sources import discover, remote
 from readatl06.redact import redact
+from readatl06.sources import base, discover, remote
 
 PART = ".{}.part"
 
 
-class LocalReader(remote.Reader):
+class LocalReader(base.Reader):
     """A local file as a Reader, so that local SOURCEs are copied the same way."""
 
     def __init__(self, path):
@@ -34,7 +34,7 @@ class LocalReader(remote.Reader):
             self.fh = open(path, "rb")
             self.size = os.fstat(self.fh.fileno()).st_size
         except OSError as exc:
-            raise remote.RemoteError(path, f"cannot be read ({exc.strerror})", permanent=True) from exc
+            raise base.RemoteError(path, f"cannot be read ({exc.strerror})", permanent=True) from exc
 
     def read(self, start, end):
         return os.pread(self.fh.fileno(), end - start, start)
@@ -50,7 +50,7 @@ def _reader(url):
 def md5_of(path):
     h = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(remote.PIECE * 8), b""):
+        for block in iter(lambda: fh.read(base.PIECE * 8), b""):
             h.update(block)
     return h.hexdigest()
 
@@ -65,7 +65,7 @@ def plan(sources, selection, outdir):
     messages = listing.messages() + sel.messages()
     items = []
     for g, url in sel.granules:
-        entry = remote.known(url)
+        entry = base.known(url)
         size = entry.size if entry is not None else (os.path.getsize(url) if not remote.is_remote(url) else None)
         items.append((g.name, url, size, entry.checksum if entry is not None else None))
     try:
@@ -102,13 +102,13 @@ def fetch_one(name, url, size, checksum, outdir):
                 os.fsync(fh.fileno())
             got = os.path.getsize(part)
             if got != reader.size:
-                raise remote.RemoteError(url, f"downloaded {got} bytes, the server says {reader.size}")
+                raise base.RemoteError(url, f"downloaded {got} bytes, the server says {reader.size}")
             want = checksum or reader.checksum
             if want is not None and want[0] == "md5":
                 digest = md5_of(part)
                 if digest != want[1]:
                     os.remove(part)
-                    raise remote.RemoteError(url, f"MD5 {digest} of the download differs from the store's {want[1]}")
+                    raise base.RemoteError(url, f"MD5 {digest} of the download differs from the store's {want[1]}")
             os.replace(part, dest)
             return "fetched"
 
@@ -116,8 +116,8 @@ def fetch_one(name, url, size, checksum, outdir):
         res["retries"] = attempt_no
 
     try:
-        res["status"] = remote.with_retries(attempt, on_retry=retried)
-    except remote.RemoteError as exc:
+        res["status"] = base.with_retries(attempt, on_retry=retried)
+    except base.RemoteError as exc:
         res["error"] = str(exc) if exc.url == url else f"{redact(url)}: {exc}"
     except OSError as exc:
         res["error"] = f"{redact(url)}: cannot write {part} ({exc.strerror or exc})"

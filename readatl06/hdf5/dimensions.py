@@ -2,6 +2,7 @@
 xarray opens our files with no arguments."""
 import h5py
 
+from readatl06.hdf5.attrs import text
 from readatl06.hdf5.datasets import plists
 
 NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable."   # netCDF-4's NAME of such a scale
@@ -23,8 +24,9 @@ def attach_dimension(dset, scale):
 
 
 def is_dimension(dset):
-    """The h5py Dataset is a dimension scale (the netCDF dimension of its group), not a variable."""
-    return h5py.h5ds.is_scale(dset.id)
+    """The h5py Dataset is a dimension scale (its CLASS attribute says DIMENSION_SCALE, as HDF5's
+    H5DSis_scale reads it): the netCDF dimension of its group, not a variable."""
+    return "CLASS" in dset.attrs and text(dset.attrs["CLASS"]) == "DIMENSION_SCALE"
 
 
 def attach_all(group, name):

@@ -33,8 +33,7 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
     from readatl06.errors import UsageError
     from readatl06.merge.writer import merge_tracks, rounds_note
     from readatl06.outputs import folder as outdir_mod
-    from readatl06.outputs.outdir import plan_outdir
-    from readatl06.outputs.trackfile import TrackFile
+    from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, plan_outdir
     from readatl06.parallel import schedule
     plan, lock = None, None
     if comm.rank == 0:
@@ -44,7 +43,7 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
             lock = outdir_mod.Lock(outdir, "merge")
             plan = plan_outdir(outdir, output, overwrite, params)
             if not plan[0]:
-                print(f"readatl06 merge: no per-beam files (*_gtNx_A|D.h5) in {outdir}", file=sys.stderr)
+                print(f"readatl06 merge: no per-beam files ({BEAM_FILES_SHOWN}) in {outdir}", file=sys.stderr)
         except UsageError as exc:
             print(f"readatl06 merge: error: {exc}", file=sys.stderr)
             plan = 2

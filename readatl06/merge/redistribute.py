@@ -24,7 +24,7 @@ import os
 import h5py
 import numpy as np
 
-from readatl06.outputs.trackfile import TrackFile
+from readatl06.outputs.outdir import TrackFile
 
 CHUNK_MAX = 1 << 14      # elements per chunk of a large merged dataset
 CHUNK_MIN = 1 << 12      # never smaller (chunk index and per-chunk costs), except a dataset that small

@@ -31,7 +31,7 @@ from readatl06.merge import redistribute as rd
 from readatl06.parallel.exchange import alltoallv, gatherv
 from readatl06.merge.layout import GI, GROUPS, GZIP_LEVEL, combine, describe, fill_for  # noqa: F401 (API)
 from readatl06.merge.redistribute import memory_bytes, track_bytes
-from readatl06.outputs.trackfile import TrackFile  # noqa: F401 (API)
+from readatl06.outputs.outdir import TrackFile  # noqa: F401 (API)
 from readatl06.outputs.folder import PlantedError, check_claim, claim, crash_point, tmp_name
 from readatl06.atl06.schema import DIMENSION, FEATURE_TYPE, GRANULE_DIMENSION
 from readatl06.outputs.trackfile import CF_FILE_ATTRS
@@ -261,7 +261,7 @@ def _round(comm, gp, tracks, items, dsets, a_round, b_round, parallel):
             rd.copy_local(ex, tracks, name, fill, out)
             if ex.needed:       # the same decision on every rank: all or none call Alltoallv
                 send = rd.send_buffer(ex, gp, tracks, name, dtype, fill)
-                got = alltoallv(comm, send, ex.scounts, ex.rcounts, dtype)
+                got = alltoallv(comm, send, ex.scounts, ex.rcounts)
                 extra = send.nbytes + got.nbytes
                 del send
                 rd.place(ex, got, out)

@@ -131,16 +131,13 @@ def consolidate(outdir, records=()):
     return main
 
 
-def complete(outdir, record, on_disk):
-    """A done/empty record whose outputs are exactly the granule's files on disk, at their recorded sizes."""
+def complete(record, on_disk):
+    """A done/empty record whose outputs are exactly the granule's files on disk (``{name: bytes}``,
+    from one listing of the folder), at their recorded sizes."""
     if record.get("status") not in ("done", "empty"):
         return False
     outs = list(record.get("outputs", []))
     if sorted(outs) != sorted(on_disk):
         return False
     sizes = record.get("sizes", {})
-    for out in outs:
-        p = os.path.join(outdir, out)
-        if not os.path.isfile(p) or os.path.getsize(p) != sizes.get(out):
-            return False
-    return True
+    return all(on_disk[out] == sizes.get(out) for out in outs)

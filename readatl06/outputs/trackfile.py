@@ -9,24 +9,22 @@ Files are netCDF-4/CF-1.10 as well (docs/output.md): every dataset is attached t
 without a variable (``obs``, made as netCDF-C and h5netcdf make one), so that xarray opens the file
 with no arguments.
 """
-import dataclasses
 import os
 
 import h5py
-import numpy as np
 
 from readatl06.errors import GranuleError
-from readatl06.hdf5.attrs import decoded
 from readatl06.hdf5.datasets import write_attr, write_dataset
-from readatl06.hdf5.dimensions import DIMENSION_ATTRS, attach_dimension, is_dimension, make_dimension
+from readatl06.hdf5.dimensions import attach_dimension, make_dimension
 from readatl06.atl06.schema import COMPRESSIONS, CONVENTIONS, DIMENSION, FEATURE_TYPE
 from readatl06.outputs.folder import PlantedError, open_new
+from readatl06.outputs.outdir import beam_file_name
 
 CF_FILE_ATTRS = {"Conventions": CONVENTIONS, "featureType": FEATURE_TYPE}
 
 
 def output_path(outdir, track):
-    return os.path.join(outdir, track.stem + ".h5")
+    return os.path.join(outdir, beam_file_name(track.granule.stem, track.beam, track.direction))
 
 
 def _tmp(path):
@@ -54,7 +52,7 @@ def write_track(track, outdir, overwrite=False, compression="deflate"):
     # The file is built in memory (HDF5 core driver, no backing store) and its image written with
     # plain os calls: a full disk or any other write error is one clean OSError here, never a
     # failure inside HDF5 (whose error path on ENOSPC crashed the process when the file was closed).
-    with h5py.File(f"{track.stem}.h5", "w", driver="core", backing_store=False) as f:
+    with h5py.File(os.path.basename(path), "w", driver="core", backing_store=False) as f:
         for key, value in {**track.attrs, **CF_FILE_ATTRS}.items():
             write_attr(f.id, key, value)
         dsets = [write_dataset(f.id, name, values, track.var_attrs[name], compression)
@@ -94,40 +92,3 @@ def write_tracks(tracks, outdir, overwrite=False, compression="deflate"):
             os.remove(p)
         raise
     return written
-
-
-@dataclasses.dataclass
-class TrackFile:
-    """A track in a per-beam file: what the merge needs to plan without reading its points."""
-
-    path: str
-    granule: object        # names.GranuleName
-    beam: str
-    direction: str
-    n: int
-    var_dtypes: dict       # name -> dtype string
-    var_attrs: dict
-    attrs: dict
-
-    def __len__(self):
-        return self.n
-
-    @classmethod
-    def open(cls, path):
-        from readatl06.atl06.names import parse_name
-        with h5py.File(path, "r") as f:
-            attrs = {k: decoded(v) for k, v in f.attrs.items()}
-            names = [k for k in f if isinstance(f[k], h5py.Dataset) and not is_dimension(f[k])]
-            dtypes = {k: f[k].dtype.str for k in names}
-            var_attrs = {k: {a: decoded(v) for a, v in f[k].attrs.items() if a not in DIMENSION_ATTRS}
-                         for k in names}
-            n = int(f[names[0]].shape[0]) if names else 0
-        return cls(path, parse_name(attrs["granule"]), attrs["beam"], attrs["direction"], n, dtypes,
-                   var_attrs, attrs)
-
-    @classmethod
-    def of(cls, track, path):
-        """The file ``track`` was just written to, with the track's own metadata (no reopening)."""
-        return cls(path, track.granule, track.beam, track.direction, len(track),
-                   {k: np.asarray(v).dtype.str for k, v in track.data.items()},
-                   {k: dict(v) for k, v in track.var_attrs.items()}, dict(track.attrs))

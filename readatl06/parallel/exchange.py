@@ -1,31 +1,68 @@
-"""Point-to-point data exchanges as numeric MPI collectives (no pickling): ``Alltoallv`` of a
-buffer to its destination ranks and ``Gatherv`` to rank 0."""
+"""Point-to-point data exchanges as numeric MPI collectives (no pickling), of arrays of any numpy
+dtype, structured ones included: ``Alltoallv`` of a buffer to its destination ranks
+(:func:`alltoallv`; :func:`exchange` sorts records by destination first) and ``Gatherv`` to rank 0.
+
+One element of the array travels as one element of an MPI datatype: the numpy dtype's own
+(``mpi4py.util.dtlib.from_numpy_dtype``: a predefined type for numbers, a struct of the fields for
+a structured dtype), so counts and displacements are in elements, whatever the itemsize.
+"""
+import contextlib
+
 import numpy as np
 
-def alltoallv(comm, buf, scounts, rcounts, dtype):
-    """``buf`` scattered by ``scounts``; the buffer received, by source rank (bytes on the wire)."""
-    out = np.empty(int(rcounts.sum()), dtype)
+
+@contextlib.contextmanager
+def mpi_type(dtype):
+    """The committed MPI datatype of one element of ``dtype`` (freed afterwards unless predefined)."""
+    from mpi4py.util.dtlib import from_numpy_dtype
+    datatype = from_numpy_dtype(np.dtype(dtype))
+    if datatype.is_predefined:
+        yield datatype
+        return
+    datatype.Commit()
+    try:
+        yield datatype
+    finally:
+        datatype.Free()
+
+
+def _displacements(counts):
+    counts = np.asarray(counts, np.int64)
+    return counts.tolist(), (np.cumsum(counts) - counts).tolist()
+
+
+def alltoallv(comm, buf, scounts, rcounts=None):
+    """``buf`` (elements in destination-rank order, ``scounts[r]`` of them to rank r) sent; returns
+    the elements received, by source rank. ``rcounts``: the elements from each rank when the caller
+    knows them, else they are exchanged (``Alltoall``)."""
+    buf = np.ascontiguousarray(buf)
+    scounts = np.asarray(scounts, np.int64)
     if comm.size == 1:
-        out[...] = buf
-        return out
-    from mpi4py import MPI
-    size = np.dtype(dtype).itemsize
-
-    def spec(counts):
-        c = (counts * size).astype(np.int64)
-        return c.tolist(), np.concatenate([[0], np.cumsum(c)[:-1]]).tolist()
-
-    sc, sd = spec(scounts)
-    rc, rd = spec(rcounts)
-    comm.Alltoallv([buf.view(np.uint8), (sc, sd), MPI.BYTE], [out.view(np.uint8), (rc, rd), MPI.BYTE])
+        return buf.copy()
+    if rcounts is None:
+        rcounts = np.empty(comm.size, np.int64)
+        comm.Alltoall(scounts, rcounts)
+    out = np.empty(int(np.sum(rcounts)), buf.dtype)
+    with mpi_type(buf.dtype) as datatype:
+        comm.Alltoallv([buf, _displacements(scounts), datatype], [out, _displacements(rcounts), datatype])
     return out
 
 
+def exchange(comm, records, dest):
+    """Every record to its destination rank ``dest`` (one per record); returns the records received,
+    by source rank, each source's in their order here (a stable sort by destination)."""
+    dest = np.asarray(dest, np.int64)
+    order = np.argsort(dest, kind="stable")
+    return alltoallv(comm, records[order], np.bincount(dest, minlength=comm.size))
+
+
 def gatherv(comm, buf):
-    """Rank 0 receives every rank's buffer concatenated in rank order (numeric Gatherv, no pickling)."""
+    """Rank 0 receives every rank's buffer concatenated in rank order (None elsewhere)."""
     counts = comm.allgather(int(buf.size))
     if comm.size == 1:
         return buf
+    buf = np.ascontiguousarray(buf)
     out = np.empty(sum(counts), buf.dtype) if comm.rank == 0 else None
-    comm.Gatherv(np.ascontiguousarray(buf), [out, counts] if comm.rank == 0 else None, root=0)
+    with mpi_type(buf.dtype) as datatype:
+        comm.Gatherv([buf, datatype], [out, _displacements(counts), datatype] if comm.rank == 0 else None, root=0)
     return out

@@ -15,12 +15,12 @@ import numpy as np
 
 from readatl06.errors import UsageError
 from readatl06.hdf5.attrs import text
+from readatl06.outputs.outdir import list_beam_files
 
 log = logging.getLogger("readatl06.plot")
 
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
 DIRECTIONS = ("ascending", "descending")
-BEAM_FILE_GLOB = "*_gt??_[AD].h5"
 MANIFEST_NAME = "readatl06-manifest.jsonl"
 # reduced variable -> raw ATL06 variable under gtx/land_ice_segments/
 RAW_NAMES = {"lon": "longitude", "lat": "latitude", "h_elv": "h_li", "s_elv": "h_li_sigma",
@@ -106,13 +106,13 @@ def classify(h5):
 
 
 def expand_paths(paths):
-    """PATHs -> HDF5 files. A folder gives its per-beam files (``*_gt??_[AD].h5``), or, when it holds
+    """PATHs -> HDF5 files. A folder gives its per-beam files (``*_gtNx_A|D.h5``), or, when it holds
     none, its other ``*.h5`` files (merged files, raw granules). A quoted glob is expanded."""
     out = []
     for p in paths:
         p = os.fspath(p)
         if os.path.isdir(p):
-            found = sorted(glob.glob(os.path.join(p, BEAM_FILE_GLOB)))
+            found = list_beam_files(p).paths()
             if not found:
                 found = sorted(glob.glob(os.path.join(p, "*.h5")))
             if not found:
@@ -332,10 +332,11 @@ def granule_names(paths):
                     names.add(granule_stem(path))
         except (OSError, KeyError):
             continue
-    return sorted(names, key=_time_key)
+    return sorted(names, key=granule_time_key)
 
 
-def _time_key(stem):
+def granule_time_key(stem):
+    """Sort key of a granule stem: its acquisition time (the field after ``ATL06_``), then the stem."""
     parts = granule_stem(stem).split("_")
     return (parts[1] if len(parts) > 1 else "", stem)
 

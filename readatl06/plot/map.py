@@ -5,8 +5,9 @@ import os
 import numpy as np
 
 from readatl06.errors import UsageError
+from readatl06.atl06.subset import transformer   # the project's one cached Transformer per CRS pair
 from readatl06.plot.data import DIRECTIONS, granule_names, granule_stem, load_tracks, match_granule, require_tracks
-from readatl06.plot.style import MARKERS, MAX_POINTS, OUTLINE_COLOUR, _figure, _save
+from readatl06.plot.style import MARKERS, MAX_POINTS, OUTLINE_COLOUR, new_figure, save_png
 
 HEMISPHERE_CRS = {"north": "EPSG:3413", "south": "EPSG:3031"}
 
@@ -57,11 +58,6 @@ def select_hemisphere(tracks, hemisphere):
     return out
 
 
-def _transformer(crs_to, crs_from="EPSG:4326"):
-    from readatl06.atl06.subset import transformer   # the project's one cached Transformer per CRS pair
-    return transformer(crs_to, crs_from)
-
-
 def _densify(ring, step, closed=True):
     """Ring (N, 2), closed unless told, with extra vertices so no piece is longer than ``step``."""
     ring = np.asarray(ring, dtype=np.float64)[:, :2]
@@ -80,13 +76,13 @@ def _to_plot(ring, src_crs, crs, closed=True):
     """Ring in ``src_crs`` (None = lon/lat) -> plot CRS, densified so edges keep their true shape."""
     if src_crs is None:
         ring = _densify(ring, 0.25, closed)              # straight in lon/lat, as GeoJSON defines
-        x, y = _transformer(crs).transform(ring[:, 0], ring[:, 1])
+        x, y = transformer(crs).transform(ring[:, 0], ring[:, 1])
     elif src_crs.upper() == crs.upper():
         ring = _densify(ring, None, closed)              # straight in the plot plane already
         x, y = ring[:, 0], ring[:, 1]
     else:
         ring = _densify(ring, 5000.0, closed)
-        x, y = _transformer(crs, src_crs).transform(ring[:, 0], ring[:, 1])
+        x, y = transformer(crs, src_crs).transform(ring[:, 0], ring[:, 1])
     return np.column_stack([x, y])
 
 
@@ -198,7 +194,7 @@ def draw_map(tracks, out_png, outline=None, max_points=MAX_POINTS, dpi=150, crs=
     else:
         check_crs(crs)
     crs = crs or choose_crs(np.concatenate([t.lat[:: max(1, t.size // 1000)] for t in main]))
-    tf = _transformer(crs)
+    tf = transformer(crs)
     dirs = [d for d in DIRECTIONS if any(t.direction == d for t in main)]
 
     def gather(group, d, budget):
@@ -241,7 +237,7 @@ def draw_map(tracks, out_png, outline=None, max_points=MAX_POINTS, dpi=150, crs=
     ys = [layers[d]["y"] for d in dirs] + [layers[d]["background"]["y"] for d in dirs if layers[d]["background"]] + \
         [r[:, 1] / 1e3 for _, r in rings]
     xlim, ylim = _limits(xs, ys, aspect=0.95)
-    fig = _figure(figsize=(1.5 + 6.5 * len(dirs), 7.0), dpi=dpi)
+    fig = new_figure(figsize=(1.5 + 6.5 * len(dirs), 7.0), dpi=dpi)
     axes = fig.subplots(1, len(dirs), squeeze=False)[0]
     sc = None
     for ax, d in zip(axes, dirs):
@@ -273,7 +269,7 @@ def draw_map(tracks, out_png, outline=None, max_points=MAX_POINTS, dpi=150, crs=
     granules = sorted({granule_stem(t.granule) for t in main})
     thinned = f", 1 in {n_total / n_drawn:.0f} drawn" if n_drawn < n_total else ""
     fig.suptitle(f"{n_total:,} points{thinned}, {len(main)} beam tracks from {len(granules)} granule(s)")
-    _save(fig, out_png, dpi)
+    save_png(fig, out_png, dpi)
     return {"kind": "map", "path": os.fspath(out_png), "crs": crs, "n_points": n_total, "n_drawn": n_drawn,
             "n_tracks": len(main), "n_granules": len(granules), "granules": granules,
             "directions": {d: layers[d]["n"] for d in dirs}, "hlim": (float(lo), float(hi)),

@@ -5,7 +5,7 @@ import numpy as np
 
 from readatl06.errors import UsageError
 from readatl06.plot.data import BEAMS, granule_names, granule_stem, load_tracks, log, match_granule, require_tracks
-from readatl06.plot.style import SEGMENT_LENGTH_KM, STRENGTH_STYLE, _figure, _save
+from readatl06.plot.style import SEGMENT_LENGTH_KM, STRENGTH_STYLE, new_figure, save_png
 
 
 # ---------------------------------------------------------------- profile
@@ -75,7 +75,7 @@ def plot_profile(paths, out_png, granule=None, beams=None, dpi=150, gap_km=0.5):
     have_seg = all(c["segment_id"] is not None for c in list(joined.values()) + list(raw.values()))
     seg0 = min(int(c["segment_id"].min()) for c in list(joined.values()) + list(raw.values())) if have_seg else None
 
-    fig = _figure(figsize=(12.0, 5.5), dpi=dpi)
+    fig = new_figure(figsize=(12.0, 5.5), dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
     strengths, n_points = {}, 0
     for b, cols in raw.items():
@@ -116,7 +116,7 @@ def plot_profile(paths, out_png, granule=None, beams=None, dpi=150, gap_km=0.5):
     dirs = sorted({t.direction for t in main})
     ax.set_title(f"{stem}" + (f"   RGT {f[0]}, cycle {f[1]}, region {f[2]}" if f else "") +
                  f"   ({', '.join(dirs)})")
-    _save(fig, out_png, dpi)
+    save_png(fig, out_png, dpi)
     return {"kind": "profile", "path": os.fspath(out_png), "granule": stem, "granules_found": names,
             "beams": beam_list, "strengths": strengths, "n_lines": len(ax.get_lines()), "n_points": n_points,
             "along_track": "segment_id" if have_seg else "geodesic", "n_background": sum(t.size for t in before),

@@ -16,12 +16,14 @@ OUTLINE_COLOUR = "red"
 SEGMENT_LENGTH_KM = 0.02        # ATL06 segments are 40 m long, centred every 20 m (x_atc ~ 20 m * segment_id)
 
 
-def _figure(**kw):
+def new_figure(**kw):
+    """A matplotlib Figure (constrained layout) without pyplot."""
     from matplotlib.figure import Figure
     return Figure(layout="constrained", **kw)
 
 
-def _save(fig, out_png, dpi):
+def save_png(fig, out_png, dpi):
+    """Write ``fig`` to ``out_png``, making its folder."""
     d = os.path.dirname(os.path.abspath(out_png))
     os.makedirs(d, exist_ok=True)
     fig.savefig(out_png, dpi=dpi)

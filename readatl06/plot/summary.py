@@ -6,8 +6,8 @@ import os
 import numpy as np
 
 from readatl06.errors import UsageError
-from readatl06.plot.data import MANIFEST_NAME, _time_key, granule_stem, log
-from readatl06.plot.style import REMOVED_COLOURS, STATUS_COLOURS, _figure, _save
+from readatl06.plot.data import MANIFEST_NAME, granule_stem, granule_time_key, log
+from readatl06.plot.style import REMOVED_COLOURS, STATUS_COLOURS, new_figure, save_png
 
 
 # ---------------------------------------------------------------- manifest (the run's records)
@@ -50,7 +50,7 @@ def read_manifest(path):
     if not last:
         raise UsageError(f"plot: {p}: the manifest has no granule records")
     out = []
-    for stem in sorted(last, key=_time_key):
+    for stem in sorted(last, key=granule_time_key):
         r = last[stem]
         removed = r.get("removed") or {}
         out.append({"granule": r["granule"], "stem": stem, "status": r.get("status") or "unknown",
@@ -72,7 +72,7 @@ def plot_summary(manifest, out_png, dpi=150):
     x = np.arange(n)
     status = [r["status"] for r in recs]
     counts = {s: status.count(s) for s in dict.fromkeys(status)}
-    fig = _figure(figsize=(max(9.0, min(18.0, 4.0 + 0.25 * n)), 10.0), dpi=dpi)
+    fig = new_figure(figsize=(max(9.0, min(18.0, 4.0 + 0.25 * n)), 10.0), dpi=dpi)
     gs = fig.add_gridspec(3, 1, height_ratios=[1.0, 1.0, 0.8])
     ax_kept = fig.add_subplot(gs[0])
     ax_rm = fig.add_subplot(gs[1], sharex=ax_kept)
@@ -121,7 +121,7 @@ def plot_summary(manifest, out_png, dpi=150):
     ax_rank.set_title(f"time per rank (sum over its granules; {sum(secs):.1f} s in all)")
 
     fig.suptitle(f"{n} granules: " + ", ".join(f"{c} {s}" for s, c in counts.items()))
-    _save(fig, out_png, dpi)
+    save_png(fig, out_png, dpi)
     return {"kind": "summary", "path": os.fspath(out_png), "n_granules": n, "status": counts,
             "points": int(kept.sum()), "removed": removed,
             "seconds_per_rank": dict(zip(ranks, secs)), "granules_per_rank": dict(zip(ranks, per)),

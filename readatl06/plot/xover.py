@@ -5,8 +5,9 @@ import os
 
 import numpy as np
 
-from readatl06.plot.map import HEMISPHERE_CRS, _transformer, choose_crs
-from readatl06.plot.style import _figure, _save
+from readatl06.atl06.subset import transformer
+from readatl06.plot.map import HEMISPHERE_CRS, choose_crs
+from readatl06.plot.style import new_figure, save_png
 
 
 def _panels(cols, crs_attr):
@@ -21,7 +22,7 @@ def _panels(cols, crs_attr):
         if single:
             x, y = cols["x"][sel], cols["y"][sel]
         else:
-            x, y = _transformer(crs).transform(np.asarray(cols["lon"])[sel], lat[sel])
+            x, y = transformer(crs).transform(np.asarray(cols["lon"])[sel], lat[sel])
         out.append((hemisphere, crs, np.asarray(x) / 1e3, np.asarray(y) / 1e3, np.asarray(cols["dh"])[sel]))
     return out
 
@@ -41,7 +42,7 @@ def plot_xover(path, out_png, dpi=150):
     lim = lim if lim > 0 else 1.0
     norm = Normalize(vmin=-lim, vmax=lim)
     size = 18.0 if n < 2_000 else (6.0 if n < 50_000 else 2.0)
-    fig = _figure(figsize=(1.8 + 6.5 * len(panels), 7.0), dpi=dpi)
+    fig = new_figure(figsize=(1.8 + 6.5 * len(panels), 7.0), dpi=dpi)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     sc = None
     for ax, (hemisphere, crs, x, y, dh) in zip(axes, panels):
@@ -59,6 +60,6 @@ def plot_xover(path, out_png, dpi=150):
     stats = (f", median dh {np.median(finite):+.2f} m, median |dh| {np.median(np.abs(finite)):.2f} m"
              if finite.size else "")
     fig.suptitle(f"{n:,} crossovers of {os.path.basename(str(path))}{stats}")
-    _save(fig, out_png, dpi)
+    save_png(fig, out_png, dpi)
     return {"kind": "xover", "path": os.fspath(out_png), "n_xovers": n, "crs": [p[1] for p in panels],
             "dhlim": (-lim, lim), "panels": [p[0] for p in panels], "figure": fig, "axes": list(axes)}

@@ -11,7 +11,7 @@ import traceback
 from readatl06.outputs import manifest
 from readatl06.parallel import schedule
 from readatl06.outputs import folder as outdir_mod
-from readatl06.outputs.outdir import granule_files
+from readatl06.outputs.outdir import list_beam_files
 from readatl06.errors import GranuleError, SourceError, UsageError
 from readatl06.atl06.names import select
 from readatl06.atl06.schema import OUTPUT_VARS
@@ -67,12 +67,13 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
     sel = select(paths, selection)
     messages = listing.messages() + sel.messages()
     records = manifest.latest(manifest.read_records(outdir))
+    beam_files = list_beam_files(outdir)          # one listing of OUTDIR, whatever the number of granules
     items, skipped, resumed, changed, unfinished = [], [], [], [], []
     for g, p in sel.granules:
-        on_disk = granule_files(outdir, g.stem)
+        on_disk = beam_files.of(g.stem)
         r = records.get(g.name)
         if resume and r is not None:
-            if r.get("params") == params_key and manifest.complete(outdir, r, on_disk):
+            if r.get("params") == params_key and manifest.complete(r, on_disk):
                 skipped.append(g.name)
                 resumed.extend(os.path.join(outdir, o) for o in r.get("outputs", []))
                 continue
@@ -84,7 +85,7 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
             size = remote.size_of(p)
         except OSError:
             size = 0
-        items.append((g, p, size, on_disk))
+        items.append((g, p, size, list(on_disk)))
     if changed:
         messages.append(f"--resume: {len(changed)} granules were reduced with other options and are "
                         f"redone: {' '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
@@ -308,7 +309,7 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     """Merge the tracks the ranks hold (in memory, or as the per-beam files they wrote once their
     share of ``merge_memory`` MB was used); granules skipped by --resume are merged from their files.
     Only reduced granules (done or empty) are in the file. Returns an exit status."""
-    from readatl06.outputs.trackfile import TrackFile
+    from readatl06.outputs.outdir import TrackFile
     from readatl06.merge.redistribute import memory_bytes, track_bytes
     from readatl06.merge.writer import merge_tracks, rounds_note
     from readatl06.atl06.names import parse_name

@@ -25,7 +25,7 @@ import re
 import urllib.parse
 
 from readatl06.redact import host_port
-from readatl06.sources.remote import PIECE, Entry, Reader, RemoteError
+from readatl06.sources.base import PIECE, Entry, Reader, RemoteError
 
 TOKEN_ENV = "EARTHDATA_TOKEN"
 TIMEOUT = (10, 60)              # connect, read (seconds)

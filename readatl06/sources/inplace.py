@@ -1,7 +1,7 @@
 """Reading a remote granule in place (see :func:`readatl06.sources.remote.opened`): HDF5's metadata
 through a block cache over ranged reads (:class:`BlockFile`), the data chunks fetched one range each
-by the chunk reader (:class:`RemoteGranule` is a :class:`readatl06.reader.granule.Granule` whose
-``fetch`` is a ranged read). Bytes and requests are counted in :func:`readatl06.sources.remote.stats`."""
+by the chunk reader (:class:`RemoteGranule` is a :class:`readatl06.reader.granule.Granule` whose ``fetch`` is a
+ranged read). Bytes and requests are counted in :func:`readatl06.sources.base.stats`."""
 import io
 
 import h5py
@@ -9,7 +9,7 @@ import h5py
 from readatl06.hdf5.chunks import userblock
 from readatl06.errors import GranuleError
 from readatl06.reader.granule import Granule
-from readatl06.sources.remote import CACHE_BYTES, MAX_BLOCK, MIN_BLOCK, RemoteError, count, url_name, with_retries
+from readatl06.sources.base import CACHE_BYTES, MAX_BLOCK, MIN_BLOCK, RemoteError, count, url_name, with_retries
 
 
 class RemoteFile:

@@ -8,7 +8,11 @@ A protocol module (``ssh``, ``s3``, ``https``) provides
   nothing contacted — HTTPS has no listing);
 * ``open_reader(url, opts) -> Reader``: ``size``, ``checksum`` (``("md5", hex)`` or None),
   ``random_access``, ``read(start, end)`` (bytes ``[start, end)``), ``stream(offset)`` (the
-  object from ``offset`` on, in pieces) and ``close()``.
+  object from ``offset`` on, in pieces) and ``close()`` (``ssh://``: in the module ``sftp``);
+* ``close_all()``: its connections and clients closed.
+
+This module dispatches to them and imports them, never they it: what they share (RemoteError,
+Entry, Options, Reader, retries, counters, constants) is :mod:`readatl06.sources.base`.
 
 Every failure is a :class:`RemoteError`: one line naming the URL and the cause, ``permanent`` when
 a retry cannot help (wrong host key, bad credentials, 401/403/404, missing bucket).
@@ -16,62 +20,24 @@ a retry cannot help (wrong host key, bad credentials, 401/403/404, missing bucke
 In-place reading: :func:`opened` gives ``reduce`` either the local path (local files), an open
 :class:`RemoteGranule` — HDF5 metadata through a block cache over ranged reads, chunks fetched one
 range each by the chunk reader — or, where the server cannot serve ranges, a copy staged under
-``--scratch`` and deleted after the reduction. :func:`stats` counts the bytes and requests.
+``--scratch`` and deleted after the reduction. :func:`readatl06.sources.base.stats` counts the
+bytes and requests.
 """
 import contextlib
 import dataclasses
 import importlib
 import os
-import posixpath
 import sys
 import tempfile
-import time
-import urllib.parse
 
 from readatl06.errors import GranuleError, SourceError
-from readatl06.redact import redact
+from readatl06.sources.base import (MiB, Options, RemoteError, count, count_granule, known, remember, url_name,
+                                    with_retries)
 
-SCHEMES = {"ssh": "ssh", "s3": "s3", "https": "https", "http": "https"}
-MiB = 1 << 20
-PIECE = MiB                     # download and staging pieces
-MAX_BLOCK = 8 * MiB             # metadata block cache: at most 8 MiB blocks ...
-MIN_BLOCK = 64 << 10            # ... at least 64 KiB, about 1/32 of the granule in between
-CACHE_BYTES = 64 * MiB          # metadata blocks held per open granule
-ATTEMPTS = 4                    # tries of a transient failure (first + 3 retries)
-
-
-class RemoteError(SourceError):
-    """A remote operation that failed; ``str()`` is ``"URL: cause"``."""
-
-    def __init__(self, url, cause, permanent=False):
-        cause = redact(str(cause))               # user information of any URL: never shown
-        self.url, self.cause, self.permanent = url, cause, permanent
-        super().__init__(f"{redact(str(url))}: {cause}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    url: str
-    size: int = None            # bytes, when the listing says
-    checksum: tuple = None      # ("md5", hex) when the store gives one
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """The remote options of the command line (docs/command-line.md), the same on every rank."""
-
-    ssh_key: str = None
-    known_hosts: str = None
-    ssh_accept_new: bool = False
-    s3_endpoint: str = None
-    s3_anon: bool = False
-    scratch: str = None
-    block_size: int = None      # READATL06_REMOTE_BLOCK (bytes, K/M suffix): the metadata cache's block
-
+SCHEMES = {"ssh": "ssh", "s3": "s3", "https": "https", "http": "https"}   # URL scheme -> protocol module
+READERS = {"ssh": "sftp"}       # protocol module -> the module of its open_reader, where another
 
 _options = Options()
-_known = {}                     # url -> Entry, from the listings of this process
-_stats = {"bytes": 0, "requests": 0, "granules": 0, "staged": 0}
 
 
 def _size_text(text):
@@ -115,29 +81,19 @@ def is_remote(path):
     return scheme(path) is not None
 
 
-def backend(url):
+def backend(url, reading=False):
+    """The protocol module of ``url`` (``reading``: the module of its reader)."""
     name = scheme(url)
     if name is None:
         raise SourceError(f"{url}: not a remote URL")
-    return importlib.import_module(f"readatl06.sources.{name}")
-
-
-def url_name(url):
-    """The file name of a URL (its path's last part, without query or fragment)."""
-    return posixpath.basename(urllib.parse.unquote(urllib.parse.urlsplit(str(url)).path).rstrip("/"))
+    return importlib.import_module(f"readatl06.sources.{READERS.get(name, name) if reading else name}")
 
 
 def list_source(url):
     """The URLs of the granule files one remote SOURCE names (sizes and checksums kept for later)."""
     entries = backend(url).list_source(url, _options)
-    for e in entries:
-        _known[e.url] = e
+    remember(entries)
     return [e.url for e in entries]
-
-
-def known(url):
-    """The Entry a listing of this process gave for ``url``, or None (https: size unknown)."""
-    return _known.get(url)
 
 
 def size_of(path):
@@ -147,12 +103,12 @@ def size_of(path):
             return os.path.getsize(path)
         except OSError:
             return 0
-    entry = _known.get(str(path))
+    entry = known(str(path))
     return entry.size or 0 if entry is not None else 0
 
 
 def open_reader(url):
-    return backend(url).open_reader(url, _options)
+    return backend(url, reading=True).open_reader(url, _options)
 
 
 def close_all():
@@ -161,72 +117,6 @@ def close_all():
         mod = sys.modules.get(f"readatl06.sources.{name}")
         if mod is not None:
             mod.close_all()
-
-
-def stats():
-    """Remote bytes and requests of this process so far (reading in place and staging), granules
-    opened in place, granules staged."""
-    return dict(_stats)
-
-
-def count(nbytes, requests=1):
-    _stats["bytes"] += nbytes
-    _stats["requests"] += requests
-
-
-# --------------------------------------------------------------------------------------- retries
-def retry_delay():
-    """Seconds before the first retry (doubled each time); READATL06_RETRY_DELAY overrides 0.5."""
-    try:
-        return float(os.environ.get("READATL06_RETRY_DELAY", "0.5"))
-    except ValueError:
-        return 0.5
-
-
-def with_retries(fn, attempts=ATTEMPTS, on_retry=None):
-    """``fn()``, tried again after transient RemoteErrors with exponential backoff."""
-    delay = retry_delay()
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except RemoteError as exc:
-            if exc.permanent or attempt == attempts:
-                raise
-            if on_retry is not None:
-                on_retry(exc, attempt, delay)
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
-
-
-class Reader:
-    """Base of the protocol readers: ``stream`` from ``read`` in pieces."""
-
-    url = ""
-    size = 0
-    checksum = None
-    random_access = True
-
-    def read(self, start, end):
-        raise NotImplementedError
-
-    def stream(self, offset=0):
-        pos = offset
-        while pos < self.size:
-            piece = self.read(pos, min(self.size, pos + PIECE))
-            if not piece:
-                raise RemoteError(self.url, f"ended at byte {pos} of {self.size}")
-            pos += len(piece)
-            yield piece
-
-    def close(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 @contextlib.contextmanager
@@ -244,7 +134,7 @@ def opened(path):
     except RemoteError as exc:
         raise GranuleError(name, exc.cause) from exc
     if reader.random_access:
-        _stats["granules"] += 1
+        count_granule("granules")
         from readatl06.sources.inplace import RemoteFile, RemoteGranule
         g = RemoteGranule(RemoteFile(path, reader, _options.block_size))
         try:
@@ -286,7 +176,7 @@ def stage(reader, scratch=None):
         os.remove(local)
         os.rmdir(folder)
         raise
-    _stats["staged"] += 1
+    count_granule("staged")
     return local
 
 

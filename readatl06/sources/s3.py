@@ -10,7 +10,7 @@ a glob (``s3://b/atl06/ATL06_2019*.h5``). The ETag of an object uploaded in one 
 import glob as globmod
 import os
 
-from readatl06.sources.remote import Entry, Reader, RemoteError
+from readatl06.sources.base import Entry, Reader, RemoteError, known
 
 EXTENSIONS = (".h5", ".hdf5", ".he5")
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
@@ -120,7 +120,6 @@ class S3Reader(Reader):
     """Ranged GETs of one object (``cat_file`` with start/end)."""
 
     def __init__(self, url, opts):
-        from readatl06.sources.remote import known
         self.url, self.opts = url, opts
         bucket, key = parse(url)
         self.path = f"{bucket}/{key}"

@@ -1,6 +1,10 @@
 """Reading one file of an ``ssh://`` SOURCE over SFTP (connections and listing: :mod:`.ssh`)."""
-from readatl06.sources.remote import PIECE, Reader, RemoteError
-from readatl06.sources.ssh import _sftp_error, close_all, connect, parse
+from readatl06.sources.base import PIECE, Reader, RemoteError
+from readatl06.sources.ssh import close_all, connect, parse, sftp_error
+
+
+def open_reader(url, opts):
+    return SFTPReader(url, opts)
 
 
 class SFTPReader(Reader):
@@ -18,19 +22,19 @@ class SFTPReader(Reader):
         try:
             return connect(self.url, self.opts).open(self.path, "rb", bufsize=0)
         except OSError as exc:
-            raise _sftp_error(self.url, exc) from exc
+            raise sftp_error(self.url, exc) from exc
 
     def _open(self):
         self.fh = self._handle()
         try:
             self.size = self.fh.stat().st_size
         except OSError as exc:
-            raise _sftp_error(self.url, exc) from exc
+            raise sftp_error(self.url, exc) from exc
 
     def _failed(self, exc):
         self.close()                   # the next try reconnects
         close_all()
-        return _sftp_error(self.url, exc)
+        return sftp_error(self.url, exc)
 
     def read(self, start, end):
         import paramiko

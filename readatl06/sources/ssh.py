@@ -24,7 +24,7 @@ import stat
 import sys
 import urllib.parse
 
-from readatl06.sources.remote import Entry, RemoteError
+from readatl06.sources.base import Entry, RemoteError
 
 PASSWORD_ENV = "READATL06_SSH_PASSWORD"
 TIMEOUT = 15
@@ -214,7 +214,7 @@ def close_all():
         _close(ident)
 
 
-def _sftp_error(url, exc, what="cannot be read"):
+def sftp_error(url, exc, what="cannot be read"):
     code = getattr(exc, "errno", None)
     if code == errno.ENOENT:
         return RemoteError(url, "no such file or folder on the server", permanent=True)
@@ -251,7 +251,7 @@ class _Walk:
         try:
             return sorted(self.sftp.listdir_attr(folder), key=lambda a: a.filename)
         except OSError as exc:
-            raise _sftp_error(self._url(folder), exc, "folder cannot be listed") from exc
+            raise sftp_error(self._url(folder), exc, "folder cannot be listed") from exc
 
     def folder(self, top, depth=0):
         """Regular ``*.h5`` files of a folder in name order, then its sub-folders (depth first)."""
@@ -327,11 +327,6 @@ def list_source(url, opts):
     try:
         st = sftp.stat(path)
     except OSError as exc:
-        raise _sftp_error(url, exc) from exc
+        raise sftp_error(url, exc) from exc
     walk.hit(path, st)
     return walk.entries
-
-
-def open_reader(url, opts):
-    from readatl06.sources.sftp import SFTPReader      # reading lives beside: listing and connecting here
-    return SFTPReader(url, opts)

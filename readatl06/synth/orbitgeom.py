@@ -35,6 +35,8 @@ import datetime as _dt
 
 import numpy as np
 
+from readatl06.atl06.gpstime import gps_minus_utc, utc_to_gps
+
 R_EARTH = 6371008.8                      # m, mean Earth radius
 INCLINATION = 92.0                       # degrees
 N_RGT = 1387                             # reference ground tracks per repeat cycle
@@ -49,8 +51,6 @@ GPS_EPOCH_OFFSET = 1198800018.0          # ancillary_data/atlas_sdp_gps_epoch
 SDP_EPOCH = np.datetime64("2018-01-01T00:00:00", "us")
 GPS_EPOCH = np.datetime64("1980-01-06T00:00:00", "us")
 DATA_START = np.datetime64("2018-10-13T00:00:00", "us")
-# (GPS seconds at which it takes effect, GPS-UTC seconds); ICESat-2 only needs the last ones
-LEAP_SECONDS = ((1025136015.0, 16), (1119744016.0, 17), (1167264017.0, 18))
 
 REGION_LATS = {1: (0.0, 27.0), 2: (27.0, 59.5), 3: (59.5, 80.0), 4: (80.0, 80.0),
                5: (80.0, 59.5), 6: (59.5, 27.0), 7: (27.0, 0.0), 8: (0.0, -27.0),
@@ -173,17 +173,10 @@ def haversine(lat1, lon1, lat2, lon2):
     return 2 * R_EARTH * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
-def _leap(gps_seconds):
-    out = np.zeros(np.shape(gps_seconds))
-    for t, n in LEAP_SECONDS:
-        out = np.where(np.asarray(gps_seconds) >= t, n, out)
-    return out
-
-
 def delta_time_to_utc(delta_time):
     """numpy datetime64[us] (UTC) of ATLAS delta_time (GPS seconds since 2018-01-01)."""
     gps = np.asarray(delta_time, dtype=np.float64) + GPS_EPOCH_OFFSET
-    us = np.round((gps - _leap(gps)) * 1e6).astype(np.int64)
+    us = np.round((gps - gps_minus_utc(gps)) * 1e6).astype(np.int64)
     return GPS_EPOCH + us.astype("timedelta64[us]")
 
 
@@ -193,8 +186,7 @@ def utc_to_delta_time(utc):
         utc = np.datetime64(utc)
     t = np.asarray(np.datetime64(utc, "us") if np.ndim(utc) == 0 else utc, dtype="datetime64[us]")
     sec = (t - GPS_EPOCH).astype(np.int64) / 1e6
-    gps = sec + _leap(sec + 18)
-    return gps - GPS_EPOCH_OFFSET
+    return utc_to_gps(sec) - GPS_EPOCH_OFFSET
 
 
 def gps_week_sow(delta_time):

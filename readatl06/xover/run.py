@@ -15,7 +15,6 @@
 
 Points whose lat, lon, h_elv, t_year or t_sec is not finite or is the fill value are not used.
 """
-import glob
 import math
 import os
 import sys
@@ -31,12 +30,12 @@ from readatl06.errors import UsageError
 from readatl06.parallel.schedule import assign
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.subset import transformer
-from readatl06.hdf5.attrs import text
+from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files
+from readatl06.parallel.exchange import exchange
 
 HEMISPHERE_CRS = ("EPSG:3031", "EPSG:3413")      # plane 0: lat < 0 (south), plane 1: lat >= 0 (north)
 READ = ("lat", "lon", "h_elv", "t_year", "t_sec", "orbit")
 TILES_PER_RANK = 8
-BEAM_FILE_GLOB = "*_gt[123][lr]_[AD].h5"
 EXCHANGE_DTYPE = np.dtype([("line", xover.LINE_DTYPE), ("tile", "i8"), ("ascending", "?")])
 
 
@@ -60,14 +59,13 @@ def list_tracks(path):
     groups or an OUTDIR's per-beam files (``*_gtNx_A|D.h5``), in a fixed order."""
     out = []
     if os.path.isdir(path):
-        for p in sorted(glob.glob(os.path.join(glob.escape(path), BEAM_FILE_GLOB))):
-            with h5py.File(p, "r") as f:
-                beam, direction = (text(f.attrs.get(k)) for k in ("beam", "direction"))
-                if beam not in BEAMS or direction not in DIRECTIONS:
-                    raise UsageError(f"xover: {p}: not a readatl06 per-beam file (attributes beam, direction)")
-                out.append((p, "/", beam, direction, _rows(p, f)))
+        for p in list_beam_files(path).paths():
+            t = TrackFile.open(p, variables=READ)
+            if t.beam not in BEAMS or t.direction not in DIRECTIONS:
+                raise UsageError(f"xover: {p}: not a readatl06 per-beam file (attributes beam, direction)")
+            out.append((p, "/", t.beam, t.direction, _rows(p, t.shapes)))
         if not out:
-            raise UsageError(f"xover: {path}: no per-beam files (*_gtNx_A|D.h5) in this folder")
+            raise UsageError(f"xover: {path}: no per-beam files ({BEAM_FILES_SHOWN}) in this folder")
         return out
     if not os.path.isfile(path):
         raise UsageError(f"xover: {path}: no such file or folder")
@@ -78,18 +76,20 @@ def list_tracks(path):
             for b in BEAMS:
                 for d in DIRECTIONS:
                     if f"{b}/{d}" in f:
-                        out.append((path, f"/{b}/{d}", b, d, _rows(f"{path}:/{b}/{d}", f[b][d])))
+                        shapes = {k: f[b][d][k].shape for k in READ if k in f[b][d]}
+                        out.append((path, f"/{b}/{d}", b, d, _rows(f"{path}:/{b}/{d}", shapes)))
     except OSError as exc:
         raise UsageError(f"xover: {path}: not an HDF5 file ({exc})") from None
     return out
 
 
-def _rows(where, group):
-    """The common length of the datasets xover reads; UsageError naming what is missing or uneven."""
-    missing = [k for k in READ if k not in group]
+def _rows(where, shapes):
+    """The common length of the datasets xover reads (``shapes``: name -> shape); UsageError naming
+    what is missing or uneven."""
+    missing = [k for k in READ if k not in shapes]
     if missing:
         raise UsageError(f"xover: {where}: missing {', '.join(missing)}")
-    sizes = {k: group[k].shape[0] for k in READ}
+    sizes = {k: shapes[k][0] for k in READ}
     if len(set(sizes.values())) != 1:
         raise UsageError(f"xover: {where}: datasets of different lengths {sizes}")
     return int(sizes["lat"])
@@ -167,24 +167,6 @@ def line_tiles(lines, grid):
     return np.concatenate(idx), np.concatenate(tiles)
 
 
-def _exchange(comm, records, dest):
-    """Alltoallv of structured records to their destination ranks (one contiguous MPI type per record)."""
-    from mpi4py import MPI
-    order = np.argsort(dest, kind="stable")
-    send = np.ascontiguousarray(records[order])
-    scount = np.bincount(dest, minlength=comm.size).astype(np.int64)
-    rcount = np.empty(comm.size, np.int64)
-    comm.Alltoall(scount, rcount)
-    recv = np.empty(int(rcount.sum()), records.dtype)
-    rtype = MPI.BYTE.Create_contiguous(records.dtype.itemsize).Commit()
-    try:
-        sdis, rdis = np.cumsum(scount) - scount, np.cumsum(rcount) - rcount
-        comm.Alltoallv([send.view(np.uint8), (scount, sdis), rtype], [recv.view(np.uint8), (rcount, rdis), rtype])
-    finally:
-        rtype.Free()
-    return recv
-
-
 def _crossings(a, d, dt_max, keep=None):
     """Columns of the crossings of lines ``a`` x ``d`` (``keep(x, y)``: which points are ours), plus plane."""
     ia, jd, s, u, x, y = xover.find_crossings(a, d)
@@ -249,7 +231,7 @@ def tiled_crossings(comm, a, d, dt_max):
     owner = np.zeros(ntiles, np.int64)
     for r, tiles in enumerate(assign([int(v) for v in load], comm.size)):
         owner[tiles] = r
-    return crossings_by_tile(_exchange(comm, rec, owner[rec["tile"]]), grid, dt_max)
+    return crossings_by_tile(exchange(comm, rec, owner[rec["tile"]]), grid, dt_max)
 
 
 # ---------------------------------------------------------------- the command

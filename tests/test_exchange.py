@@ -1,0 +1,82 @@
+"""The one exchange helper (readatl06.parallel.exchange): records of a structured dtype to their
+destination ranks, buffers by counts, gathers to rank 0 — checked on every rank against the arrays
+each rank must receive (``mpi`` tests: mpirun -n 2 and -n 4)."""
+import numpy as np
+import pytest
+
+from readatl06.parallel.exchange import alltoallv, exchange, gatherv
+from readatl06.parallel.world import SerialComm
+
+LINE = np.dtype([("x0", "f8"), ("y0", "f8"), ("t", "f8", (2,)), ("orbit", "i8"), ("beam", "i1"), ("plane", "i1")])
+PACKED = np.dtype([("line", LINE), ("tile", "i8"), ("ascending", "?")])              # as xover's records
+ALIGNED = np.dtype([("flag", "?"), ("value", "f8"), ("code", "i2")], align=True)    # with padding
+
+
+def records(dtype, rank, size):
+    """Rank ``rank``'s records (3 + 2 * rank + size of them, every value naming its rank and index)
+    and their destinations; rank 1 sends nothing."""
+    n = 0 if rank == 1 else 3 + 2 * rank + size
+    i = np.arange(n)
+    rec = np.zeros(n, dtype)
+    if "line" in dtype.names:
+        rec["line"]["x0"], rec["line"]["y0"] = rank + i / 8, -rank - i / 16
+        rec["line"]["t"] = np.stack([i * 1.5, i * 2.5 + rank], axis=1)
+        rec["line"]["orbit"], rec["line"]["beam"], rec["line"]["plane"] = 10 ** 12 * rank + i, i % 6 + 1, i % 2
+        rec["tile"], rec["ascending"] = 1000 * rank + i, i % 3 == 0
+    else:
+        rec["flag"], rec["value"], rec["code"] = i % 2 == 1, rank + i / 4, 100 * rank + i
+    dest = (rank + 3 * i + i // 4) % size
+    return rec, dest
+
+
+def expected(dtype, rank, size):
+    """What ``rank`` receives: each source's records for it, sources in rank order, in their order."""
+    return np.concatenate([rec[dest == rank] for rec, dest in (records(dtype, s, size) for s in range(size))])
+
+
+def same(got, want):
+    return got.dtype == want.dtype and got.shape == want.shape and all(
+        np.array_equal(got[name], want[name]) for name in want.dtype.names)
+
+
+def test_one_rank_keeps_its_records_in_order():
+    rec, dest = records(PACKED, 0, 1)
+    assert same(exchange(SerialComm(), rec, dest), rec)
+    assert same(alltoallv(SerialComm(), rec, [rec.size]), rec)
+    assert gatherv(SerialComm(), rec) is rec
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("dtype", [PACKED, ALIGNED], ids=["packed", "aligned"])
+def test_exchange_structured_records_to_their_ranks(dtype):
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    rec, dest = records(dtype, comm.rank, comm.size)
+    got = exchange(comm, rec, dest)
+    ok = comm.allgather(same(got, expected(dtype, comm.rank, comm.size)))     # every rank sees every verdict
+    assert ok == [True] * comm.size, ok
+
+
+@pytest.mark.mpi(min_size=2)
+def test_alltoallv_with_known_counts_and_gatherv():
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    rank, size = comm.rank, comm.size
+    # plain numbers: rank r sends (r + 1) * (d + 1) values to rank d, counts known on both sides
+    scounts = np.array([(rank + 1) * (d + 1) for d in range(size)], np.int64)
+    rcounts = np.array([(s + 1) * (rank + 1) for s in range(size)], np.int64)
+    buf = np.concatenate([np.full(c, 100.0 * rank + d) for d, c in enumerate(scounts)])
+    got = alltoallv(comm, buf, scounts, rcounts)
+    verdicts = [got.dtype == np.float64 and np.array_equal(got, np.concatenate(
+        [np.full(c, 100.0 * s + rank) for s, c in enumerate(rcounts)]))]
+    # structured, counts exchanged (rcounts None)
+    rec, dest = records(PACKED, rank, size)
+    order = np.argsort(dest, kind="stable")
+    got = alltoallv(comm, rec[order], np.bincount(dest, minlength=size))
+    verdicts.append(same(got, expected(PACKED, rank, size)))
+    # gathered to rank 0 in rank order
+    got = gatherv(comm, rec)
+    verdicts.append(same(got, np.concatenate([records(PACKED, s, size)[0] for s in range(size)])) if rank == 0
+                    else got is None)
+    every = comm.allgather(verdicts)                                       # every rank sees every verdict
+    assert every == [[True] * 3] * size, every
