@@ -37,7 +37,7 @@ class Entry:
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """The remote options of the command line (DESIGN §1), the same on every rank."""
+    """The remote options of the command line (docs/command-line.md), the same on every rank."""
 
     ssh_key: str = None
     known_hosts: str = None
