@@ -253,3 +253,42 @@ def test_newest_release_selected_and_superseded_named_once(real_dir, tmp_path, c
     assert any(n.startswith(new[:-3]) for n in os.listdir(tmp_path / "o"))
     with h5py.File(merged, "r") as f:
         assert [n.decode() for n in f["granules/name"][()]] == [new]
+
+
+def test_resume_replaces_a_granule_superseded_by_a_newer_release(real_dir, tmp_path, capsys):
+    """An OUTDIR made with --all-releases holds 02350102 in 001 and 003; a later --resume (newest
+    release by default) removes 001's per-beam files once 003's are written, records 001 as
+    superseded, and a merge of the folder then holds 003 alone."""
+    old, new = "ATL06_20181014001049_02350102_001_01", "ATL06_20181014001049_02350102_003_01"
+    out = tmp_path / "o"
+    assert main(["reduce", "--all-releases", str(real_dir), "-o", str(out), "--rgts", "235", "--no-progress"]) == 0
+    assert any(n.startswith(old + "_gt") for n in os.listdir(out)) and any(n.startswith(new + "_gt") for n in os.listdir(out))
+    capsys.readouterr()
+    assert main(["reduce", str(real_dir), "-o", str(out), "--rgts", "235", "--no-progress", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"--resume: 1 granules in {out} are superseded by a newer release or revision" in err
+    assert f"{old}.h5 (by {new}.h5)" in err
+    names = os.listdir(out)
+    assert not any(n.startswith(old + "_gt") for n in names)          # the old release's files are gone
+    assert any(n.startswith(new + "_gt") for n in names)
+    with open(out / "readatl06-manifest.jsonl") as fh:
+        last = {}
+        for line in fh:
+            r = json.loads(line)
+            last[r["granule"]] = r
+    assert last[old + ".h5"]["status"] == "superseded" and last[old + ".h5"]["by"] == new + ".h5"
+    assert last[new + ".h5"]["status"] == "done"
+    # values of the newer release: unchanged by the replacement (equal to a fresh reduce of it alone)
+    fresh = tmp_path / "fresh"
+    assert main(["reduce", str(real_dir), "-o", str(fresh), "--rgts", "235", "--no-progress"]) == 0
+    for n in [n for n in names if n.startswith(new + "_gt")]:
+        with h5py.File(out / n, "r") as a, h5py.File(fresh / n, "r") as b:
+            assert all(np.array_equal(a[k][()], b[k][()]) for k in ("lat", "lon", "h_elv", "t_sec"))
+    # a second --resume has nothing left to replace and skips the granule
+    capsys.readouterr()
+    assert main(["reduce", str(real_dir), "-o", str(out), "--rgts", "235", "--no-progress", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"in {out} are superseded" not in err and "1 granules already done, skipped" in err
+    assert main(["merge", str(out), "-o", str(tmp_path / "m.h5")]) == 0
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert [n.decode() for n in f["granules/name"][()]] == [new + ".h5"]

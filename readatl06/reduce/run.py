@@ -12,8 +12,8 @@ from readatl06.outputs import manifest
 from readatl06.parallel import schedule
 from readatl06.outputs import folder as outdir_mod
 from readatl06.outputs.outdir import list_beam_files
-from readatl06.errors import GranuleError, SourceError, UsageError
-from readatl06.atl06.names import select
+from readatl06.errors import GranuleError, ReadATL06Error, SourceError, UsageError
+from readatl06.atl06.names import parse_name, select
 from readatl06.atl06.schema import OUTPUT_VARS
 from readatl06.parallel.handout import hand_out
 from readatl06.parallel.progress import Progress
@@ -35,6 +35,7 @@ class Plan:
     error: str = None      # bad usage or a SourceError: stop before any work (exit 2)
     run: str = ""          # this run's id, in every record
     list_seconds: float = 0.0
+    superseded: dict = dataclasses.field(default_factory=dict)   # new granule -> older ones in OUTDIR it replaces
 
 
 def check_targets(outdir, inputs, merge_path, log, overwrite, resume):
@@ -68,31 +69,64 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
     messages = listing.messages() + sel.messages()
     records = manifest.latest(manifest.read_records(outdir))
     beam_files = list_beam_files(outdir)          # one listing of OUTDIR, whatever the number of granules
+    replaced = superseded_in_outdir(sel.granules, records, beam_files) if resume or overwrite else {}
     items, skipped, resumed, changed, unfinished = [], [], [], [], []
     for g, p in sel.granules:
         on_disk = beam_files.of(g.stem)
+        if g.name in replaced:      # an older release's files are stale files of this granule: (re)done
+            on_disk = {**on_disk, **{n: b for _, files in replaced[g.name] for n, b in files.items()}}
         r = records.get(g.name)
-        if resume and r is not None:
+        if resume and r is not None and g.name not in replaced:
             if r.get("params") == params_key and manifest.complete(r, on_disk):
                 skipped.append(g.name)
                 resumed.extend(os.path.join(outdir, o) for o in r.get("outputs", []))
                 continue
             if r.get("status") in ("done", "empty") and r.get("params") != params_key:
                 changed.append(g.name)
-        if resume and on_disk and g.name not in changed:
+        if resume and on_disk and g.name not in changed and g.name not in replaced:
             unfinished.append(g.name)
         try:
             size = remote.size_of(p)
         except OSError:
             size = 0
         items.append((g, p, size, list(on_disk)))
+    if replaced:
+        pairs = [f"{old} (by {new})" for new, olds in sorted(replaced.items()) for old, _ in olds]
+        messages.append(f"{'--resume' if resume else '--overwrite'}: {len(pairs)} granules in {outdir} are "
+                        f"superseded by a newer release or revision; their per-beam files are removed when "
+                        f"the newer one is written: {' '.join(pairs[:5])}{' ...' if len(pairs) > 5 else ''}")
     if changed:
         messages.append(f"--resume: {len(changed)} granules were reduced with other options and are "
                         f"redone: {' '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
     if unfinished:
         messages.append(f"--resume: {len(unfinished)} granules have files but no complete record "
                         f"(interrupted) and are redone: {' '.join(unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}")
-    return Plan(items, skipped, resumed, messages)
+    return Plan(items, skipped, resumed, messages, superseded={new: [old for old, _ in olds]
+                                                              for new, olds in replaced.items()})
+
+
+def superseded_in_outdir(granules, records, beam_files):
+    """``{new name: [(old name, {file: bytes})]}``: granules already in OUTDIR (by their records or
+    their per-beam files) that a selected granule of a newer release or revision of the same (RGT,
+    cycle, region) replaces. One pass over the records and the listing: O(granules + files)."""
+    newest, selected = {}, {g.name for g, _ in granules}     # --all-releases: nothing is superseded
+    for g, _ in granules:
+        if g.version >= newest.get(g.track_key, g).version:
+            newest[g.track_key] = g
+    present = {name for name, r in records.items() if r.get("status") in ("done", "empty")}
+    present |= {stem + ".h5" for stem in beam_files.by_stem}
+    out = {}
+    for name in sorted(present):
+        if name in selected:
+            continue
+        try:
+            old = parse_name(name)
+        except (ValueError, ReadATL06Error):
+            continue
+        new = newest.get(old.track_key)
+        if new is not None and old.version < new.version:
+            out.setdefault(new.name, []).append((old.name, dict(beam_files.of(old.stem))))
+    return out
 
 
 def _failed(record, message, exc=None):
@@ -270,6 +304,10 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
             record, tracks, stop = reduce_one(g, path, opts, outdir, write, replace, comm.rank, on_disk)
             record["params"], record["run"] = key, plan.run
             writer.write(record)
+            if record["status"] in ("done", "empty"):
+                for old in plan.superseded.get(g.name, ()):    # its files went with the stale ones
+                    writer.write({"granule": old, "status": "superseded", "by": g.name, "params": key,
+                                  "run": plan.run, "rank": comm.rank, "outputs": [], "sizes": {}, "points": 0})
             outdir_mod.crash_point("record-written")
             records.append(record)
             if merge_path:
