@@ -6,8 +6,14 @@ EPILOG = ("SOURCE: file, folder (recursive *.h5), quoted glob, @list.txt (paths 
           "ssh://[user@]host[:port]/path/glob, s3://bucket/prefix, https://host/path/granule.h5")
 
 
-def add_sources(p):
+def add_inputs(p, outdir=None):
+    """SOURCE... (with the SOURCE forms as the epilog), ``-o/--outdir`` named ``outdir`` when the
+    command writes a folder, and the selection by file name."""
+    p.epilog = EPILOG
     p.add_argument("sources", nargs="+", metavar="SOURCE")
+    if outdir:
+        p.add_argument("-o", "--outdir", required=True, metavar=outdir)
+    add_selection(p)
 
 
 def add_selection(p):

@@ -1,14 +1,11 @@
 """``readatl06 fetch`` on the command line (the downloads are in :mod:`.download`)."""
-from readatl06.options import EPILOG, add_remote, add_selection, add_sources, configure_remote
+from readatl06.options import add_inputs, add_remote, configure_remote
 
 HELP = "download selected remote granules"
 
 
 def add_arguments(p):
-    p.epilog = EPILOG
-    add_sources(p)
-    p.add_argument("-o", "--outdir", required=True, metavar="DIR")
-    add_selection(p)
+    add_inputs(p, outdir="DIR")
     add_remote(p)
 
 

@@ -2,16 +2,14 @@
 import sys
 
 from readatl06.errors import ReadATL06Error
-from readatl06.options import EPILOG, add_remote, add_selection, add_sources, configure_remote
+from readatl06.options import add_inputs, add_remote, configure_remote
 
 HELP = "print the selected granules, one per line"
 USES_MPI = False          # a listing: never initialises MPI, even under mpirun
 
 
 def add_arguments(p):
-    p.epilog = EPILOG
-    add_sources(p)
-    add_selection(p)
+    add_inputs(p)
     add_remote(p)
 
 

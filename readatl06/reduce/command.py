@@ -4,17 +4,13 @@ import argparse
 
 from readatl06.atl06.schema import BEAMS, COMPRESSIONS
 from readatl06.errors import UsageError
-from readatl06.options import (EPILOG, add_merge_memory, add_remote, add_selection, add_sources,
-                               configure_remote)
+from readatl06.options import add_inputs, add_merge_memory, add_remote, configure_remote
 
 HELP = "reduce granules to per-beam files"
 
 
 def add_arguments(p):
-    p.epilog = EPILOG
-    add_sources(p)
-    p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR")
-    add_selection(p)
+    add_inputs(p, outdir="OUTDIR")
     _add_subset(p)
     _add_reduction(p)
     _add_run(p)
