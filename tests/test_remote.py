@@ -490,13 +490,13 @@ def test_credentials_never_sent_to_the_host_a_redirect_names(capsys, env, real_d
     servers_ = (away, away.plain, away.other, away.other_plain)
     seen = {s.port: len(_authorizations(s)) for s in servers_}
     for case, server, extra in (("in-place", away, []), ("staged", away.plain, ["--scratch", tmp_path])):
-        before = remote.stats()
-        rc, _, err = cli(capsys, "reduce", url_list(tmp_path, f"{server.url}/away", granules), "-o", tmp_path / case,
+        before = base.stats()
+        rc, _, err = cli(capsys, "reduce", "--all-releases", url_list(tmp_path, f"{server.url}/away", granules), "-o", tmp_path / case,
                          "--no-progress", *extra)
         assert rc == 0, (case, err)
         key = "granules" if case == "in-place" else "staged"
-        assert remote.stats()[key] - before[key] == len(granules), case
-    rc, lines, err = cli(capsys, "fetch", url_list(tmp_path, f"{away.url}/away", granules), "-o", tmp_path / "f")
+        assert base.stats()[key] - before[key] == len(granules), case
+    rc, lines, err = cli(capsys, "fetch", "--all-releases", url_list(tmp_path, f"{away.url}/away", granules), "-o", tmp_path / "f")
     assert rc == 0, err
     for p in granules:
         assert same_bytes(p, tmp_path / "f" / p.name)
@@ -522,7 +522,7 @@ def test_no_credentials_over_plain_http_to_another_machine(capsys, env, real_dir
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(var, "")
     seen = len(_authorizations(away.proxy))
-    rc, _, err = cli(capsys, "reduce", url_list(tmp_path, "http://granules.example.org/data", REAL[:1]),
+    rc, _, err = cli(capsys, "reduce", "--all-releases", url_list(tmp_path, "http://granules.example.org/data", REAL[:1]),
                      "-o", tmp_path / "o", "--no-progress")
     assert rc == 1
     failed = [ln for ln in err if "FAILED" in ln]
@@ -537,7 +537,7 @@ def test_user_information_in_urls_is_never_shown(capsys, env, real_dir, http, tm
     user, password = BASIC.split(":")
     base = http.url.replace("http://", f"http://{user}:{password}@") + "/data"
     missing = f"{base}/ATL06_20190101000000_00010110_006_01.h5"
-    rc, lines, err = cli(capsys, "reduce", url_list(tmp_path, base, REAL[:2], [missing]), "-o", tmp_path / "o",
+    rc, lines, err = cli(capsys, "reduce", "--all-releases", url_list(tmp_path, base, REAL[:2], [missing]), "-o", tmp_path / "o",
                          "--no-progress")
     assert rc == 1, err
     text = (tmp_path / "o" / "readatl06-manifest.jsonl").read_text()
@@ -547,9 +547,9 @@ def test_user_information_in_urls_is_never_shown(capsys, env, real_dir, http, tm
     assert all(r["path"].startswith(masked) for r in records), [r["path"] for r in records]
     failed = [ln for ln in err if "FAILED" in ln]
     assert len(failed) == 1 and "404 Not Found" in failed[0]
-    rc, out, err2 = cli(capsys, "list", url_list(tmp_path, base, REAL[:2], [missing]))
+    rc, out, err2 = cli(capsys, "list", "--all-releases", url_list(tmp_path, base, REAL[:2], [missing]))
     assert rc == 0 and out and all(p.startswith(masked) for p in out)
-    rc, _, err3 = cli(capsys, "fetch", url_list(tmp_path, base, [], [missing]), "-o", tmp_path / "f")
+    rc, _, err3 = cli(capsys, "fetch", "--all-releases", url_list(tmp_path, base, [], [missing]), "-o", tmp_path / "f")
     assert rc == 1 and any(masked in ln for ln in err3), err3
     for shown in (text, "\n".join(lines + err + out + err2 + err3)):
         assert password not in shown
