@@ -292,3 +292,28 @@ def test_resume_replaces_a_granule_superseded_by_a_newer_release(real_dir, tmp_p
     assert main(["merge", str(out), "-o", str(tmp_path / "m.h5")]) == 0
     with h5py.File(tmp_path / "m.h5", "r") as f:
         assert [n.decode() for n in f["granules/name"][()]] == [new + ".h5"]
+
+
+def test_list_of_a_merged_product_names_its_granules(real_dir, tmp_path, capsys):
+    """``readatl06 list M.h5``: every granule the product holds, in its order, with release, revision
+    and the file holding it; a summary of cycles and releases; a file that is no product: exit 2."""
+    merged = tmp_path / "M.h5"
+    assert main(["reduce", "--all-releases", str(real_dir), "-o", str(tmp_path / "o"), "--merge", str(merged),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["list", str(merged)]) == 0
+    out, err = capsys.readouterr()
+    with h5py.File(merged, "r") as f:
+        names = [n.decode() for n in f["granules/name"][()]]
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert [r[0] for r in rows] == names and len(names) == len(REAL)
+    for name, release, revision, where in rows:
+        vvv, rr = name[:-3].split("_")[-2:]
+        assert (release, revision, where) == (f"release {vvv}", f"revision {rr}", str(merged))
+    assert f"{merged} holds {len(REAL)} granules: cycles 1-20, releases 001 (5), 003 (2), 006 (1)" in err
+    assert main(["list", str(merged), str(real_dir)]) == 2
+    other = tmp_path / "not-a-product.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = [1]
+    assert main(["list", str(other)]) == 2
+    assert "no /granules/name; expected a merged file of readatl06" in capsys.readouterr().err

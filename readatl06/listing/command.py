@@ -1,4 +1,5 @@
-"""``readatl06 list``: the granules a selection takes, one per line; nothing is opened, no MPI."""
+"""``readatl06 list``: the granules a selection takes, one per line (nothing is opened, no MPI), or
+the granules a merged product holds (``readatl06 list M.h5``: only then is h5py imported)."""
 import sys
 
 from readatl06.errors import ReadATL06Error
@@ -24,6 +25,9 @@ def run_list(sources, selection, out=None, err=None):
     from readatl06.atl06.names import select
     from readatl06.sources import discover
     out, err = out or sys.stdout, err or sys.stderr
+    products = [s for s in sources if is_product(s)]
+    if products:
+        return list_products(products, [s for s in sources if s not in products], out, err)
     try:
         listing = discover(sources)
     except ReadATL06Error as exc:
@@ -39,4 +43,71 @@ def run_list(sources, selection, out=None, err=None):
     for _, p in sel.granules:
         print(redact(p), file=out)           # user information in a URL: masked (put it in ~/.netrc)
     print(f"readatl06: {len(sel.granules)} granules selected of {len(paths)} files", file=err)
+    return 0
+
+
+def is_product(source):
+    """A local ``.h5`` file that is not an ATL06 granule by name: a merged product, if anything."""
+    import os
+    from readatl06.atl06.names import parse_name
+    from readatl06.errors import NotATL06Error
+    text = str(source)
+    if "://" in text or not text.endswith(".h5") or not os.path.isfile(text):
+        return False
+    try:
+        parse_name(text)
+    except NotATL06Error:
+        return False
+    except ValueError:
+        return True
+    return False
+
+
+def product_granules(path):
+    """``[GranuleName]`` in /granules order of a merged product; UsageError when it is not one."""
+    import h5py
+    import numpy as np
+    from readatl06.atl06.names import parse_name
+    from readatl06.errors import UsageError
+    from readatl06.hdf5.attrs import text
+    try:
+        with h5py.File(path, "r") as f:
+            if "granules/name" not in f:
+                raise UsageError(f"{path}: no /granules/name; expected a merged file of readatl06 "
+                                 "(reduce --merge or merge)")
+            raw = f["granules/name"][()]
+    except OSError as exc:
+        raise UsageError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]}); expected a merged "
+                         "file of readatl06") from None
+    if raw.dtype.kind == "S" and raw.dtype.itemsize == 1 and raw.ndim == 2:   # a netCDF char array
+        raw = np.array([b"".join(row) for row in raw])
+    try:
+        return [parse_name(text(n)) for n in np.atleast_1d(raw)]
+    except (ValueError, ReadATL06Error) as exc:
+        raise UsageError(f"{path}: /granules/name holds {exc}; expected ATL06 granule names") from None
+
+
+def list_products(products, others, out, err):
+    """One line per granule of each product (name, release, revision, the file holding it) and a
+    summary of its cycles and releases on stderr."""
+    from readatl06.errors import UsageError
+    if others:
+        print(f"readatl06 list: error: give merged products alone (found {len(others)} other SOURCEs "
+              f"beside {products[0]})", file=err)
+        return 2
+    for path in products:
+        try:
+            granules = product_granules(path)
+        except UsageError as exc:
+            print(f"readatl06 list: error: {exc}", file=err)
+            return 2
+        for g in granules:
+            print(f"{g.name}\trelease {g.release}\trevision {g.revision}\t{path}", file=out)
+        releases = {}
+        for g in granules:
+            releases[g.release] = releases.get(g.release, 0) + 1
+        cycles = sorted({g.cycle for g in granules})
+        span = f"cycles {cycles[0]}-{cycles[-1]}" if cycles else "no cycle"
+        print(f"readatl06: {path} holds {len(granules)} granules: {span}, releases "
+              + ", ".join(f"{r} ({n})" for r, n in sorted(releases.items())), file=err)
     return 0
