@@ -136,13 +136,13 @@ def test_merge_identical_for_any_rank_count(mpi_tmp_path, mpi_real_dir):
     comm = MPI.COMM_WORLD
     src = mpi_real_dir
     world = str(mpi_tmp_path / "world.h5")
-    assert run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "t"),
+    assert run_reduce(comm, [str(src)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "t"),
                       merge_path=world) == 0
     assert merge_outdir(comm, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "outdir.h5")) == 0
     # tracks spilled to their per-beam files and merged in rounds (--merge-memory 0.3), --no-per-beam
-    assert run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "t2"),
+    assert run_reduce(comm, [str(src)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "t2"),
                       merge_path=str(mpi_tmp_path / "small.h5"), merge_memory=0.3) == 0
-    assert run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "t3"), write=False,
+    assert run_reduce(comm, [str(src)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "t3"), write=False,
                       merge_path=str(mpi_tmp_path / "nofiles.h5"), merge_memory=0.3) == 0
     assert merge_outdir(comm, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "outdir-small.h5"), memory=0.3) == 0
     os.environ["READATL06_MERGE_SERIAL"] = "1"        # the Gatherv fallback, on all ranks

@@ -42,10 +42,10 @@ def test_reduce_identical_with_any_rank_count(mpi_tmp_path, mpi_real_dir):
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     src = mpi_real_dir
-    status = run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "world"))
+    status = run_reduce(comm, [str(src)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "world"))
     assert status == 0
     if comm.rank == 0:
-        assert run_reduce(MPI.COMM_SELF, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "self")) == 0
+        assert run_reduce(MPI.COMM_SELF, [str(src)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "self")) == 0
         assert_same(file_contents(mpi_tmp_path / "world"), file_contents(mpi_tmp_path / "self"))
         with open(mpi_tmp_path / "world" / "readatl06-manifest.jsonl") as fh:
             recs = [json.loads(x) for x in fh]
@@ -62,12 +62,12 @@ def test_static_and_dynamic_schedules_give_identical_outputs_and_merged_files(mp
     runs = {}
     for how in ("dynamic", "static"):
         out = str(mpi_tmp_path / how)
-        assert run_reduce(comm, [str(mpi_real_dir)], Selection(), ReduceOptions(), out, schedule_how=how,
+        assert run_reduce(comm, [str(mpi_real_dir)], Selection(all_releases=True), ReduceOptions(), out, schedule_how=how,
                           merge_path=out + ".h5") == 0
         runs[how] = out
     if comm.rank == 0:
         one = str(mpi_tmp_path / "one")
-        assert run_reduce(MPI.COMM_SELF, [str(mpi_real_dir)], Selection(), ReduceOptions(), one,
+        assert run_reduce(MPI.COMM_SELF, [str(mpi_real_dir)], Selection(all_releases=True), ReduceOptions(), one,
                           merge_path=one + ".h5") == 0
         for how, out in runs.items():
             assert_same(file_contents(out), file_contents(one))
@@ -93,7 +93,7 @@ def test_bad_granule_on_one_rank_does_not_hang(mpi_tmp_path):
         data = REAL[1].read_bytes()
         (src / REAL[1].name).write_bytes(data[: len(data) // 3])
     comm.Barrier()
-    status = run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "out"))
+    status = run_reduce(comm, [str(src)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "out"))
     assert status == 1       # the same on every rank
 
 
