@@ -100,6 +100,8 @@ def _check_group(item):
     where = f"{path}:{group}"
     with h5py.File(path, "r") as f:
         g = f[group]
+        if group == "/granules":
+            return _read_all(g, where), 0
         lengths = {k: v.shape[0] for k, v in g.items() if isinstance(v, h5py.Dataset) and v.shape}
         if len(set(lengths.values())) > 1:
             return f"{where}: damaged: datasets of different lengths {lengths}", 0
