@@ -26,13 +26,16 @@ MANIFEST = "readatl06-manifest.jsonl"
 def reduced(tmp_path_factory):
     """Three real granules reduced once (in-process); tests work on copies (:func:`copy_of`)."""
     base = tmp_path_factory.mktemp("records")
-    src = base / "in"
-    src.mkdir()
-    for n in GOOD:
-        shutil.copy(DATA / "atl06" / n, src / n)
+    src = copy_granules(base / "in")
     out = base / "out"
     assert main(["reduce", str(src), "-o", str(out), "--no-progress"]) == 0
     return src, out
+
+
+def copy_granules(folder, names=GOOD):
+    """``folder`` made, with copies of the real granules ``names``."""
+    shutil.copytree(DATA / "atl06", folder, ignore=lambda _, found: [n for n in found if n not in names])
+    return folder
 
 
 def copy_of(reduced, tmp_path, name="out"):
@@ -270,10 +273,7 @@ def test_verify_under_mpi_gathers_every_rank_s_verdicts(mpi_tmp_path, capsys):
     comm = MPI.COMM_WORLD
     out = mpi_tmp_path / "out"
     if comm.rank == 0:
-        src = mpi_tmp_path / "in"
-        src.mkdir()
-        for n in GOOD:
-            shutil.copy(DATA / "atl06" / n, src / n)
+        copy_granules(mpi_tmp_path / "in")
     comm.Barrier()
     assert main(["reduce", str(mpi_tmp_path / "in"), "-o", str(out), "--no-progress"]) == 0
     assert main(["verify", str(out)]) == 0
@@ -357,10 +357,7 @@ def test_a_read_only_outdir_is_read_by_every_reader(read_only, tmp_path, lock_fi
 
 
 def reduced_src(tmp_path):
-    src = tmp_path / "src1"
-    src.mkdir(exist_ok=True)
-    shutil.copy(DATA / "atl06" / GOOD[1], src / GOOD[1])
-    return src
+    return copy_granules(tmp_path / "src1", GOOD[1:2])
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ def _scan(comm, items, fn):
     return spread(comm, items, fn, catch=UsageError)
 
 
-def _merged_head(path):
+def merged_head(path):
     """Rank 0: the granule names and parameters of a merged file; UsageError for anything else."""
     try:
         f = h5py.File(path, "r")
@@ -238,7 +238,7 @@ def make_plan(comm, source, output, overwrite=False, params=None):
                     print(f"readatl06 export: note: {note}", file=sys.stderr)
             elif os.path.isfile(source):
                 held.append(locks.reserve("-o", output, [source], overwrite, "export"))
-                head = ("merged", [source]) + _merged_head(source)
+                head = ("merged", [source]) + merged_head(source)
             else:
                 raise UsageError(f"{source}: no such file or folder; expected a merged file or an output folder")
         except UsageError as exc:

@@ -22,3 +22,18 @@ def spread(comm, items, fn, catch=()):
         for i, v in got:
             out[i] = v
     return out
+
+
+def decided(comm, fn, catch=()):
+    """``fn()`` on rank 0, its result broadcast to every rank; an exception of a type in ``catch``
+    raised there is raised on every rank (as its type, with its text)."""
+    result = None
+    if comm.rank == 0:
+        try:
+            result = ("ok", fn())
+        except catch as exc:
+            result = ("error", type(exc), str(exc))
+    result = comm.bcast(result, root=0) if comm.size > 1 else result
+    if result[0] == "error":
+        raise result[1](result[2])
+    return result[1]

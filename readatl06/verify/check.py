@@ -18,7 +18,7 @@ import numpy as np
 from readatl06.errors import UsageError
 from readatl06.outputs import locks, manifest
 from readatl06.outputs.outdir import BEAM_FILE_RE, list_beam_files
-from readatl06.parallel.spread import spread
+from readatl06.parallel.spread import decided, spread
 
 BLOCK = 1 << 20          # elements read at once
 
@@ -126,39 +126,33 @@ def plan_merged(path):
     not one."""
     import h5py
     from readatl06.atl06.schema import BEAMS, DIRECTIONS
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise UsageError(f"{path}: not an HDF5 file ({str(exc).splitlines()[0]}); expected an OUTDIR or "
-                         "a merged file") from None
-    with f:
-        if "granules/name" not in f:
-            raise UsageError(f"{path}: not a readatl06 merged file (no /granules/name); expected an OUTDIR "
-                             "or a merged file")
-        ngranules = f["granules/name"].shape[0]
+    from readatl06.export.plan import merged_head
+    names, _ = merged_head(path)
+    with h5py.File(path, "r") as f:
         groups = [f"/{b}/{d}" for b in BEAMS for d in DIRECTIONS if f"{b}/{d}" in f]
-    return [(path, g, ngranules) for g in groups] + [(path, "/granules", ngranules)], ngranules
+    return [(path, g, len(names)) for g in groups] + [(path, "/granules", len(names))], len(names)
+
+
+def _outdir_head(target, held):
+    """Rank 0: take the shared lock, plan (:func:`plan_outdir`)."""
+    held.append(locks.Lock(target, "verify", shared=True))
+    head = plan_outdir(target)
+    if held[0].note:
+        print(f"readatl06 verify: note: {held[0].note}", file=sys.stderr)
+    if not manifest.has_manifest(target):
+        head[1].insert(0, ("unreadable", f"{target}: no run manifest ({manifest.MAIN}): nothing "
+                                         "to check the files against"))
+    return head
 
 
 def _verify_outdir(comm, target):
-    head = None
     held = locks.Held()
     try:
-        if comm.rank == 0:
-            try:
-                held.append(locks.Lock(target, "verify", shared=True))
-                head = plan_outdir(target)
-                if held[0].note:
-                    print(f"readatl06 verify: note: {held[0].note}", file=sys.stderr)
-                if not manifest.has_manifest(target):
-                    head[1].insert(0, ("unreadable", f"{target}: no run manifest ({manifest.MAIN}): nothing "
-                                                     "to check the files against"))
-            except UsageError as exc:
-                head = str(exc)
-        head = comm.bcast(head, root=0)
-        if isinstance(head, str):
+        try:
+            head = decided(comm, lambda: _outdir_head(target, held), UsageError)
+        except UsageError as exc:
             if comm.rank == 0:
-                print(f"readatl06 verify: error: {head}", file=sys.stderr)
+                print(f"readatl06 verify: error: {exc}", file=sys.stderr)
             return 2
         items, problems, (ngranules, failed) = head
         verdicts = spread(comm, items, check_file)
@@ -183,16 +177,11 @@ def _verify_outdir(comm, target):
 
 
 def _verify_merged(comm, target):
-    head = None
-    if comm.rank == 0:
-        try:
-            head = plan_merged(target)
-        except UsageError as exc:
-            head = str(exc)
-    head = comm.bcast(head, root=0)
-    if isinstance(head, str):
+    try:
+        head = decided(comm, lambda: plan_merged(target), UsageError)
+    except UsageError as exc:
         if comm.rank == 0:
-            print(f"readatl06 verify: error: {head}", file=sys.stderr)
+            print(f"readatl06 verify: error: {exc}", file=sys.stderr)
         return 2
     items, ngranules = head
     verdicts = spread(comm, items, _check_group)
