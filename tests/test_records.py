@@ -206,11 +206,12 @@ def test_resume_redoes_a_granule_whose_file_was_damaged_in_place(reduced, tmp_pa
     assert run_cli("verify", out).returncode == 0
 
 
+@pytest.mark.parametrize("ranks", [None, 2])
 @pytest.mark.parametrize("command, target", [("merge", "m.h5"), ("export", "t.parquet"), ("xover", "x.h5")])
-def test_readers_check_every_file_and_leave_a_damaged_granule_out(reduced, tmp_path, command, target):
+def test_readers_check_every_file_and_leave_a_damaged_granule_out(reduced, tmp_path, command, target, ranks):
     out = copy_of(reduced, tmp_path)
-    victim = corrupt(beam_files(out)[0])
-    r = run_cli(command, out, "-o", tmp_path / target)
+    victim = corrupt(beam_files(out)[-1])          # under mpirun: a file the second rank checks
+    r = run_cli(command, out, "-o", tmp_path / target, ranks=ranks)
     errors = [line for line in r.stderr.splitlines() if "error" in line]
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert len(errors) == 1 and f"{victim}: damaged" in errors[0] and "its granule is left out" in errors[0]
