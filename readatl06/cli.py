@@ -9,7 +9,7 @@ from readatl06 import __version__
 from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.parallel.world import launcher_rank
 
-COMMANDS = ("list", "reduce", "merge", "xover", "export", "plot", "synth", "demo", "fetch")
+COMMANDS = ("list", "reduce", "merge", "xover", "export", "verify", "plot", "synth", "demo", "fetch")
 PACKAGE = {"list": "listing"}        # the command's subpackage where its name is not one
 
 

@@ -133,7 +133,7 @@ def test_kill_then_resume_gives_the_uninterrupted_result(src, tmp_path, moment, 
 
 
 def test_two_runs_in_one_folder_the_second_is_refused(src, tmp_path):
-    from readatl06.outputs.folder import Lock
+    from readatl06.outputs.locks import Lock
     out = tmp_path / "out"
     out.mkdir()
     with Lock(str(out), "reduce"):
@@ -165,7 +165,7 @@ def test_overwrite_with_other_options_leaves_no_stale_file_and_merge_refuses_mix
         assert '"bbox": [-180.0, 180.0, 58.6, 90.0]' in f.attrs["parameters"]
         assert np.all(f["gt1l/ascending/lat"][()] >= 58.6) and np.all(f["gt1l/descending/lat"][()] >= 58.6)
         assert f["gt1l/ascending/lat"].size > 0
-    # a folder that mixes parameter sets (files put there by hand) is refused unless told which
+    # files put there by hand (no complete record of theirs) are left out, named in one note
     mixed = tmp_path / "mixed"
     shutil.copytree(ref, mixed)
     full_dir = tmp_path / "full"
@@ -173,11 +173,19 @@ def test_overwrite_with_other_options_leaves_no_stale_file_and_merge_refuses_mix
     north = [p for p in full_dir.glob("ATL06_2018*_gt1l_*.h5")]
     for p in north:
         shutil.copy(p, mixed / p.name)
-    r = run_cli("merge", mixed, "-o", tmp_path / "mixed.h5")
+    r = run_cli("merge", mixed, "-o", tmp_path / "hand.h5")
+    assert r.returncode == 0, r.stderr
+    assert "per-beam files of 1 granules left out (1 without a complete record" in r.stderr
+    # a folder whose records are of two parameter sets is refused unless told which
+    two = tmp_path / "two"
+    assert run_cli("reduce", src / GOOD[1], "-o", two, "--no-progress", *box).returncode == 0
+    assert run_cli("reduce", src / GOOD[2], "-o", two, "--no-progress", "--beams", "gt1l").returncode == 0
+    r = run_cli("merge", two, "-o", tmp_path / "mixed.h5")
     assert r.returncode == 2 and "mixes per-beam files of 2 parameter sets" in r.stderr
     key = r.stderr.split("(")[1].split(":")[0]
-    r = run_cli("merge", mixed, "-o", tmp_path / "mixed.h5", "--parameters", key)
+    r = run_cli("merge", two, "-o", tmp_path / "mixed.h5", "--parameters", key)
     assert r.returncode == 0, r.stderr
+    assert "of another parameter set" in r.stderr
 
 
 # ----------------------------------------------------------------------------- counts

@@ -13,18 +13,20 @@ The groups, the column order and the checks of a piece's variables are :mod:`.ta
 """
 import dataclasses
 import os
+import sys
 
 import h5py
 import numpy as np
 
-from readatl06.outputs import folder as outdir_mod
+from readatl06.outputs import locks
 from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.outputs.geoparquet import ROW_GROUP, bounds, union
+from readatl06.parallel.spread import spread
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.hdf5.attrs import text
 from readatl06.export.batch import Source
 from readatl06.export.table import GI, GROUPS, TIME, file_variables, group_variables, table_order, variables
-from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, plan_outdir
+from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, plan_outdir, verify_all
 
 SCAN_BLOCK = 1 << 20                # rows of granule_index, lon, lat read at once by the plan's scan
 
@@ -47,6 +49,7 @@ class Plan:
     columns: list        # Column, table order (time excluded: always a column of its own)
     parameters: str
     box: list            # [xmin, ymin, xmax, ymax] of every point (None: no point)
+    damaged: list = dataclasses.field(default_factory=list)   # lines: damaged files, granules left out
 
 
 class Stream:
@@ -102,25 +105,10 @@ def batches(lo, hi, size=ROW_GROUP):
 def _scan(comm, items, fn):
     """``fn(item)`` for every item, the items spread over the ranks; every rank gets the results in
     item order, or every rank raises the first UsageError raised anywhere."""
-    mine, error = [], None
-    for i in range(comm.rank, len(items), comm.size):
-        try:
-            mine.append((i, fn(items[i])))
-        except UsageError as exc:
-            error = str(exc)
-            break
-    every = comm.allgather((mine, error)) if comm.size > 1 else [(mine, error)]
-    errors = [e for _, e in every if e]
-    if errors:
-        raise UsageError(errors[0])
-    out = [None] * len(items)
-    for got, _ in every:
-        for i, v in got:
-            out[i] = v
-    return out
+    return spread(comm, items, fn, catch=UsageError)
 
 
-def _merged_head(path):
+def merged_head(path):
     """Rank 0: the granule names and parameters of a merged file; UsageError for anything else."""
     try:
         f = h5py.File(path, "r")
@@ -202,18 +190,18 @@ def _culprit(outdir):
     return None
 
 
-def _outdir_head(outdir, output, overwrite, params):
-    """Rank 0, under the folder's lock: merge's own listing of an OUTDIR (files, granule names)."""
+def _outdir_head(outdir, output, overwrite, params, held):
+    """Rank 0, under the folder's lock: merge's own view of an OUTDIR (:func:`plan_outdir`)."""
     try:
-        files, granules, _sizes = plan_outdir(outdir, output, overwrite, params)
+        view = plan_outdir(outdir, output, overwrite, params, held, "export")
     except UsageError:
         raise
     except (KeyError, OSError, ValueError, ReadATL06Error) as exc:
         raise UsageError(_culprit(outdir) or f"{outdir}: a per-beam file is not readatl06's ({exc!r})") from None
-    if not files:
+    if not view.files:
         raise UsageError(f"{outdir}: no per-beam files ({BEAM_FILES_SHOWN}) in this folder; "
                          "expected the OUTDIR of readatl06 reduce")
-    return files, [g.name for g in granules]
+    return view
 
 
 def _columns(found):
@@ -236,33 +224,45 @@ def _columns(found):
 
 
 def make_plan(comm, source, output, overwrite=False, params=None):
-    """Collective: ``(Plan, lock)`` (the OUTDIR's lock on rank 0, else None), the same Plan on every
-    rank; every rank raises UsageError (one line naming the file) for a bad input or target."""
-    head, lock = None, None
+    """Collective: ``(Plan, held)`` (rank 0: the OUTDIR's shared lock and the target's reservation,
+    to release at the end; empty elsewhere), the same Plan on every rank; every rank raises
+    UsageError (one line naming the file) for a bad input or target. Rank 0 prints the notes of the
+    OUTDIR and one error line per damaged per-beam file (its granule left out: ``Plan.damaged``)."""
+    head, held = None, locks.Held()
     if comm.rank == 0:
         try:
             if os.path.isdir(source):
-                lock = outdir_mod.Lock(source, "export")
-                head = ("outdir",) + _outdir_head(source, output, overwrite, params)
+                held.append(locks.Lock(source, "export", shared=True))
+                head = ("outdir", _outdir_head(source, output, overwrite, params, held))
+                for note in ([held[0].note] if held[0].note else []) + head[1].notes:
+                    print(f"readatl06 export: note: {note}", file=sys.stderr)
             elif os.path.isfile(source):
-                outdir_mod.check_file_target("-o", output, [source], overwrite)
-                outdir_mod.remove_leftovers(os.path.dirname(os.path.abspath(output)), [os.path.basename(output)])
-                head = ("merged", [source]) + _merged_head(source)
+                held.append(locks.reserve("-o", output, [source], overwrite, "export"))
+                head = ("merged", [source]) + merged_head(source)
             else:
                 raise UsageError(f"{source}: no such file or folder; expected a merged file or an output folder")
         except UsageError as exc:
             head = str(exc)
-            if lock is not None:
-                lock.release()
-                lock = None
+            held.release()
     head = comm.bcast(head, root=0)
     if isinstance(head, str):
         raise UsageError(head)
     try:
-        return _plan(comm, source, head), lock
+        damaged = []
+        if head[0] == "outdir":
+            view = head[1]
+            damaged = verify_all(comm, view)
+            if comm.rank == 0:
+                for line in damaged:
+                    print(f"readatl06 export: error: {line}", file=sys.stderr)
+            if not view.files:
+                raise UsageError(f"{source}: no undamaged per-beam file left to export")
+            head = ("outdir", view.files, view.granules)
+        plan = _plan(comm, source, head)
+        plan.damaged = damaged
+        return plan, held
     except BaseException:
-        if lock is not None:
-            lock.release()
+        held.release()
         raise
 
 

@@ -271,8 +271,9 @@ def run_export(comm, source, output, overwrite=False, params=None):
             an OUTDIR mixes several; None otherwise.
 
     Returns:
-        int: the exit status, the same on every rank: 0 when the table was written, 2 for a bad
-        input or target found before any work (rank 0 printed the one-line reason).
+        int: the exit status, the same on every rank: 0 when the table was written, 1 when it was
+        written without the granules of damaged per-beam files, 2 for a bad input or target found
+        before any work (rank 0 printed the one-line reason).
     """
     t0 = time.perf_counter()
     try:
@@ -288,11 +289,10 @@ def run_export(comm, source, output, overwrite=False, params=None):
             print(f"readatl06 export: error: {exc}", file=sys.stderr)
         return 2
     finally:
-        if lock is not None:
-            lock.release()
+        lock.release()
     if comm.rank == 0:
         what = f"{len(plan.files)} per-beam files" if plan.kind == "outdir" else "a merged file"
         print(f"readatl06 export: {n} points of {len(plan.granules)} granules ({what}) -> {output}: "
               f"{last_stats['row_groups']} row groups, {os.path.getsize(output) / 1e6:.1f} MB "
               f"in {time.perf_counter() - t0:.1f} s on {comm.size} rank(s)")
-    return 0
+    return 1 if plan.damaged else 0

@@ -28,44 +28,55 @@ def run(args, comm):
 def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None, compression="deflate"):
     """``readatl06 merge OUTDIR -o MERGED.h5``: ranks open disjoint per-beam files for their metadata,
     then the merge streams the points from the files, every rank reading the slices of its chunks,
-    round by round (``memory``: ``--merge-memory`` MB; ``compression``: deflate|none). Returns the
-    exit status (2: bad target or mixed parameter sets, before any work)."""
+    round by round (``memory``: ``--merge-memory`` MB; ``compression``: deflate|none). Only the
+    granules with a complete record are merged (:func:`readatl06.outputs.outdir.read_outdir`), each
+    file checked against its recorded checksum first. Returns the exit status (2: bad target or
+    mixed parameter sets, before any work; 1: no file to merge, or a damaged file's granule left out)."""
+    from readatl06.atl06.names import parse_name
     from readatl06.errors import UsageError
     from readatl06.merge.writer import merge_tracks, rounds_note
-    from readatl06.outputs import folder as outdir_mod
-    from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, plan_outdir
+    from readatl06.outputs import locks
+    from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, plan_outdir, verify_all
     from readatl06.parallel import schedule
-    plan, lock = None, None
+    view, held = None, locks.Held()
     if comm.rank == 0:
         try:
             if not os.path.isdir(outdir):
                 raise UsageError(f"{outdir}: no such folder")
-            lock = outdir_mod.Lock(outdir, "merge")
-            plan = plan_outdir(outdir, output, overwrite, params)
-            if not plan[0]:
-                print(f"readatl06 merge: no per-beam files ({BEAM_FILES_SHOWN}) in {outdir}", file=sys.stderr)
+            held.append(locks.Lock(outdir, "merge", shared=True))
+            view = plan_outdir(outdir, output, overwrite, params, held, "merge")
+            for note in ([held[0].note] if held[0].note else []) + view.notes:
+                print(f"readatl06 merge: note: {note}", file=sys.stderr)
         except UsageError as exc:
             print(f"readatl06 merge: error: {exc}", file=sys.stderr)
-            plan = 2
-    plan = comm.bcast(plan, root=0)
+            view = 2
+    view = comm.bcast(view, root=0)
     try:
-        if plan == 2 or not plan[0]:
-            return 2 if plan == 2 else 1
-        files, granules, sizes = plan
+        if view == 2:
+            return 2
+        damaged = verify_all(comm, view)
+        if comm.rank == 0:
+            for line in damaged:
+                print(f"readatl06 merge: error: {line}", file=sys.stderr)
+        if not view.files:
+            if comm.rank == 0:
+                print(f"readatl06 merge: no per-beam files ({BEAM_FILES_SHOWN}) to merge in {outdir}", file=sys.stderr)
+            return 1
+        files, sizes = view.files, view.sizes
+        granules = sorted(parse_name(n) for n in view.granules)
         row = {g.name: i for i, g in enumerate(granules)}
-        held = []
+        held_tracks = []
         parameters = None
         for i in schedule.assign(sizes, comm.size)[comm.rank]:
             t = TrackFile.open(files[i])
             parameters = parameters or t.attrs.get("parameters")
-            held.append((row[t.granule.name], t))
+            held_tracks.append((row[t.granule.name], t))
         parameters = next((p for p in comm.allgather(parameters) if p), None)
-        n = merge_tracks(comm, granules, held, output, parameters=parameters, memory=memory,
+        n = merge_tracks(comm, granules, held_tracks, output, parameters=parameters, memory=memory,
                          compression=compression)
         if comm.rank == 0:
             print(f"readatl06 merge: {n} points from {len(files)} files of {len(granules)} granules -> {output}"
                   f"{rounds_note()}")
-        return 0
+        return 1 if damaged else 0
     finally:
-        if lock is not None:
-            lock.release()
+        held.release()

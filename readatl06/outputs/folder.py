@@ -1,18 +1,18 @@
-"""The output folder of a run: its lock, the checks of every target before any work, the run's own
-files of a granule, and the temporary leftovers of killed runs. Rank 0 only; no MPI here."""
+"""The output folder of a run: safe opening of files in a shared folder, the checks of every target
+before any work, and the temporary names of files being written (the lock and the removal of
+leftovers of killed runs are :mod:`readatl06.outputs.locks`). Rank 0 only; no MPI here."""
 import errno
-import fcntl
 import glob
-import json
 import os
+import re
 import signal
-import socket
 import stat
-import time
 
 from readatl06.errors import UsageError
 
-LOCK = "readatl06.lock"
+# readatl06's own files in a folder (the lock, its fallback, the manifest, its parts and rejected
+# lines): never the target of any command (-o, --merge, --log)
+OWN_FILE_RE = re.compile(r"readatl06\.lock(\.owner)?|readatl06-manifest(\.part-\d+|\.rejected)?\.jsonl")
 TMP_GLOB = ".*.tmp-*"                          # trackfile.py and merge/writer.py write so, then rename
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -56,7 +56,7 @@ def planted(path, st=None):
                         "it (remove it, or use another folder)")
 
 
-def _own(st, single=True):
+def sole_file(st, single=True):
     return stat.S_ISREG(st.st_mode) and (st.st_nlink == 1 or not single)
 
 
@@ -71,7 +71,7 @@ def open_new(path, flags=os.O_WRONLY, mode=0o644):
     except FileExistsError:
         pass
     st = os.lstat(path)
-    if not (_own(st) and st.st_uid == os.geteuid()):
+    if not (sole_file(st) and st.st_uid == os.geteuid()):
         raise planted(path, st)
     os.remove(path)                                   # removes the name, whatever it pointed to
     try:
@@ -80,18 +80,20 @@ def open_new(path, flags=os.O_WRONLY, mode=0o644):
         raise planted(path) from None
 
 
-def open_existing(path, flags=os.O_WRONLY, mode=0o644, single=True):
+def open_existing(path, flags=os.O_WRONLY, mode=0o644, single=True, create=True):
     """A file descriptor of ``path``, made if missing (the lock, a manifest part, a fetch's ``.part``,
-    a ``--log``), opened without following a symbolic link and without blocking on a FIFO; anything
-    but a regular file (with one name, when ``single``) raises PlantedError."""
+    a ``--log``; not with ``create`` False: FileNotFoundError), opened without following a symbolic
+    link and without blocking on a FIFO; anything but a regular file (with one name, when
+    ``single``) raises PlantedError."""
     try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+        fd = os.open(path, flags | (os.O_CREAT if create else 0) | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                     mode)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EMLINK):
             raise planted(path) from None
         raise
     st = os.fstat(fd)
-    if not _own(st, single):
+    if not sole_file(st, single):
         os.close(fd)
         raise planted(path, st)
     os.set_blocking(fd, True)
@@ -118,49 +120,6 @@ def check_claim(path, ident):
         raise planted(path) from None
     if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != tuple(ident):
         raise planted(path, st)
-
-
-class Lock:
-    """One run per OUTDIR: an exclusive ``flock`` on ``OUTDIR/readatl06.lock``, held for the run.
-
-    The kernel drops it when the holder dies (kill -9 included), so a stale lock never blocks a
-    resubmitted job. The file names the holder (host, pid, start) for the refusal message."""
-
-    def __init__(self, folder, command):
-        self.path = os.path.join(folder, LOCK)
-        # not through a symbolic link, nor into a file with other names: see open_existing
-        self.fd = open_existing(self.path, os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = self._holder()
-            os.close(self.fd)
-            self.fd = None
-            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
-                raise UsageError(f"{folder} is in use by another readatl06 run ({holder}); "
-                                 "one run per output folder at a time") from None
-            raise UsageError(f"{folder}: cannot lock {LOCK} ({exc.strerror})") from None
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "command": command,
-                                      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode() + b"\n")
-
-    def _holder(self):
-        try:
-            h = json.loads(os.pread(self.fd, 4096, 0).decode("utf-8") or "{}")
-            return f"{h.get('command', 'readatl06')} pid {h.get('pid')} on {h.get('host')} since {h.get('started')}"
-        except (OSError, ValueError):
-            return "holder unknown"
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)          # closing drops the flock; the file stays (removing it would race)
-            self.fd = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
 
 
 def _same_file(a, b):
@@ -196,6 +155,9 @@ def check_file_target(option, path, inputs, overwrite, append_ok=False):
     a folder, never one of the inputs, and an existing one is replaced only with ``--overwrite``
     (``append_ok``: an existing text log may be appended to)."""
     folder = os.path.dirname(os.path.abspath(path))
+    if OWN_FILE_RE.fullmatch(os.path.basename(path)):
+        raise UsageError(f"{option} {path}: is readatl06's own record of a run (its lock or manifest); "
+                         "no command writes over it")
     if not os.path.isdir(folder):
         raise UsageError(f"{option} {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
@@ -214,7 +176,7 @@ def check_file_target(option, path, inputs, overwrite, append_ok=False):
         raise UsageError(f"{option} {path}: exists (use --overwrite to replace it)")
 
 
-def _temporaries(folder, names=None):
+def temporaries(folder, names=None):
     """The temporary names (``.<name>.tmp-*``) in ``folder``, of ``names`` when given."""
     if names is None:
         return glob.glob(os.path.join(glob.escape(folder), TMP_GLOB))
@@ -225,29 +187,13 @@ def refuse_planted(folder, names=None):
     """PlantedError for the first temporary name in ``folder`` (of ``names`` when given) that holds
     anything but a regular file with one name — a symbolic link, a hard link, a FIFO — planted where
     a run would write (before any work: one line, exit 2)."""
-    for p in sorted(_temporaries(folder, names)):
+    for p in sorted(temporaries(folder, names)):
         try:
             st = os.lstat(p)
         except OSError:
             continue
-        if not _own(st):
+        if not sole_file(st):
             raise planted(p, st)
-
-
-def remove_leftovers(folder, names=None):
-    """Remove temporary files of killed runs (``.<name>.tmp-*``) in ``folder``; only those of
-    ``names`` when given. Returns how many were removed. Anything planted at such a name (see
-    :func:`refuse_planted`) raises PlantedError and nothing is removed."""
-    refuse_planted(folder, names)
-    removed = 0
-    for p in _temporaries(folder, names):
-        try:
-            if _own(os.lstat(p)):
-                os.remove(p)
-                removed += 1
-        except OSError:
-            pass
-    return removed
 
 
 def tmp_name(path, tag):

@@ -16,6 +16,7 @@ from readatl06.outputs.folder import PlantedError, crash_point, open_existing, o
 
 MAIN = "readatl06-manifest.jsonl"
 PART = "readatl06-manifest.part-{rank}.jsonl"
+REJECTED = "readatl06-manifest.rejected.jsonl"    # lines of the manifest that are no record, kept aside
 
 
 def params_key(parameters):
@@ -53,35 +54,61 @@ class PartWriter:
                 self.error = self.error or exc
 
 
-def _read_lines(path, nofollow=False):
-    """The records of a manifest file (``nofollow``: a part file, never read through a symbolic link)."""
+def is_record(value):
+    """A run record: a JSON object with a granule name and a status (text)."""
+    return isinstance(value, dict) and isinstance(value.get("granule"), str) and isinstance(value.get("status"), str)
+
+
+def _read_lines(path, nofollow=False, rejected=None):
+    """The records of a manifest file (``nofollow``: a part file, never read through a symbolic link).
+    A line that is not a record (not UTF-8, not JSON, JSON but no record; a line cut by a kill) is
+    skipped: ``rejected`` (a list) receives ``(path, line number, raw bytes, why)`` for each."""
     out = []
     if nofollow and os.path.islink(path):
         raise planted(path)
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                out.append(json.loads(line))
+                value = json.loads(raw.decode("utf-8"))
+                why = None if is_record(value) else f"JSON {type(value).__name__}, not a run record"
+            except UnicodeDecodeError:
+                why = "not UTF-8 text"
             except json.JSONDecodeError:
-                continue   # a line cut by a kill: that attempt is simply not trusted
+                why = "not JSON (a line cut by a kill?)"
+            if why is None:
+                out.append(value)
+            elif rejected is not None:
+                rejected.append((path, number, raw.rstrip(b"\n"), why))
     return out
+
+
+def rejection_notes(rejected):
+    """One note per skipped line (see :func:`_read_lines`)."""
+    return [f"{path} line {number}: {why}; skipped (kept in {REJECTED} when the manifest is next rewritten)"
+            for path, number, _, why in rejected]
 
 
 def part_paths(outdir):
     return sorted(glob.glob(os.path.join(outdir, PART.format(rank="*"))))
 
 
-def read_records(outdir):
-    """All records, oldest first: the main manifest, then leftover parts of an interrupted run."""
-    records = []
+def has_manifest(outdir):
+    return os.path.exists(os.path.join(outdir, MAIN)) or bool(part_paths(outdir))
+
+
+def read_records(outdir, notes=None):
+    """All records, oldest first: the main manifest, then leftover parts of an interrupted run.
+    Lines that are no record are skipped, each with a line in ``notes`` (a list) when given."""
+    records, rejected = [], []
     main = os.path.join(outdir, MAIN)
     if os.path.exists(main):
-        records.extend(_read_lines(main))
+        records.extend(_read_lines(main, rejected=rejected))
     for p in part_paths(outdir):
-        records.extend(_read_lines(p))
+        records.extend(_read_lines(p, rejected=rejected))
+    if notes is not None:
+        notes.extend(rejection_notes(rejected))
     return records
 
 
@@ -97,20 +124,31 @@ def _key(r):
     return (r.get("run"), r.get("granule"), r.get("started"), r.get("rank"))
 
 
-def consolidate(outdir, records=()):
+def consolidate(outdir, records=(), notes=None):
     """Rank 0, under the folder's lock: add the records of the part files (this run's, or a killed
     run's) and ``records`` to the main manifest, each record once, then drop the part files. The main
     file is replaced atomically (written under a temporary name, renamed), so a kill at any moment
-    leaves either the old or the new manifest, and records already consolidated are never repeated."""
+    leaves either the old or the new manifest, and records already consolidated are never repeated.
+    Lines that are no record are moved to ``REJECTED`` (one JSON line each: file, line, why, text),
+    never dropped silently; ``notes`` (a list) receives one line each."""
     main = os.path.join(outdir, MAIN)
-    existing = _read_lines(main) if os.path.exists(main) else []
+    rejected = []
+    existing = _read_lines(main, rejected=rejected) if os.path.exists(main) else []
     seen = {_key(r) for r in existing}
     new = []
-    for r in [r for p in part_paths(outdir) for r in _read_lines(p, nofollow=True)] + list(records):
+    for r in [r for p in part_paths(outdir) for r in _read_lines(p, nofollow=True, rejected=rejected)] + list(records):
         if _key(r) not in seen:
             seen.add(_key(r))
             new.append(r)
-    if new:
+    if rejected:                     # kept aside before the manifest is rewritten without them
+        fd = open_existing(os.path.join(outdir, REJECTED), os.O_WRONLY | os.O_APPEND)
+        with os.fdopen(fd, "ab") as fh:
+            for path, number, raw, why in rejected:
+                fh.write(json.dumps({"file": os.path.basename(path), "line": number, "why": why,
+                                     "text": raw.decode("utf-8", "backslashreplace")}).encode() + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    if new or rejected:
         tmp = os.path.join(outdir, f".{MAIN}.tmp-{os.getpid()}")
         fd = open_new(tmp)                  # PlantedError for a link planted at the name
         try:
@@ -125,6 +163,8 @@ def consolidate(outdir, records=()):
             if os.path.lexists(tmp):
                 os.remove(tmp)
             raise
+    if notes is not None:
+        notes.extend(f"{path} line {number}: {why}; moved to {REJECTED}" for path, number, _, why in rejected)
     crash_point("consolidate-before-cleanup")
     for p in part_paths(outdir):
         os.remove(p)
@@ -133,11 +173,43 @@ def consolidate(outdir, records=()):
 
 def complete(record, on_disk):
     """A done/empty record whose outputs are exactly the granule's files on disk (``{name: bytes}``,
-    from one listing of the folder), at their recorded sizes."""
+    from one listing of the folder), at their recorded sizes (their checksums: :func:`digest_of`)."""
     if record.get("status") not in ("done", "empty"):
         return False
-    outs = list(record.get("outputs", []))
+    outs, sizes = record.get("outputs", []), record.get("sizes", {})
+    if not isinstance(outs, list) or not all(isinstance(o, str) for o in outs) or not isinstance(sizes, dict):
+        return False
     if sorted(outs) != sorted(on_disk):
         return False
-    sizes = record.get("sizes", {})
     return all(on_disk[out] == sizes.get(out) for out in outs)
+
+
+def digest_of(record, name):
+    """The recorded checksum of output ``name`` (the hex SHA-256 of its bytes), or None (a record
+    made before checksums were recorded)."""
+    d = record.get("sha256")
+    value = d.get(name) if isinstance(d, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def file_digest(path, block=1 << 22):
+    """The hex SHA-256 of a file's bytes (what the record's ``sha256`` holds for each output)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def damaged(path, expected):
+    """None when ``path``'s SHA-256 is ``expected`` (or nothing is expected), else one line saying
+    what is wrong with it."""
+    if expected is None:
+        return None
+    try:
+        got = file_digest(path)
+    except OSError as exc:
+        return f"{path}: cannot be read ({exc.strerror or exc})"
+    if got != expected:
+        return f"{path}: damaged: its SHA-256 is not the one recorded in {MAIN} ({got[:12]}... not {expected[:12]}...)"
+    return None

@@ -1,7 +1,7 @@
 """The one reader of an OUTDIR: the name of a per-beam file (``<granule stem>_<beam>_<A|D>.h5``),
 the folder's per-beam files listed in one scan and grouped by granule (:func:`list_beam_files`),
-a per-beam file's metadata (:meth:`TrackFile.open`), and the files merge and export take
-(:func:`plan_outdir`)."""
+a per-beam file's metadata (:meth:`TrackFile.open`), and the files readers take: those of granules
+with a complete record of one parameter set (:func:`read_outdir`, :func:`plan_outdir`)."""
 import dataclasses
 import os
 import re
@@ -115,35 +115,150 @@ class TrackFile:
                    {k: v.shape for k, v in data.items()})
 
 
-def plan_outdir(outdir, output, overwrite, params):
-    """Rank 0, under the folder's lock: (files, granules, sizes) to merge; UsageError when the target
-    is not allowed or the folder mixes parameter sets and ``params`` does not say which."""
+@dataclasses.dataclass
+class OutdirView:
+    """What readers take from an OUTDIR (:func:`read_outdir`): the per-beam files of the granules with
+    a complete record of one parameter set, their sizes and recorded checksums."""
+
+    folder: str
+    files: list            # paths, by name
+    sizes: list            # bytes, as files
+    digests: dict          # path -> hex SHA-256 from its record (absent: none recorded, or no manifest)
+    granules: list         # names of the granules taken, those without points (empty) included
+    key: str               # the parameter set's key (None: no per-beam file and no record)
+    notes: list            # one line each: no manifest, records skipped, files left out
+
+    def drop(self, bad_paths):
+        """Leave out every granule that has a file in ``bad_paths``; returns their names."""
+        stem = {p: BEAM_FILE_RE.fullmatch(os.path.basename(p))["stem"] for p in self.files}
+        gone = {stem[p] for p in bad_paths}
+        keep = [i for i, p in enumerate(self.files) if stem[p] not in gone]
+        self.files, self.sizes = [self.files[i] for i in keep], [self.sizes[i] for i in keep]
+        names = [g for g in self.granules if _stem(g) in gone]
+        self.granules = [g for g in self.granules if _stem(g) not in gone]
+        return names
+
+
+def _stem(name):
     from readatl06.atl06.names import parse_name
+    from readatl06.errors import ReadATL06Error
+    try:
+        return parse_name(name).stem
+    except (ValueError, ReadATL06Error):
+        return None
+
+
+def _in_order(names):
+    """Granule names in (acquisition time, file name) order, the merged file's."""
+    from readatl06.atl06.names import parse_name
+    return [g.name for g in sorted(parse_name(n) for n in names)]
+
+
+def _choose(outdir, by_key, params, what):
+    """The parameter set to take: ``params``, or the only one; UsageError for a mixture."""
     from readatl06.errors import UsageError
-    from readatl06.outputs import folder as outdir_mod
-    from readatl06.outputs import manifest
-    listed = list_beam_files(outdir)
-    files = listed.paths()
-    outdir_mod.check_file_target("-o", output, files, overwrite)
-    outdir_mod.remove_leftovers(os.path.dirname(os.path.abspath(output)), [os.path.basename(output)])
-    by_key, granule_of = {}, {}
-    for p in files:
-        attrs = TrackFile.open(p, variables=False).attrs
-        g, par = attrs["granule"], attrs.get("parameters", "{}")
-        g, par = (str(v) for v in (g, par))
-        granule_of[p] = g
-        by_key.setdefault(manifest.params_key(par), []).append(p)
     if params is None and len(by_key) > 1:
-        sets = "; ".join(f"{k}: {len(v)} files" for k, v in sorted(by_key.items()))
+        sets = "; ".join(f"{k}: {len(v)} {what}" for k, v in sorted(by_key.items()))
         raise UsageError(f"{outdir} mixes per-beam files of {len(by_key)} parameter sets ({sets}); "
                          "choose one with --parameters KEY")
     if params is not None and params not in by_key:
         raise UsageError(f"--parameters {params}: no per-beam file in {outdir} has it "
                          f"(found: {', '.join(sorted(by_key)) or 'none'})")
-    key = params if params is not None else next(iter(by_key), None)
-    files = by_key.get(key, [])
-    names = {granule_of[p] for p in files}
-    for r in manifest.latest(manifest.read_records(outdir)).values():   # reduced granules without points
-        if r.get("status") == "empty" and r.get("params") == key:
-            names.add(r["granule"])
-    return files, sorted(parse_name(n) for n in names), [listed.sizes[os.path.basename(p)] for p in files]
+    return params if params is not None else next(iter(by_key), None)
+
+
+def _left_out(outdir, listed, taken, other_key):
+    """One note naming the per-beam files of ``listed`` not in ``taken``, with their count."""
+    out = [n for n in listed.sizes if n not in taken]
+    if not out:
+        return []
+    stems = sorted({BEAM_FILE_RE.fullmatch(n)["stem"] for n in out})
+    other = sum(s in other_key for s in stems)
+    why = (f"{len(stems) - other} without a complete record (interrupted, failed or leftovers)"
+           + (f", {other} of another parameter set" if other else ""))
+    return [f"{outdir}: {len(out)} per-beam files of {len(stems)} granules left out ({why}): "
+            f"{' '.join(stems[:3])}{' ...' if len(stems) > 3 else ''}"]
+
+
+def read_outdir(outdir, params=None, any_params=False):
+    """Rank 0: the per-beam files an OUTDIR's readers (merge, export, xover, plot) take. With a run
+    manifest: only the granules whose last record is complete (done or empty, its files exactly the
+    recorded ones at the recorded sizes, :func:`manifest.complete`), of one parameter set
+    (``params``, or the only one; a mixture is a UsageError unless ``any_params``); the others are
+    named in one note with their count. Without a manifest: every per-beam file, grouped by its
+    ``parameters`` attribute, with a note. Checksums are checked by the reader (:func:`verify`)."""
+    from readatl06.outputs import manifest
+    listed = list_beam_files(outdir)
+    notes = []
+    if not manifest.has_manifest(outdir):
+        notes.append(f"{outdir}: no run manifest ({manifest.MAIN}): every per-beam file is taken as it is, "
+                     "unchecked")
+        by_key = {}
+        for p in listed.paths():
+            par = TrackFile.open(p, variables=False).attrs.get("parameters", "{}")
+            by_key.setdefault(manifest.params_key(str(par)), []).append(p)
+        key = None if any_params else _choose(outdir, by_key, params, "files")
+        files = [p for k, v in by_key.items() if any_params or k == key for p in v]
+        files.sort()
+        granules = _in_order({str(TrackFile.open(p, variables=False).attrs["granule"]) for p in files})
+        return OutdirView(outdir, files, [listed.sizes[os.path.basename(p)] for p in files], {}, granules,
+                          key, notes)
+    records = manifest.latest(manifest.read_records(outdir, notes))
+    by_key, other_key = {}, set()
+    for name, r in sorted(records.items()):
+        stem = _stem(name)
+        if stem is not None and manifest.complete(r, listed.of(stem)):
+            by_key.setdefault(r.get("params"), []).append(r)
+    key = None if any_params else _choose(outdir, by_key, params, "granules")
+    taken, files, digests, granules = set(), [], {}, []
+    for k, rs in by_key.items():
+        if not any_params and k != key:
+            other_key.update(_stem(r["granule"]) for r in rs)
+            continue
+        for r in rs:
+            granules.append(r["granule"])
+            for o in r.get("outputs", []):
+                taken.add(o)
+                path = os.path.join(outdir, o)
+                files.append(path)
+                if manifest.digest_of(r, o):
+                    digests[path] = manifest.digest_of(r, o)
+    files.sort()
+    notes += _left_out(outdir, listed, taken, other_key)
+    return OutdirView(outdir, files, [listed.sizes[os.path.basename(p)] for p in files], digests,
+                      _in_order(granules), key, notes)
+
+
+def verify(view, paths=None):
+    """One line per file of ``paths`` (default: all of ``view``) whose bytes are not the recorded
+    ones: ``[(path, line)]``."""
+    from readatl06.outputs import manifest
+    out = []
+    for p in view.files if paths is None else paths:
+        bad = manifest.damaged(p, view.digests.get(p))
+        if bad:
+            out.append((p, bad))
+    return out
+
+
+def plan_outdir(outdir, output, overwrite, params, held, command="merge"):
+    """Rank 0, under the folder's lock: the OutdirView to merge or export (:func:`read_outdir`), the
+    target checked and reserved (``held`` receives the reservation); UsageError when the target is
+    not allowed or the folder mixes parameter sets and ``params`` does not say which."""
+    from readatl06.outputs import locks
+    view = read_outdir(outdir, params)
+    held.append(locks.reserve("-o", output, list_beam_files(outdir).paths(), overwrite,
+                              command))
+    return view
+
+
+def verify_all(comm, view):
+    """Collective, ``view`` the same on every rank: every file checked against its recorded checksum,
+    the files spread over the ranks; the granules of damaged files are left out of ``view`` on every
+    rank. Returns one line per damaged file (for rank 0 to print)."""
+    from readatl06.outputs import manifest
+    from readatl06.parallel.spread import spread
+    lines = spread(comm, view.files, lambda p: manifest.damaged(p, view.digests.get(p)))
+    bad = [(p, m) for p, m in zip(view.files, lines) if m]
+    view.drop([p for p, _ in bad])
+    return [f"{m}; its granule is left out (see: readatl06 verify {view.folder})" for _, m in bad]

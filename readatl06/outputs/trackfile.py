@@ -9,6 +9,7 @@ Files are netCDF-4/CF-1.10 as well (docs/output.md): every dataset is attached t
 without a variable (``obs``, made as netCDF-C and h5netcdf make one), so that xarray opens the file
 with no arguments.
 """
+import hashlib
 import os
 
 import h5py
@@ -41,8 +42,10 @@ def _write_error(track, path, exc):
     return GranuleError(track.granule.name, f"cannot write {os.path.basename(path)}: {first}")
 
 
-def write_track(track, outdir, overwrite=False, compression="deflate"):
-    """Write ``track``; returns the final path. Never leaves a partial or temporary file behind."""
+def write_track(track, outdir, overwrite=False, compression="deflate", digests=None):
+    """Write ``track``; returns the final path. Never leaves a partial or temporary file behind.
+    ``digests`` (a dict): receives the file's name -> the hex SHA-256 of its bytes (of the image
+    built in memory: the run record's checksum, docs/output.md)."""
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression {compression!r}: expected one of {', '.join(COMPRESSIONS)}")
     path = output_path(outdir, track)
@@ -62,6 +65,8 @@ def write_track(track, outdir, overwrite=False, compression="deflate"):
             attach_dimension(dset, dim)
         f.flush()
         image = f.id.get_file_image()
+    if digests is not None:
+        digests[os.path.basename(path)] = hashlib.sha256(image).hexdigest()
     tmp = _tmp(path)
     made = False
     try:
@@ -81,12 +86,12 @@ def write_track(track, outdir, overwrite=False, compression="deflate"):
     return path
 
 
-def write_tracks(tracks, outdir, overwrite=False, compression="deflate"):
+def write_tracks(tracks, outdir, overwrite=False, compression="deflate", digests=None):
     """Write all tracks of a granule; on failure remove the ones already written (all or nothing)."""
     written = []
     try:
         for t in tracks:
-            written.append(write_track(t, outdir, overwrite, compression))
+            written.append(write_track(t, outdir, overwrite, compression, digests))
     except BaseException:
         for p in written:
             os.remove(p)

@@ -15,7 +15,7 @@ import numpy as np
 
 from readatl06.errors import UsageError
 from readatl06.hdf5.attrs import text
-from readatl06.outputs.outdir import list_beam_files
+from readatl06.outputs.outdir import list_beam_files, read_outdir, verify
 
 log = logging.getLogger("readatl06.plot")
 
@@ -105,6 +105,22 @@ def classify(h5):
     return None
 
 
+def _outdir_files(folder):
+    """The per-beam files of an OUTDIR that its records vouch for (every parameter set; without a
+    manifest every one, readatl06.outputs.outdir.read_outdir), each checked against its recorded
+    checksum: what is left out is logged, one line each."""
+    if not list_beam_files(folder).sizes:
+        return []
+    view = read_outdir(folder, any_params=True)
+    for note in view.notes:
+        log.warning("plot: %s", note)
+    damaged = verify(view)
+    for _, line in damaged:
+        log.warning("plot: skipped %s", line)
+    bad = {p for p, _ in damaged}
+    return [p for p in view.files if p not in bad]
+
+
 def expand_paths(paths):
     """PATHs -> HDF5 files. A folder gives its per-beam files (``*_gtNx_A|D.h5``), or, when it holds
     none, its other ``*.h5`` files (merged files, raw granules). A quoted glob is expanded."""
@@ -112,7 +128,7 @@ def expand_paths(paths):
     for p in paths:
         p = os.fspath(p)
         if os.path.isdir(p):
-            found = list_beam_files(p).paths()
+            found = _outdir_files(p)
             if not found:
                 found = sorted(glob.glob(os.path.join(p, "*.h5")))
             if not found:

@@ -11,6 +11,7 @@ import traceback
 from readatl06.outputs import manifest
 from readatl06.parallel import schedule
 from readatl06.outputs import folder as outdir_mod
+from readatl06.outputs import locks
 from readatl06.outputs.outdir import list_beam_files
 from readatl06.errors import GranuleError, ReadATL06Error, SourceError, UsageError
 from readatl06.atl06.names import parse_name, select
@@ -38,11 +39,15 @@ class Plan:
     superseded: dict = dataclasses.field(default_factory=dict)   # new granule -> older ones in OUTDIR it replaces
 
 
-def check_targets(outdir, inputs, merge_path, log, overwrite, resume):
+def check_targets(outdir, inputs, merge_path, log, overwrite, resume, held=None):
     """Every file the run writes, before any work (UsageError): never an input, never an existing
-    merged file or log without --overwrite (a text log is appended to with --resume)."""
+    merged file or log without --overwrite (a text log is appended to with --resume). The merged
+    file is reserved for this run (``held`` receives the reservation)."""
     if merge_path:
-        outdir_mod.check_file_target("--merge", merge_path, inputs, overwrite)
+        if held is None:
+            outdir_mod.check_file_target("--merge", merge_path, inputs, overwrite)
+        else:
+            held.append(locks.reserve("--merge", merge_path, inputs, overwrite, "reduce --merge"))
     if log:
         if os.path.islink(log):                  # appended to or emptied: never through a link
             raise outdir_mod.planted(log)
@@ -53,24 +58,25 @@ def check_targets(outdir, inputs, merge_path, log, overwrite, resume):
             os.close(fd)
 
 
-def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, merge_path=None, log=None):
-    """Rank 0, under the folder's lock: list, select, check targets, tidy leftovers, decide."""
+def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, merge_path=None, log=None,
+              held=None):
+    """Rank 0, under the folder's lock: list, select, check (and reserve) targets, tidy leftovers,
+    decide."""
     try:
         listing = discover(sources, exclude=[outdir])
         paths = listing.paths
-        check_targets(outdir, paths, merge_path, log, overwrite, resume)
+        check_targets(outdir, paths, merge_path, log, overwrite, resume, held)
     except (SourceError, UsageError) as exc:
         return Plan([], [], [], [], str(exc))
-    manifest.consolidate(outdir)                  # records of a killed run: part files -> manifest
-    outdir_mod.remove_leftovers(outdir)           # its temporary files
-    if merge_path:
-        outdir_mod.remove_leftovers(os.path.dirname(os.path.abspath(merge_path)), [os.path.basename(merge_path)])
+    notes = []
+    manifest.consolidate(outdir, notes=notes)     # records of a killed run: part files -> manifest
+    locks.remove_leftovers(outdir)                # its temporary files
     sel = select(paths, selection)
-    messages = listing.messages() + sel.messages()
+    messages = notes + listing.messages() + sel.messages()
     records = manifest.latest(manifest.read_records(outdir))
     beam_files = list_beam_files(outdir)          # one listing of OUTDIR, whatever the number of granules
     replaced = superseded_in_outdir(sel.granules, records, beam_files) if resume or overwrite else {}
-    items, skipped, resumed, changed, unfinished = [], [], [], [], []
+    items, skipped, resumed, changed, unfinished, damaged = [], [], [], [], [], []
     for g, p in sel.granules:
         on_disk = beam_files.of(g.stem)
         if g.name in replaced:      # an older release's files are stale files of this granule: (re)done
@@ -78,6 +84,12 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
         r = records.get(g.name)
         if resume and r is not None and g.name not in replaced:
             if r.get("params") == params_key and manifest.complete(r, on_disk):
+                bad = [m for m in (manifest.damaged(os.path.join(outdir, o), manifest.digest_of(r, o))
+                                   for o in r.get("outputs", [])) if m]
+                if bad:
+                    damaged.append(bad[0])
+                    items.append((g, p, _size(p), list(on_disk)))
+                    continue
                 skipped.append(g.name)
                 resumed.extend(os.path.join(outdir, o) for o in r.get("outputs", []))
                 continue
@@ -85,11 +97,7 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
                 changed.append(g.name)
         if resume and on_disk and g.name not in changed and g.name not in replaced:
             unfinished.append(g.name)
-        try:
-            size = remote.size_of(p)
-        except OSError:
-            size = 0
-        items.append((g, p, size, list(on_disk)))
+        items.append((g, p, _size(p), list(on_disk)))
     if replaced:
         pairs = [f"{old} (by {new})" for new, olds in sorted(replaced.items()) for old, _ in olds]
         messages.append(f"{'--resume' if resume else '--overwrite'}: {len(pairs)} granules in {outdir} are "
@@ -101,6 +109,9 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
     if unfinished:
         messages.append(f"--resume: {len(unfinished)} granules have files but no complete record "
                         f"(interrupted) and are redone: {' '.join(unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}")
+    if damaged:
+        messages.append(f"--resume: {len(damaged)} granules have a file that is not the one recorded and are "
+                        f"redone: {damaged[0]}{f' (and {len(damaged) - 1} more)' if len(damaged) > 1 else ''}")
     return Plan(items, skipped, resumed, messages, superseded={new: [old for old, _ in olds]
                                                               for new, olds in replaced.items()})
 
@@ -129,8 +140,15 @@ def superseded_in_outdir(granules, records, beam_files):
     return out
 
 
+def _size(path):
+    try:
+        return remote.size_of(path)
+    except OSError:
+        return 0
+
+
 def _failed(record, message, exc=None):
-    record.update(status="failed", error=message, points=0, outputs=[], sizes={})
+    record.update(status="failed", error=message, points=0, outputs=[], sizes={}, sha256={})
     if exc is not None:
         record["traceback"] = traceback.format_exc(limit=6)
 
@@ -143,7 +161,7 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
     t0 = time.perf_counter()
     record = {"granule": g.name, "path": redact(str(path)), "rank": rank, "started": started, "outputs": [],
-              "sizes": {}, "points": 0, "segments": 0, "error": None, "notes": [],
+              "sizes": {}, "sha256": {}, "points": 0, "segments": 0, "error": None, "notes": [],
               "removed": {"subset": 0, "invalid": 0, "fill": 0, "quality": 0}}
     from readatl06.reduce.granule import reduce_granule   # not imported by `list`
     from readatl06.outputs.trackfile import write_tracks
@@ -163,10 +181,12 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
         user = [v.source for v in opts.vars[len(OUTPUT_VARS):]]
         record["vars"] = {s: s in res.found for s in user if s in res.looked_up}   # --vars: found here?
         if write and tracks:
-            for p in write_tracks(tracks, outdir, overwrite=replace, compression=opts.compression):
+            digests = {}
+            for p in write_tracks(tracks, outdir, overwrite=replace, compression=opts.compression, digests=digests):
                 name = os.path.basename(p)
                 record["outputs"].append(name)
                 record["sizes"][name] = os.path.getsize(p)
+            record["sha256"] = digests
         record["timings"]["write"] = round(time.perf_counter() - t_write, 4)
         outdir_mod.crash_point("granule-written")
         if write:
@@ -197,18 +217,20 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
 
 def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path, log):
     """Rank 0 checks the folder, takes its lock and plans; everybody gets the plan. (plan, lock)"""
-    plan, lock = None, None
+    plan, lock = None, locks.Held()
     if comm.rank == 0:
         try:
             outdir_mod.check_outdir(outdir)
-            lock = outdir_mod.Lock(outdir, "reduce")
+            lock.append(locks.Lock(outdir, "reduce"))
             t_list = time.perf_counter()
-            plan = make_plan(sources, selection, outdir, key, resume, overwrite, merge_path, log)
+            plan = make_plan(sources, selection, outdir, key, resume, overwrite, merge_path, log, lock)
             plan.list_seconds = time.perf_counter() - t_list
             plan.run = f"{socket.gethostname()}-{os.getpid()}-{time.time():.3f}"
+            if lock[0].note:
+                plan.messages.insert(0, f"note: {lock[0].note}")
         except UsageError as exc:
             plan = Plan([], [], [], [], str(exc))
-        if plan.error and lock is not None:
+        if plan.error:
             lock.release()
     return comm.bcast(plan, root=0), lock
 
@@ -261,8 +283,7 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
         return _run(comm, plan, opts, outdir, key, t0, resume or overwrite, write, progress, log, merge_path,
                     schedule_how, merge_memory, timings)
     finally:
-        if lock is not None:
-            lock.release()
+        lock.release()
 
 
 def _vars_found_nowhere(records, opts):

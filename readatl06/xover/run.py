@@ -23,14 +23,14 @@ import time
 import h5py
 import numpy as np
 
-from readatl06.outputs import folder as outdir_mod
+from readatl06.outputs import locks
 from readatl06.xover import crossings as xover
 from readatl06.xover import write as xover_write
 from readatl06.errors import UsageError
 from readatl06.parallel.schedule import assign
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.subset import transformer
-from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files
+from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, read_outdir, verify_all
 from readatl06.parallel.exchange import exchange
 
 HEMISPHERE_CRS = ("EPSG:3031", "EPSG:3413")      # plane 0: lat < 0 (south), plane 1: lat >= 0 (north)
@@ -54,12 +54,13 @@ def check_crs(crs):
     return crs
 
 
-def list_tracks(path):
+def list_tracks(path, files=None):
     """Rank 0: ``[(file, group, beam, direction, rows)]`` of a merged file's ``/<beam>/<direction>``
-    groups or an OUTDIR's per-beam files (``*_gtNx_A|D.h5``), in a fixed order."""
+    groups or an OUTDIR's per-beam files (``*_gtNx_A|D.h5``; ``files``: those to take, by default
+    every one), in a fixed order."""
     out = []
     if os.path.isdir(path):
-        for p in list_beam_files(path).paths():
+        for p in list_beam_files(path).paths() if files is None else files:
             t = TrackFile.open(p, variables=READ)
             if t.beam not in BEAMS or t.direction not in DIRECTIONS:
                 raise UsageError(f"xover: {p}: not a readatl06 per-beam file (attributes beam, direction)")
@@ -235,7 +236,7 @@ def tiled_crossings(comm, a, d, dt_max):
 
 
 # ---------------------------------------------------------------- the command
-def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwrite=False):
+def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwrite=False, params=None):
     """The whole ``readatl06 xover`` command (docs/crossovers.md), called on every rank alike.
 
     Rank 0 checks the options and lists the tracks; every rank reads its share of their lines;
@@ -255,13 +256,34 @@ def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwr
         dt_max: keep only crossings at most this many days apart in time (``--dt-max``, 0 or
             more), or None for all.
         overwrite: replace an existing ``output`` (``--overwrite``); never an input.
+        params: the parameter-set key (``--parameters KEY``) of the per-beam files to cross when an
+            OUTDIR mixes several; None otherwise.
+
+    An OUTDIR is read as merge reads it: under its shared lock, only the granules with a complete
+    record of one parameter set, every file checked against its recorded checksum.
 
     Returns:
-        int: the exit status, the same on every rank: 0 when the file was written, 2 for bad
-        usage found before any work (rank 0 printed the one-line reason).
+        int: the exit status, the same on every rank: 0 when the file was written, 1 when it was
+        written without the granules of damaged per-beam files, 2 for bad usage found before any
+        work (rank 0 printed the one-line reason).
     """
     t0 = time.perf_counter()
-    plan = None
+    held = locks.Held()
+    try:
+        plan, damaged = _plan(comm, source, output, crs, max_gap, dt_max, overwrite, params, held)
+        if plan is None:
+            return 2
+        return _run(comm, plan, source, output, crs, max_gap, dt_max, t0, damaged)
+    finally:
+        held.release()
+
+
+def _plan(comm, source, output, crs, max_gap, dt_max, overwrite, params, held):
+    """(tracks, damaged lines) on every rank, or (None, []) after rank 0 printed the usage error.
+    Rank 0 checks the options, takes an OUTDIR's shared lock and reads it as merge does (granules
+    with a complete record of one parameter set), reserves the output; every file is checked
+    against its recorded checksum (spread over the ranks); rank 0 lists the tracks."""
+    view = None
     if comm.rank == 0:
         try:
             xover_write.format_of(output)
@@ -271,14 +293,37 @@ def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwr
                 raise UsageError(f"xover --max-gap {max_gap}: must be more than 0 m")
             if dt_max is not None and not dt_max >= 0:
                 raise UsageError(f"xover --dt-max {dt_max}: must be 0 days or more")
-            tracks = list_tracks(source)
-            outdir_mod.check_file_target("-o", output, [t[0] for t in tracks], overwrite)
-            plan = tracks
+            inputs = [source]
+            if os.path.isdir(source):
+                held.append(locks.Lock(source, "xover", shared=True))
+                view = read_outdir(source, params)
+                inputs = list_beam_files(source).paths()
+                for note in ([held[0].note] if held[0].note else []) + view.notes:
+                    print(f"readatl06 xover: note: {note}", file=sys.stderr)
+            elif params is not None:
+                raise UsageError("xover --parameters: applies to an OUTDIR only")
+            held.append(locks.reserve("-o", output, inputs, overwrite, "xover"))
         except UsageError as exc:
             print(f"readatl06 xover: error: {exc}", file=sys.stderr)
-    plan = comm.bcast(plan, root=0)
-    if plan is None:
-        return 2
+            view = 2
+    view = comm.bcast(view, root=0)
+    if view == 2:
+        return None, []
+    damaged = verify_all(comm, view) if view is not None else []
+    plan = None
+    if comm.rank == 0:
+        try:
+            for line in damaged:
+                print(f"readatl06 xover: error: {line}", file=sys.stderr)
+            if view is not None and not view.files:
+                raise UsageError(f"xover: {source}: no per-beam files ({BEAM_FILES_SHOWN}) to cross in this folder")
+            plan = list_tracks(source, None if view is None else view.files)
+        except UsageError as exc:
+            print(f"readatl06 xover: error: {exc}", file=sys.stderr)
+    return comm.bcast(plan, root=0), damaged
+
+
+def _run(comm, plan, source, output, crs, max_gap, dt_max, t0, damaged):
     mine = {direction: [np.zeros(0, xover.LINE_DTYPE)] for direction in DIRECTIONS}
     for i, lo, hi in shares([t[4] for t in plan], comm.size, comm.rank):
         mine[plan[i][3]].append(read_lines(plan[i], lo, hi, max_gap, crs))
@@ -295,7 +340,7 @@ def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwr
     counts = comm.allgather((a.size, d.size, set(np.unique(a["plane"])) | set(np.unique(d["plane"]))))
     every = comm.gather(cols, root=0)
     if comm.rank != 0:
-        return 0
+        return 1 if damaged else 0
     cols = xover.sort_rows(_concat(every))
     del cols["plane"]
     planes = set().union(*(c[2] for c in counts))
@@ -306,7 +351,7 @@ def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwr
     what = f"{len(plan)} per-beam files" if os.path.isdir(source) else f"{len(plan)} groups"
     print(f"readatl06 xover: {cols['x'].size} crossings of {n_a} ascending x {n_d} descending lines "
           f"({what}, {meta['crs']}) -> {output} in {time.perf_counter() - t0:.1f} s on {comm.size} rank(s)")
-    return 0
+    return 1 if damaged else 0
 
 
 def crs_text(planes):
