@@ -31,7 +31,7 @@ import sys
 import time
 
 from readatl06.errors import UsageError
-from readatl06.outputs.folder import (check_file_target, open_existing, planted, refuse_planted, sole_file,
+from readatl06.outputs.folder import (check_file_target, open_existing, refuse_planted, sole_file,
                                       temporaries)
 
 LOCK = "readatl06.lock"
