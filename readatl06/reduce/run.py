@@ -37,6 +37,7 @@ class Plan:
     run: str = ""          # this run's id, in every record
     list_seconds: float = 0.0
     superseded: dict = dataclasses.field(default_factory=dict)   # new granule -> older ones in OUTDIR it replaces
+    trusted: list = dataclasses.field(default_factory=list)      # [(item, [(output, sha256)])] of the skipped
 
 
 def check_targets(outdir, inputs, merge_path, log, overwrite, resume, held=None):
@@ -76,7 +77,7 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
     records = manifest.latest(manifest.read_records(outdir))
     beam_files = list_beam_files(outdir)          # one listing of OUTDIR, whatever the number of granules
     replaced = superseded_in_outdir(sel.granules, records, beam_files) if resume or overwrite else {}
-    items, skipped, resumed, changed, unfinished, damaged = [], [], [], [], [], []
+    items, skipped, resumed, changed, unfinished, trusted = [], [], [], [], [], []
     for g, p in sel.granules:
         on_disk = beam_files.of(g.stem)
         if g.name in replaced:      # an older release's files are stale files of this granule: (re)done
@@ -84,14 +85,10 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
         r = records.get(g.name)
         if resume and r is not None and g.name not in replaced:
             if r.get("params") == params_key and manifest.complete(r, on_disk):
-                bad = [m for m in (manifest.damaged(os.path.join(outdir, o), manifest.digest_of(r, o))
-                                   for o in r.get("outputs", [])) if m]
-                if bad:
-                    damaged.append(bad[0])
-                    items.append((g, p, _size(p), list(on_disk)))
-                    continue
-                skipped.append(g.name)
+                skipped.append(g.name)     # its checksums are checked by every rank, a share each
                 resumed.extend(os.path.join(outdir, o) for o in r.get("outputs", []))
+                trusted.append(((g, p, _size(p), list(on_disk)),
+                                [(o, manifest.digest_of(r, o)) for o in r.get("outputs", [])]))
                 continue
             if r.get("status") in ("done", "empty") and r.get("params") != params_key:
                 changed.append(g.name)
@@ -109,11 +106,32 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
     if unfinished:
         messages.append(f"--resume: {len(unfinished)} granules have files but no complete record "
                         f"(interrupted) and are redone: {' '.join(unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}")
-    if damaged:
-        messages.append(f"--resume: {len(damaged)} granules have a file that is not the one recorded and are "
-                        f"redone: {damaged[0]}{f' (and {len(damaged) - 1} more)' if len(damaged) > 1 else ''}")
-    return Plan(items, skipped, resumed, messages, superseded={new: [old for old, _ in olds]
-                                                              for new, olds in replaced.items()})
+    return Plan(items, skipped, resumed, messages, trusted=trusted,
+                superseded={new: [old for old, _ in olds] for new, olds in replaced.items()})
+
+
+def check_resumed(comm, plan, outdir):
+    """The files --resume would trust, checked against their recorded SHA-256 by every rank, a share
+    each (no serial pass on rank 0); a granule with a damaged file moves from ``skipped`` to the
+    granules to reduce, on every rank alike. Only the damaged ones travel (one small allgather)."""
+    bad = []
+    for k in range(comm.rank, len(plan.trusted), comm.size):
+        _, outputs = plan.trusted[k]
+        line = next((m for m in (manifest.damaged(os.path.join(outdir, o), digest) for o, digest in outputs)
+                     if m), None)
+        if line:
+            bad.append((k, line))
+    bad = sorted(b for part in (comm.allgather(bad) if comm.size > 1 else [bad]) for b in part)
+    if not bad:
+        return
+    redo = [plan.trusted[k][0] for k, _ in bad]
+    names = {item[0].name for item in redo}
+    plan.skipped = [n for n in plan.skipped if n not in names]
+    stems = tuple(item[0].stem + "_" for item in redo)
+    plan.resumed = [p for p in plan.resumed if not os.path.basename(p).startswith(stems)]
+    plan.items = sorted(plan.items + redo, key=lambda it: (it[0].time, it[0].name, it[1]))
+    plan.messages.append(f"--resume: {len(bad)} granules have a file that is not the one recorded and are "
+                         f"redone: {bad[0][1]}{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}")
 
 
 def superseded_in_outdir(granules, records, beam_files):
@@ -280,6 +298,7 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
             print(f"readatl06 reduce: error: {plan.error}", file=sys.stderr)
         return 2
     try:
+        check_resumed(comm, plan, outdir)
         return _run(comm, plan, opts, outdir, key, t0, resume or overwrite, write, progress, log, merge_path,
                     schedule_how, merge_memory, timings)
     finally:
