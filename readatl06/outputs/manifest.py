@@ -71,7 +71,7 @@ def _read_lines(path, nofollow=False):
 
 
 def part_paths(outdir):
-    return sorted(glob.glob(os.path.join(outdir, PART.format(rank="*"))))
+    return sorted(glob.glob(os.path.join(glob.escape(outdir), PART.format(rank="*"))))
 
 
 def read_records(outdir):

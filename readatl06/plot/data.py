@@ -114,7 +114,7 @@ def expand_paths(paths):
         if os.path.isdir(p):
             found = list_beam_files(p).paths()
             if not found:
-                found = sorted(glob.glob(os.path.join(p, "*.h5")))
+                found = sorted(glob.glob(os.path.join(glob.escape(p), "*.h5")))   # a folder name is no pattern
             if not found:
                 raise UsageError(f"plot: {p}: no .h5 files in this folder")
             out.extend(found)
