@@ -250,6 +250,7 @@ def make_plan(comm, source, output, overwrite=False, params=None):
                 head = ("merged", [source]) + _merged_head(source)
             else:
                 raise UsageError(f"{source}: no such file or folder; expected a merged file or an output folder")
+            outdir_mod.check_space("-o", output, sum(os.path.getsize(p) for p in head[1]) // outdir_mod.SPACE_SHARE)
         except UsageError as exc:
             head = str(exc)
             if lock is not None:

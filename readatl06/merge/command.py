@@ -42,6 +42,7 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
                 raise UsageError(f"{outdir}: no such folder")
             lock = outdir_mod.Lock(outdir, "merge")
             plan = plan_outdir(outdir, output, overwrite, params)
+            outdir_mod.check_space("-o", output, sum(plan[2]) // outdir_mod.SPACE_SHARE)
             if not plan[0]:
                 print(f"readatl06 merge: no per-beam files ({BEAM_FILES_SHOWN}) in {outdir}", file=sys.stderr)
         except UsageError as exc:
