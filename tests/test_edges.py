@@ -119,3 +119,26 @@ def test_progress_line_on_a_terminal_without_a_size(tmp_path):
     os.close(master)
     text = b"".join(chunks).decode(errors="replace")
     assert "readatl06: 100%" in text and "1/1" in text, text
+
+
+# ---------------------------------------------------------------- item 9: a test suite that fails, never hangs
+@pytest.mark.mpi(min_size=2)
+def test_a_check_failing_on_rank_0_fails_every_rank():
+    from mpi4py import MPI
+
+    from conftest import every_rank
+    comm = MPI.COMM_WORLD
+    with pytest.raises(AssertionError) as info:
+        with every_rank(comm):
+            if comm.rank == 0:
+                assert comm.rank == 1, "rank 0's own check"
+    assert ("rank 0's own check" in str(info.value)) == (comm.rank == 0)
+    assert comm.rank == 0 or "ranks [0] failed their checks" in str(info.value)
+    comm.Barrier()                       # every rank gets here: no hang
+
+
+def test_every_mpirun_of_the_test_script_has_a_time_limit():
+    from conftest import ROOT
+    lines = [ln.strip() for ln in (ROOT / "scripts" / "test.sh").read_text().splitlines()]
+    runs = [ln for ln in lines if "mpirun -n" in ln and not ln.startswith(("#", "echo"))]
+    assert runs and all(ln.startswith("timeout ") for ln in runs), runs
