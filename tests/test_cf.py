@@ -194,7 +194,7 @@ def test_parallel_merge_opens_and_equals_one_rank(mpi_tmp_path, mpi_real_dir):
     comm = MPI.COMM_WORLD
     assert mpi_h5py(comm)
     world = str(mpi_tmp_path / "world.h5")
-    assert run_reduce(comm, [str(mpi_real_dir)], Selection(), ReduceOptions(), str(mpi_tmp_path / "t"),
+    assert run_reduce(comm, [str(mpi_real_dir)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "t"),
                       merge_path=world) == 0
     assert merge_outdir(comm, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "outdir.h5")) == 0
     with every_rank(comm):

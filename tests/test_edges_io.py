@@ -139,3 +139,12 @@ def test_boolean_vars_reduce_merge_export(tmp_path):
     import pyarrow.parquet as pq
     a, b = pq.read_table(tmp_path / "t.parquet"), pq.read_table(tmp_path / "t2.parquet")
     assert a.schema.field("flagb").type == "bool" and a["flagb"].equals(b["flagb"])
+
+
+def test_xover_removes_the_temporary_file_of_a_killed_run(made, tmp_path):
+    """A killed xover leaves ``.X.tmp-PID``; the next xover to X removes it (issue 24, item 8)."""
+    left = tmp_path / ".x.h5.tmp-99999"
+    left.write_bytes(b"half a file")
+    r = run_cli("xover", made / "m.h5", "-o", tmp_path / "x.h5")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["x.h5"]

@@ -18,6 +18,8 @@ from readatl06.atl06.names import Selection
 from readatl06.reduce.granule import ReduceOptions
 from readatl06.reduce.run import run_reduce
 
+ALL = Selection(all_releases=True)        # every real granule: the comparisons count them all
+
 
 def file_contents(outdir):
     out = {}
@@ -42,11 +44,11 @@ def test_reduce_identical_with_any_rank_count(mpi_tmp_path, mpi_real_dir):
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     src = mpi_real_dir
-    status = run_reduce(comm, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "world"))
+    status = run_reduce(comm, [str(src)], ALL, ReduceOptions(), str(mpi_tmp_path / "world"))
     assert status == 0
     with every_rank(comm):
         if comm.rank == 0:
-            assert run_reduce(MPI.COMM_SELF, [str(src)], Selection(), ReduceOptions(), str(mpi_tmp_path / "self")) == 0
+            assert run_reduce(MPI.COMM_SELF, [str(src)], ALL, ReduceOptions(), str(mpi_tmp_path / "self")) == 0
             assert_same(file_contents(mpi_tmp_path / "world"), file_contents(mpi_tmp_path / "self"))
             with open(mpi_tmp_path / "world" / "readatl06-manifest.jsonl") as fh:
                 recs = [json.loads(x) for x in fh]
@@ -63,13 +65,13 @@ def test_static_and_dynamic_schedules_give_identical_outputs_and_merged_files(mp
     runs = {}
     for how in ("dynamic", "static"):
         out = str(mpi_tmp_path / how)
-        assert run_reduce(comm, [str(mpi_real_dir)], Selection(), ReduceOptions(), out, schedule_how=how,
+        assert run_reduce(comm, [str(mpi_real_dir)], ALL, ReduceOptions(), out, schedule_how=how,
                           merge_path=out + ".h5") == 0
         runs[how] = out
     with every_rank(comm):
         if comm.rank == 0:
             one = str(mpi_tmp_path / "one")
-            assert run_reduce(MPI.COMM_SELF, [str(mpi_real_dir)], Selection(), ReduceOptions(), one,
+            assert run_reduce(MPI.COMM_SELF, [str(mpi_real_dir)], ALL, ReduceOptions(), one,
                               merge_path=one + ".h5") == 0
             for how, out in runs.items():
                 assert_same(file_contents(out), file_contents(one))

@@ -279,6 +279,8 @@ def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwr
                 raise UsageError(f"xover --dt-max {dt_max}: must be 0 days or more")
             tracks = list_tracks(source)
             outdir_mod.check_file_target("-o", output, [t[0] for t in tracks], overwrite)
+            # the temporary files of killed runs (.NAME.tmp-PID), as export and merge remove theirs
+            outdir_mod.remove_leftovers(os.path.dirname(os.path.abspath(output)), [os.path.basename(output)])
             plan = tracks
         except UsageError as exc:
             print(f"readatl06 xover: error: {exc}", file=sys.stderr)
