@@ -21,7 +21,12 @@ def command_module(name):
 
 def build_parser():
     import argparse
-    parser = argparse.ArgumentParser(prog="readatl06", description="Reduce ICESat-2 ATL06 granules to "
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):           # one line, no usage block: exit status 2
+            self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    parser = Parser(prog="readatl06", description="Reduce ICESat-2 ATL06 granules to "
                                      "per-beam, per-direction track files (run under mpirun for parallel work).")
     parser.add_argument("--version", action="version", version=f"readatl06 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
