@@ -89,6 +89,11 @@ def test_corrupt_chunk_and_truncated_file(made, tmp_path):
     one_line(run_cli("export", bad, "-o", tmp_path / "t.parquet"), 1, "readatl06 export: error:", "corrupt")
     one_line(run_cli("xover", bad, "-o", tmp_path / "x.h5"), 1,
              f"readatl06 xover: error: {bad}:/gt1l/descending: rows 0..", "cannot be read")
+    r = run_cli("xover", bad, "-o", tmp_path / "x.h5", ranks=2)   # the rank that reads it: one line, all end
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert errors and all(ln.startswith("readatl06: rank ") and f"error: {bad}:/gt1l/descending: rows " in ln
+                          and ln.endswith("; aborting all ranks") for ln in errors), r.stderr
     cut = tmp_path / "cut"
     shutil.copytree(made / "out", cut)
     victim = sorted(cut.glob("*_A.h5"))[0]
