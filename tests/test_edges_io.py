@@ -153,3 +153,21 @@ def test_xover_removes_the_temporary_file_of_a_killed_run(made, tmp_path):
     r = run_cli("xover", made / "m.h5", "-o", tmp_path / "x.h5")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path)) == ["x.h5"]
+
+
+def test_full_disk_in_process_without_a_tmpfs(made, tmp_path, monkeypatch, capsys):
+    """The same without root: Parquet's writes raise ENOSPC (a full disk) in this process."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    from readatl06.cli import main
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
+    assert main(["export", str(made / "m.h5"), "-o", str(tmp_path / "t.parquet")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("readatl06 export: error: [Errno 28] ") and \
+        err[0].endswith(f"No space left on device ({made / 'm.h5'} -> {tmp_path / 't.parquet'})"), err
+    assert os.listdir(tmp_path) == []
