@@ -12,7 +12,11 @@ MPI_TEST_TIMEOUT=${READATL06_MPI_TEST_TIMEOUT:-1800}
 for n in 2 4; do
   echo "== mpirun -n $n (MPI tests, at most ${MPI_TEST_TIMEOUT} s)"
   timeout -k 30 "$MPI_TEST_TIMEOUT" mpirun -n $n python -m pytest -q --with-mpi -m mpi -p no:randomly "$@" \
-    > .venv/mpi-test-$n.log 2>&1 || { rc=$?; cat .venv/mpi-test-$n.log; [ $rc = 124 ] && echo "timed out after ${MPI_TEST_TIMEOUT} s (a hang)"; exit 1; }
+    > .venv/mpi-test-$n.log 2>&1 || {
+    rc=$?; cat .venv/mpi-test-$n.log
+    [ $rc = 124 ] && echo "timed out after ${MPI_TEST_TIMEOUT} s (a hang)"
+    exit 1
+  }
   tail -n 1 .venv/mpi-test-$n.log
 done
 echo "test suite finished in $(( $(date +%s) - t0 )) s"

@@ -131,7 +131,8 @@ def test_boolean_vars_reduce_merge_export(tmp_path):
             g.create_dataset("flagb", data=flags[b])
     r = run_cli("reduce", src, "-o", tmp_path / "o", "--vars", "flagb", "--no-progress")
     assert r.returncode == 0, r.stderr
-    for argv in (["merge", tmp_path / "o", "-o", tmp_path / "m.h5"], ["export", tmp_path / "o", "-o", tmp_path / "t.parquet"],
+    for argv in (["merge", tmp_path / "o", "-o", tmp_path / "m.h5"],
+                 ["export", tmp_path / "o", "-o", tmp_path / "t.parquet"],
                  ["export", tmp_path / "m.h5", "-o", tmp_path / "t2.parquet"]):
         r = run_cli(*argv)
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr

@@ -40,10 +40,12 @@ def test_s3_etag_of_an_sse_kms_object_is_no_md5(capsys, env, moto, tmp_path, mon
             found = {p: dict(i, ETag='"' + "0123456789abcdef" * 2 + '"') for p, i in found.items()}
         return found
     monkeypatch.setattr(s3fs.S3FileSystem, "find", not_md5)
-    rc, lines, err = cli(capsys, "fetch", "--all-releases", f"s3://{BUCKET}/{KMS}", "-o", tmp_path / "k", *s3_args(moto))
+    rc, _, err = cli(capsys, "fetch", "--all-releases", f"s3://{BUCKET}/{KMS}", "-o", tmp_path / "k",
+                     *s3_args(moto))
     assert rc == 0, err
     assert same_bytes(files[0], tmp_path / "k" / files[0].name) and not any("retries" in ln for ln in err), err
-    rc, lines, err = cli(capsys, "fetch", "--all-releases", f"s3://{BUCKET}/plain", "-o", tmp_path / "p", *s3_args(moto))
+    rc, _, err = cli(capsys, "fetch", "--all-releases", f"s3://{BUCKET}/plain", "-o", tmp_path / "p",
+                     *s3_args(moto))
     assert rc == 1 and any("differs from the store's 0123456789abcdef" in ln for ln in err), err
 
 
