@@ -3,10 +3,11 @@
 rank before MPI starts) and ``USES_MPI = False``. Arguments are parsed before MPI is imported;
 under MPI only rank 0 prints, and every rank exits with the same code."""
 import importlib
+import os
 import sys
 
 from readatl06 import __version__
-from readatl06.errors import ReadATL06Error, UsageError
+from readatl06.errors import ReadATL06Error, UsageError, one_line
 from readatl06.parallel.world import launcher_rank
 
 COMMANDS = ("list", "reduce", "merge", "xover", "export", "verify", "plot", "synth", "demo", "fetch")
@@ -20,7 +21,12 @@ def command_module(name):
 
 def build_parser():
     import argparse
-    parser = argparse.ArgumentParser(prog="readatl06", description="Reduce ICESat-2 ATL06 granules to "
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):           # one line, no usage block: exit status 2
+            self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    parser = Parser(prog="readatl06", description="Reduce ICESat-2 ATL06 granules to "
                                      "per-beam, per-direction track files (run under mpirun for parallel work).")
     parser.add_argument("--version", action="version", version=f"readatl06 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -39,7 +45,34 @@ def _silence(parser):
         p.print_usage = p.print_help = p._print_message = nothing
 
 
+FAILED = []
+
+
 def main(argv=None):
+    """The command line (``argv``: None = ``sys.argv[1:]``); returns the exit status.
+
+    Run as the program (``argv`` None: the console script, ``python -m readatl06``), after an
+    unexpected error the process ends at once (``os._exit``) without freeing what the error holds
+    on to: HDF5 crashes (SIGSEGV) when it frees a file whose flush failed (a full disk), which would
+    turn the one-line error and exit status 1 into a segmentation fault."""
+    status = _main(argv)
+    if argv is None and FAILED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _files(args, exc):
+    """`` (SOURCE -> OUTPUT)`` after a message that names neither (pyarrow's, HDF5's read errors)."""
+    src = getattr(args, "source", None) or getattr(args, "outdir", None)
+    out = getattr(args, "output", None)
+    if not (src and out) or str(src) in str(exc) or str(out) in str(exc):
+        return ""
+    return f" ({src} -> {out})"
+
+
+def _main(argv):
     quiet = launcher_rank() != 0
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -66,6 +99,14 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:        # a full disk, a corrupt HDF5 chunk, a truncated file: one line, exit 1
+        if os.environ.get("READATL06_TRACEBACK"):
+            raise
+        if not quiet:
+            print(f"readatl06 {args.command}: error: {one_line(exc)}{_files(args, exc)}", file=sys.stderr)
+        FAILED.append(exc)         # kept alive: see main()
+        return 1
+
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """The exception hierarchy: every message names the file, what was found and what was expected."""
+import re
 
 
 class ReadATL06Error(Exception):
@@ -27,3 +28,17 @@ class NotATL06Error(GranuleError):
 
     def __init__(self, name, found):
         super().__init__(name, f"not an ATL06 granule: {found}")
+
+
+def one_line(exc):
+    """An unexpected error in one line: the OS's or HDF5's message on one line, the type of
+    anything else (``READATL06_TRACEBACK=1`` in the environment shows the whole traceback)."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    hdf5 = re.search(r"filename = '([^']*)'.*?error message = '([^']*)'", text)
+    if hdf5:                       # HDF5's "...(file write failed: time = ..., filename = ..., errno = ...)"
+        text = f"{hdf5[1]}: {hdf5[2]} (HDF5: {text.split(' (')[0]})"
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    if isinstance(exc, (OSError, RuntimeError, ReadATL06Error)):
+        return text
+    return f"{type(exc).__name__}: {text}"

@@ -43,13 +43,16 @@ def add_remote(p, scratch=False):
                        "in place (deleted after reduction; default: the system's temporary folder)")
 
 
+MAX_MB = 1e9                     # a petabyte: more is a typo (and inf overflows the buffer sizes)
+
+
 def megabytes(text):
     try:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of MB")
+    if not 0 < value <= MAX_MB:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of MB, at most {MAX_MB:.0e}")
     return value
 
 

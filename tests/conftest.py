@@ -1,3 +1,4 @@
+import contextlib
 import os
 import pathlib
 import shutil
@@ -62,3 +63,20 @@ def run_cli(*args, ranks=None, timeout=300, cwd=None, env=None, wrap=()):
     for var in [v for v in env if v.startswith(("OMPI_COMM_WORLD", "PMIX_", "PMI_"))]:
         env.pop(var)   # a child mpirun must not think it runs inside the test's own MPI job
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+@contextlib.contextmanager
+def every_rank(comm):
+    """Checks made on some ranks only (``if comm.rank == 0: assert ...``) fail on EVERY rank: the
+    verdict is gathered before anyone goes on, so a failed assert on rank 0 fails the test instead
+    of leaving the other ranks waiting at the next barrier (a hang)."""
+    error = None
+    try:
+        yield
+    except Exception as exc:          # noqa: BLE001 (re-raised below, on this rank and the others)
+        error = exc
+    failed = [r for r, e in enumerate(comm.allgather(None if error is None else repr(error)[:500])) if e]
+    if error is not None:
+        raise error
+    if failed:
+        raise AssertionError(f"ranks {failed} failed their checks (see their output)")

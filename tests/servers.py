@@ -98,8 +98,9 @@ class SSHD(Server):
         return f"[127.0.0.1]:{self.port} {kind} {b64}\n"
 
 
-def start_sshd(run_dir, authorized):
-    """sshd -D on 127.0.0.1 with a fresh host key; ``authorized``: public key lines it accepts (root)."""
+def start_sshd(run_dir, authorized, extra=""):
+    """sshd -D on 127.0.0.1 with a fresh host key; ``authorized``: public key lines it accepts (root);
+    ``extra``: more sshd_config lines (``MaxStartups 2``)."""
     if not os.access(SSHD_BIN, os.X_OK):
         raise RuntimeError(f"{SSHD_BIN} missing: Debian package openssh-server (scripts/setup.sh installs it)")
     os.makedirs("/run/sshd", exist_ok=True)          # privilege separation folder
@@ -124,7 +125,7 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
-""")
+{extra}""")
     server = _start([SSHD_BIN, "-D", "-e", "-f", conf], port, "sshd", run_dir)
     server.__class__ = SSHD
     server.host_key_line = host_line

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from conftest import REAL
+from conftest import REAL, every_rank
 from readatl06.atl06 import gpstime as timeconv
 from readatl06.cli import main
 from readatl06.atl06.schema import ATLAS_SDP_GPS_EPOCH, BEAMS, COORDINATES, DIMENSION, DIRECTIONS, GRANULE_DIMENSION, OUTPUT_VARS, output_vars
@@ -197,18 +197,19 @@ def test_parallel_merge_opens_and_equals_one_rank(mpi_tmp_path, mpi_real_dir):
     assert run_reduce(comm, [str(mpi_real_dir)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "t"),
                       merge_path=world) == 0
     assert merge_outdir(comm, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "outdir.h5")) == 0
-    if comm.rank == 0:
-        assert merge_outdir(MPI.COMM_SELF, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "one.h5")) == 0
-        assert assert_merged_opens(world) > 0
-        for other in ("outdir.h5", "one.h5"):
-            assert_same_file(world, mpi_tmp_path / other)
-        with h5py.File(world, "r") as f:
-            refs = f["gt1l/ascending/h_elv"].attrs["DIMENSION_LIST"]
-            assert [f[r].name for r in refs[0]] == ["/gt1l/ascending/obs"]
-            assert f["gt1l/ascending/obs"].id.get_storage_size() == 0
-        for p in beam_files(mpi_tmp_path / "t")[:4]:
-            with xr.open_dataset(p) as ds:
-                assert set(ds.coords) == set(COORDINATES)
+    with every_rank(comm):
+        if comm.rank == 0:
+            assert merge_outdir(MPI.COMM_SELF, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "one.h5")) == 0
+            assert assert_merged_opens(world) > 0
+            for other in ("outdir.h5", "one.h5"):
+                assert_same_file(world, mpi_tmp_path / other)
+            with h5py.File(world, "r") as f:
+                refs = f["gt1l/ascending/h_elv"].attrs["DIMENSION_LIST"]
+                assert [f[r].name for r in refs[0]] == ["/gt1l/ascending/obs"]
+                assert f["gt1l/ascending/obs"].id.get_storage_size() == 0
+            for p in beam_files(mpi_tmp_path / "t")[:4]:
+                with xr.open_dataset(p) as ds:
+                    assert set(ds.coords) == set(COORDINATES)
     comm.Barrier()
 
 

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REAL
+from conftest import REAL, every_rank
 from readatl06.export import plan as export_plan
 from readatl06.cli import main
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
@@ -292,20 +292,22 @@ def test_parallel_export_writes_the_serial_bytes(mpi_tmp_path):
     from readatl06.synth import command as synth
     comm = MPI.COMM_WORLD
     d = mpi_tmp_path
-    if comm.rank == 0:
-        args = synth.add_arguments(argparse.ArgumentParser()).parse_args(
-            [str(d / "g"), "--granules", "3", "--segments-per-beam", "10000"])
-        assert synth.run(args, MPI.COMM_SELF) == 0
-        assert run_reduce(MPI.COMM_SELF, [str(d / "g")], Selection(), ReduceOptions(), str(d / "out"),
-                          merge_path=str(d / "m.h5"), progress=False) == 0
+    with every_rank(comm):
+        if comm.rank == 0:
+            args = synth.add_arguments(argparse.ArgumentParser()).parse_args(
+                [str(d / "g"), "--granules", "3", "--segments-per-beam", "10000"])
+            assert synth.run(args, MPI.COMM_SELF) == 0
+            assert run_reduce(MPI.COMM_SELF, [str(d / "g")], Selection(), ReduceOptions(), str(d / "out"),
+                              merge_path=str(d / "m.h5"), progress=False) == 0
     comm.Barrier()
     assert run_export(comm, str(d / "m.h5"), str(d / "world.parquet")) == 0
     assert run_export(comm, str(d / "out"), str(d / "world_out.parquet")) == 0
-    if comm.rank == 0:
-        assert run_export(MPI.COMM_SELF, str(d / "m.h5"), str(d / "self.parquet")) == 0
-        one = (d / "self.parquet").read_bytes()
-        assert (d / "world.parquet").read_bytes() == one
-        assert (d / "world_out.parquet").read_bytes() == one
-        assert not [p for p in os.listdir(d) if ".tmp-" in p]
-        assert_table_is(read(d / "world.parquet"), expected(d / "m.h5"))
+    with every_rank(comm):
+        if comm.rank == 0:
+            assert run_export(MPI.COMM_SELF, str(d / "m.h5"), str(d / "self.parquet")) == 0
+            one = (d / "self.parquet").read_bytes()
+            assert (d / "world.parquet").read_bytes() == one
+            assert (d / "world_out.parquet").read_bytes() == one
+            assert not [p for p in os.listdir(d) if ".tmp-" in p]
+            assert_table_is(read(d / "world.parquet"), expected(d / "m.h5"))
     comm.Barrier()

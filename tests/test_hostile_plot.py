@@ -59,15 +59,22 @@ def test_plot_raw_nan_coordinates_dropped_and_directions_kept(syn, tmp_path, plo
     assert sorted(bad["directions"]) == sorted(clean["directions"]) and len(clean["directions"]) == 1
 
 
-def test_map_of_both_hemispheres_refused_without_crs(tmp_path, plotting, capsys):
+def test_map_of_both_hemispheres_one_map_each(tmp_path, plotting, capsys):
+    """plot_map refuses one map of both; ``readatl06 plot`` draws one per hemisphere, as reduce --plot
+    (issue 24, item 7)."""
     plot_cmd, m = plotting
     both = [_real(NORTH), _real(SOUTH)]
     with pytest.raises(m.HemisphereError) as info:
         m.plot_map(both, tmp_path / "x.png")
     msg = str(info.value)
     assert msg.startswith("plot: the tracks are in both hemispheres (") and "--hemisphere north" in msg
-    assert plot_cmd.run(_plot_args(plot_cmd, *both, "-o", tmp_path / "x.png"), None) == 2
-    assert capsys.readouterr().err.strip() == msg and not (tmp_path / "x.png").exists()
+    from readatl06.cli import main
+    assert main(["plot", *map(str, both), "-o", str(tmp_path / "x.png"), "--kind", "map"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert not (tmp_path / "x.png").exists()
+    assert out[0].startswith(f"plot: wrote {tmp_path / 'x-north.png'} (map: ") and out[0].endswith(", EPSG:3413)")
+    assert out[1].startswith(f"plot: wrote {tmp_path / 'x-south.png'} (map: ") and out[1].endswith(", EPSG:3031)")
+    assert min((tmp_path / f"x-{h}.png").stat().st_size for h in ("north", "south")) > 10_000
     north, south = (m.plot_map([p], tmp_path / f"{i}.png") for i, p in enumerate(both))
     assert (north["crs"], south["crs"]) == ("EPSG:3413", "EPSG:3031")
     for h, alone in (("north", north), ("south", south)):

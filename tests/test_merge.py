@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REAL
+from conftest import REAL, every_rank
 from readatl06.cli import main
 from readatl06.atl06.names import parse_name
 from readatl06.atl06.schema import BEAMS, DIMENSION, DIRECTIONS, OUTPUT_VARS
@@ -150,10 +150,11 @@ def test_merge_identical_for_any_rank_count(mpi_tmp_path, mpi_real_dir):
         assert merge_outdir(comm, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "gathered.h5")) == 0
     finally:
         del os.environ["READATL06_MERGE_SERIAL"]
-    if comm.rank == 0:
-        assert merge_outdir(MPI.COMM_SELF, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "one.h5")) == 0
-        for other in ("outdir.h5", "gathered.h5", "one.h5", "small.h5", "nofiles.h5", "outdir-small.h5"):
-            assert_same_file(world, mpi_tmp_path / other)
+    with every_rank(comm):
+        if comm.rank == 0:
+            assert merge_outdir(MPI.COMM_SELF, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "one.h5")) == 0
+            for other in ("outdir.h5", "gathered.h5", "one.h5", "small.h5", "nofiles.h5", "outdir-small.h5"):
+                assert_same_file(world, mpi_tmp_path / other)
     comm.Barrier()
 
 
@@ -319,14 +320,16 @@ def test_whole_chunks_identical_for_every_rank_count_and_memory(mpi_tmp_path):
     world = MPI.COMM_WORLD
     granules, held = synth(6)
     folder = mpi_tmp_path / "t"
-    if world.rank == 0:
-        folder.mkdir()
+    with every_rank(world):
+        if world.rank == 0:
+            folder.mkdir()
     paths = world.bcast([write_tracks([t], str(folder))[0] for _, t in held] if world.rank == 0 else None)
     ref = mpi_tmp_path / "ref.h5"
-    if world.rank == 0:
-        from readatl06.parallel.world import SerialComm
-        merge.merge_tracks(SerialComm(), granules, held, str(ref), parameters="{}")
-        assert_synth_file(ref, granules, held)
+    with every_rank(world):
+        if world.rank == 0:
+            from readatl06.parallel.world import SerialComm
+            merge.merge_tracks(SerialComm(), granules, held, str(ref), parameters="{}")
+            assert_synth_file(ref, granules, held)
     world.Barrier()
     for size in range(1, world.size + 1):
         comm = world.Split(0 if world.rank < size else MPI.UNDEFINED, world.rank)

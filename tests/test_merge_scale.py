@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, every_rank
 from test_merge import GROUPS, synth
 from readatl06.merge import writer as merge
 from readatl06.merge import layout as ml
@@ -278,13 +278,15 @@ def test_attributes_and_compression_identical_across_ranks(mpi_tmp_path):
         mine = mine[comm.rank::comm.size - 1]
     for compression in ("deflate", "none"):
         ref, out = mpi_tmp_path / f"ref-{compression}.h5", mpi_tmp_path / f"par-{compression}.h5"
-        if comm.rank == 0:
-            merge.merge_tracks(SerialComm(), granules, held, str(ref), parameters="{}", compression=compression)
+        with every_rank(comm):
+            if comm.rank == 0:
+                merge.merge_tracks(SerialComm(), granules, held, str(ref), parameters="{}", compression=compression)
         merge.merge_tracks(comm, granules, mine, str(out), parameters="{}", compression=compression, memory=0.5)
         assert merge.last_stats["coll_metadata"] is True and max(merge.last_stats["rounds_per_group"]) > 1
-        if comm.rank == 0:
-            assert_sources_name_their_beam(out)
-            assert_identical(ref, out)
+        with every_rank(comm):
+            if comm.rank == 0:
+                assert_sources_name_their_beam(out)
+                assert_identical(ref, out)
         comm.Barrier()
     os.environ["READATL06_COLL_METADATA"] = "0"
     try:
@@ -292,6 +294,7 @@ def test_attributes_and_compression_identical_across_ranks(mpi_tmp_path):
         assert merge.last_stats["coll_metadata"] is False
     finally:
         del os.environ["READATL06_COLL_METADATA"]
-    if comm.rank == 0:
-        assert_identical(mpi_tmp_path / "ref-deflate.h5", mpi_tmp_path / "plain.h5")
+    with every_rank(comm):
+        if comm.rank == 0:
+            assert_identical(mpi_tmp_path / "ref-deflate.h5", mpi_tmp_path / "plain.h5")
     comm.Barrier()

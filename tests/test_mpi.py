@@ -13,10 +13,12 @@ import textwrap
 import h5py
 import pytest
 
-from conftest import DATA, REAL, run_cli
+from conftest import DATA, REAL, run_cli, every_rank
 from readatl06.atl06.names import Selection
 from readatl06.reduce.granule import ReduceOptions
 from readatl06.reduce.run import run_reduce
+
+ALL = Selection(all_releases=True)        # every real granule: the comparisons count them all
 
 
 def file_contents(outdir):
@@ -42,15 +44,16 @@ def test_reduce_identical_with_any_rank_count(mpi_tmp_path, mpi_real_dir):
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     src = mpi_real_dir
-    status = run_reduce(comm, [str(src)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "world"))
+    status = run_reduce(comm, [str(src)], ALL, ReduceOptions(), str(mpi_tmp_path / "world"))
     assert status == 0
-    if comm.rank == 0:
-        assert run_reduce(MPI.COMM_SELF, [str(src)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "self")) == 0
-        assert_same(file_contents(mpi_tmp_path / "world"), file_contents(mpi_tmp_path / "self"))
-        with open(mpi_tmp_path / "world" / "readatl06-manifest.jsonl") as fh:
-            recs = [json.loads(x) for x in fh]
-        assert len(recs) == len(REAL) and {r["rank"] for r in recs} <= set(range(comm.size))
-        assert not glob.glob(str(mpi_tmp_path / "world" / "readatl06-manifest.part-*"))
+    with every_rank(comm):
+        if comm.rank == 0:
+            assert run_reduce(MPI.COMM_SELF, [str(src)], ALL, ReduceOptions(), str(mpi_tmp_path / "self")) == 0
+            assert_same(file_contents(mpi_tmp_path / "world"), file_contents(mpi_tmp_path / "self"))
+            with open(mpi_tmp_path / "world" / "readatl06-manifest.jsonl") as fh:
+                recs = [json.loads(x) for x in fh]
+            assert len(recs) == len(REAL) and {r["rank"] for r in recs} <= set(range(comm.size))
+            assert not glob.glob(str(mpi_tmp_path / "world" / "readatl06-manifest.part-*"))
     comm.Barrier()
 
 
@@ -62,23 +65,24 @@ def test_static_and_dynamic_schedules_give_identical_outputs_and_merged_files(mp
     runs = {}
     for how in ("dynamic", "static"):
         out = str(mpi_tmp_path / how)
-        assert run_reduce(comm, [str(mpi_real_dir)], Selection(all_releases=True), ReduceOptions(), out, schedule_how=how,
+        assert run_reduce(comm, [str(mpi_real_dir)], ALL, ReduceOptions(), out, schedule_how=how,
                           merge_path=out + ".h5") == 0
         runs[how] = out
-    if comm.rank == 0:
-        one = str(mpi_tmp_path / "one")
-        assert run_reduce(MPI.COMM_SELF, [str(mpi_real_dir)], Selection(all_releases=True), ReduceOptions(), one,
-                          merge_path=one + ".h5") == 0
-        for how, out in runs.items():
-            assert_same(file_contents(out), file_contents(one))
-            with h5py.File(out + ".h5", "r") as f, h5py.File(one + ".h5", "r") as g:
-                names = []
-                f.visit(names.append)
-                for n in names:
-                    if isinstance(f[n], h5py.Dataset):
-                        assert f[n][()].tobytes() == g[n][()].tobytes(), (how, n)
-        with open(os.path.join(runs["dynamic"], "readatl06-manifest.jsonl")) as fh:
-            assert sorted(json.loads(x)["granule"] for x in fh) == sorted(p.name for p in REAL)
+    with every_rank(comm):
+        if comm.rank == 0:
+            one = str(mpi_tmp_path / "one")
+            assert run_reduce(MPI.COMM_SELF, [str(mpi_real_dir)], ALL, ReduceOptions(), one,
+                              merge_path=one + ".h5") == 0
+            for how, out in runs.items():
+                assert_same(file_contents(out), file_contents(one))
+                with h5py.File(out + ".h5", "r") as f, h5py.File(one + ".h5", "r") as g:
+                    names = []
+                    f.visit(names.append)
+                    for n in names:
+                        if isinstance(f[n], h5py.Dataset):
+                            assert f[n][()].tobytes() == g[n][()].tobytes(), (how, n)
+            with open(os.path.join(runs["dynamic"], "readatl06-manifest.jsonl")) as fh:
+                assert sorted(json.loads(x)["granule"] for x in fh) == sorted(p.name for p in REAL)
     comm.Barrier()
 
 
@@ -87,11 +91,12 @@ def test_bad_granule_on_one_rank_does_not_hang(mpi_tmp_path):
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     src = mpi_tmp_path / "bad"
-    if comm.rank == 0:
-        src.mkdir()
-        shutil.copy(REAL[0], src / REAL[0].name)
-        data = REAL[1].read_bytes()
-        (src / REAL[1].name).write_bytes(data[: len(data) // 3])
+    with every_rank(comm):
+        if comm.rank == 0:
+            src.mkdir()
+            shutil.copy(REAL[0], src / REAL[0].name)
+            data = REAL[1].read_bytes()
+            (src / REAL[1].name).write_bytes(data[: len(data) // 3])
     comm.Barrier()
     status = run_reduce(comm, [str(src)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "out"))
     assert status == 1       # the same on every rank

@@ -14,7 +14,7 @@ from readatl06.atl06.names import parse_name
 from readatl06.reduce.granule import ReduceOptions, reduce_granule
 from readatl06.atl06.subset import Subset
 
-from conftest import REAL, run_cli
+from conftest import REAL, run_cli, every_rank
 
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
 
@@ -24,12 +24,14 @@ def synth_dir(tmp_path_factory):
     """Four granules of 25,000 segments per beam (3 latitude chunks), one per region 3, 4, 10, 11,
     and one with NaN coordinates (hostile)."""
     d = tmp_path_factory.mktemp("slices")
-    run_cli("synth", d / "in", "--granules", "4", "--segments", "3", "4", "10", "11",
-            "--segments-per-beam", "25000", "--seed", "5")
-    run_cli("synth", d / "nan", "--granules", "1", "--segments", "10", "--segments-per-beam", "25000",
-            "--seed", "6", "--corrupt", "nan-coords")
-    run_cli("synth", d / "am", "--granules", "1", "--segments-per-beam", "25000", "--seed", "7",
-            "--bbox", "179.5", "-179.5", "-75", "-70", "--fit-box")      # crosses the antimeridian
+    for argv in ([d / "in", "--granules", "4", "--segments", "3", "4", "10", "11", "--segments-per-beam", "25000",
+                  "--seed", "5"],
+                 [d / "nan", "--granules", "1", "--segments", "10", "--segments-per-beam", "25000", "--seed", "6",
+                  "--corrupt", "nan-coords"],
+                 [d / "am", "--granules", "1", "--segments-per-beam", "25000", "--seed", "7",
+                  "--bbox", "179.5", "-179.5", "-75", "-70", "--fit-box"]):     # am: crosses the antimeridian
+        r = run_cli("synth", *argv)
+        assert r.returncode == 0, r.stderr             # a generator that failed is no empty folder to test
     return d
 
 
@@ -310,15 +312,16 @@ def test_subset_run_identical_with_any_rank_count(mpi_tmp_path, mpi_real_dir):
     opts = ReduceOptions(subset=Subset(bbox=[-134.5, -134.0, 58.6, 58.9]))
     world, one = str(mpi_tmp_path / "world"), str(mpi_tmp_path / "one")
     assert run_reduce(comm, [str(mpi_real_dir)], Selection(all_releases=True), opts, world, schedule_how="dynamic") == 0
-    if comm.rank == 0:
-        assert run_reduce(MPI.COMM_SELF, [str(mpi_real_dir)], Selection(all_releases=True), opts, one) == 0
-        assert_same(file_contents(world), file_contents(one))
-        recs = []
-        for out in (world, one):
-            with open(f"{out}/readatl06-manifest.jsonl") as fh:
-                recs.append(sorted((r["granule"], r["status"], r.get("reason"), r["points"])
-                                   for r in map(json.loads, fh)))
-        assert recs[0] == recs[1]
-        skipped = [r for r in recs[0] if r[2] and r[2].startswith("outside the subset by its")]
-        assert 0 < len(skipped) < len(REAL) and all(r[3] == 0 for r in skipped)
+    with every_rank(comm):
+        if comm.rank == 0:
+            assert run_reduce(MPI.COMM_SELF, [str(mpi_real_dir)], Selection(all_releases=True), opts, one) == 0
+            assert_same(file_contents(world), file_contents(one))
+            recs = []
+            for out in (world, one):
+                with open(f"{out}/readatl06-manifest.jsonl") as fh:
+                    recs.append(sorted((r["granule"], r["status"], r.get("reason"), r["points"])
+                                       for r in map(json.loads, fh)))
+            assert recs[0] == recs[1]
+            skipped = [r for r in recs[0] if r[2] and r[2].startswith("outside the subset by its")]
+            assert 0 < len(skipped) < len(REAL) and all(r[3] == 0 for r in skipped)
     comm.Barrier()

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, every_rank
 from readatl06.xover import crossings as X
 from readatl06.xover import run as R
 from readatl06.xover import write as W
@@ -491,21 +491,23 @@ def test_any_rank_count_gives_identical_rows(mpi_tmp_path):
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     path = mpi_tmp_path / "merged.h5"
-    if comm.rank == 0:
-        surface = lambda x, y: 500.0 + 1e-3 * x    # noqa: E731
-        write_merged(path, handmade_tracks(np.random.default_rng(2), surface, rate=-1.0))
+    with every_rank(comm):
+        if comm.rank == 0:
+            surface = lambda x, y: 500.0 + 1e-3 * x    # noqa: E731
+            write_merged(path, handmade_tracks(np.random.default_rng(2), surface, rate=-1.0))
     comm.Barrier()
     assert R.run_xover(comm, str(path), str(mpi_tmp_path / "world.h5")) == 0
     assert R.run_xover(comm, str(path), str(mpi_tmp_path / "world.parquet"), dt_max=100.0) == 0
     comm.Barrier()
-    if comm.rank == 0:
-        assert R.run_xover(MPI.COMM_SELF, str(path), str(mpi_tmp_path / "self.h5")) == 0
-        a, _ = W.read(mpi_tmp_path / "world.h5")
-        b, _ = W.read(mpi_tmp_path / "self.h5")
-        c, _ = W.read(mpi_tmp_path / "world.parquet")
-        assert a["x"].size > 50
-        keep = a["dt"] <= 100.0
-        for k in X.COLUMNS:
-            assert np.array_equal(a[k], b[k]), k
-            assert np.array_equal(a[k][keep], c[k]), k
+    with every_rank(comm):
+        if comm.rank == 0:
+            assert R.run_xover(MPI.COMM_SELF, str(path), str(mpi_tmp_path / "self.h5")) == 0
+            a, _ = W.read(mpi_tmp_path / "world.h5")
+            b, _ = W.read(mpi_tmp_path / "self.h5")
+            c, _ = W.read(mpi_tmp_path / "world.parquet")
+            assert a["x"].size > 50
+            keep = a["dt"] <= 100.0
+            for k in X.COLUMNS:
+                assert np.array_equal(a[k], b[k]), k
+                assert np.array_equal(a[k][keep], c[k]), k
     comm.Barrier()

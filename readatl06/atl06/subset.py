@@ -40,6 +40,15 @@ def xy_box_mask(lon, lat, crs, xmin, xmax, ymin, ymax):
     return (x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax)
 
 
+def _positions(coords):
+    """The positions ([x, y, ...]) of GeoJSON ``coordinates``, at any depth of nesting."""
+    if isinstance(coords, list) and coords and not isinstance(coords[0], list):
+        yield coords
+    elif isinstance(coords, list):
+        for c in coords:
+            yield from _positions(c)
+
+
 def load_polygon(path):
     """A shapely (Multi)Polygon from a GeoJSON file (geometry, Feature or FeatureCollection)."""
     import shapely.geometry
@@ -50,22 +59,36 @@ def load_polygon(path):
         raise UsageError(f"--polygon {path}: cannot be read ({exc.strerror})") from exc
     except json.JSONDecodeError as exc:
         raise UsageError(f"--polygon {path}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise UsageError(f"--polygon {path}: found a JSON {type(doc).__name__}, expected a GeoJSON object")
     geoms = []
     if doc.get("type") == "FeatureCollection":
-        geoms = [f.get("geometry") for f in doc.get("features", [])]
+        features = doc.get("features", [])
+        geoms = [f.get("geometry") if isinstance(f, dict) else f for f in
+                 (features if isinstance(features, list) else [features])]
     elif doc.get("type") == "Feature":
         geoms = [doc.get("geometry")]
     else:
         geoms = [doc]
     shapes = []
     for g in geoms:
-        kind = (g or {}).get("type")
+        kind = g.get("type") if isinstance(g, dict) else None
         if kind not in ("Polygon", "MultiPolygon"):
             raise UsageError(f"--polygon {path}: found a {kind} geometry, expected Polygon or MultiPolygon")
         try:
-            shapes.append(shapely.geometry.shape(g))
+            finite = all(np.isfinite(np.asarray(c, np.float64)).all() for c in _positions(g.get("coordinates")))
+            if not finite:
+                raise UsageError(f"--polygon {path}: a {kind} with a NaN or infinite vertex, expected finite "
+                                 "coordinates")
+            shape = shapely.geometry.shape(g)
+        except UsageError:
+            raise
         except Exception as exc:  # shapely raises several types for malformed coordinates
             raise UsageError(f"--polygon {path}: malformed {kind}: {exc}") from exc
+        if shape.is_empty or not shape.area > 0:
+            raise UsageError(f"--polygon {path}: a {kind} with no area (no vertices, or all on one line), "
+                             "expected a ring around an area")
+        shapes.append(shape)
     if not shapes:
         raise UsageError(f"--polygon {path}: no Polygon or MultiPolygon in the file")
     return shapes[0] if len(shapes) == 1 else shapely.union_all(shapes)
@@ -96,6 +119,8 @@ class Subset:
         self.polygon_crs = polygon_crs
         if self.bbox is not None:
             w, e, s, n = self.bbox
+            if not np.isfinite(self.bbox).all():
+                raise UsageError(f"--bbox {w} {e} {s} {n}: expected four finite numbers")
             if not (-90 <= s <= n <= 90):
                 raise UsageError(f"--bbox: south {s} and north {n} must satisfy -90 <= S <= N <= 90")
             if not all(-180 <= v <= 360 for v in (w, e)):
@@ -106,6 +131,8 @@ class Subset:
             if not crs:
                 raise UsageError("--bbox-xy needs --crs (e.g. --crs EPSG:3031)")
             x0, x1, y0, y1 = self.bbox_xy
+            if not np.isfinite(self.bbox_xy).all():
+                raise UsageError(f"--bbox-xy {x0} {x1} {y0} {y1}: expected four finite numbers")
             if x1 < x0 or y1 < y0:
                 raise UsageError(f"--bbox-xy {x0} {x1} {y0} {y1}: expected XMIN XMAX YMIN YMAX")
             transformer(crs)  # fail early on a bad CRS

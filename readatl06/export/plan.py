@@ -18,7 +18,7 @@ import sys
 import h5py
 import numpy as np
 
-from readatl06.outputs import locks
+from readatl06.outputs import folder, locks
 from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.outputs.geoparquet import ROW_GROUP, bounds, union
 from readatl06.parallel.spread import spread
@@ -241,6 +241,8 @@ def make_plan(comm, source, output, overwrite=False, params=None):
                 head = ("merged", [source]) + merged_head(source)
             else:
                 raise UsageError(f"{source}: no such file or folder; expected a merged file or an output folder")
+            need = sum(head[1].sizes) if head[0] == "outdir" else os.path.getsize(source)
+            folder.check_space("-o", output, need // folder.SPACE_SHARE)
         except UsageError as exc:
             head = str(exc)
             held.release()

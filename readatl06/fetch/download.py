@@ -9,6 +9,7 @@ ranges), else started again. A transient failure (connection, timeout, 5xx) is r
 exponential backoff (0.5, 1, 2 s); a permanent one (401/403/404, host key, credentials) is not. A
 failed granule is reported and the others complete; exit status 1 when any failed.
 """
+import fcntl
 import hashlib
 import os
 import sys
@@ -87,29 +88,30 @@ def fetch_one(name, url, size, checksum, outdir):
 
     def attempt():
         with _reader(url) as reader:
-            if os.path.isfile(dest) and os.path.getsize(dest) == reader.size:
+            fd = _own_part(part, dest, reader.size)
+            if fd is None:
                 return "complete"
-            offset = os.path.getsize(part) if os.path.isfile(part) else 0
+            offset = os.fstat(fd).st_size
             if offset > reader.size or not reader.random_access:
                 offset = 0
             if offset and not res["resumed"]:
                 res["resumed"] = offset
-            # never through a link planted at DIR/.NAME.part (folder.open_existing)
-            with os.fdopen(open_existing(part, os.O_WRONLY | os.O_APPEND), "ab") as fh:
+            with os.fdopen(fd, "ab") as fh:       # the lock is held until the part is renamed
                 fh.truncate(offset)
                 res["bytes"] += remote.download(reader, fh, offset, lambda _: crash_point("fetch-piece"))
                 fh.flush()
                 os.fsync(fh.fileno())
-            got = os.path.getsize(part)
-            if got != reader.size:
-                raise base.RemoteError(url, f"downloaded {got} bytes, the server says {reader.size}")
-            want = checksum or reader.checksum
-            if want is not None and want[0] == "md5":
-                digest = md5_of(part)
-                if digest != want[1]:
-                    os.remove(part)
-                    raise base.RemoteError(url, f"MD5 {digest} of the download differs from the store's {want[1]}")
-            os.replace(part, dest)
+                got = os.path.getsize(part)
+                if got != reader.size:
+                    raise base.RemoteError(url, f"downloaded {got} bytes, the server says {reader.size}")
+                want = checksum or reader.checksum
+                if want is not None and want[0] == "md5":
+                    digest = md5_of(part)
+                    if digest != want[1] and reader.checksum_applies():   # SSE-KMS/SSE-C ETag: no MD5
+                        os.remove(part)
+                        raise base.RemoteError(url, f"MD5 {digest} of the download differs from the store's "
+                                               f"{want[1]}")
+                os.replace(part, dest)
             return "fetched"
 
     def retried(exc, attempt_no, delay):
@@ -125,6 +127,28 @@ def fetch_one(name, url, size, checksum, outdir):
         res["error"] = f"{redact(url)}: {exc}"
     res["seconds"] = round(time.perf_counter() - t0, 4)
     return res
+
+
+def _own_part(part, dest, size):
+    """A descriptor of DIR/.NAME.part held with an exclusive lock (never through a link planted
+    there: folder.open_existing), or None when DIR/NAME is complete. Another fetch of the same
+    granule into the same folder (a second run) holds the lock until it has renamed its part: this
+    one waits for it, then finds the granule complete, rather than both writing one file."""
+    while True:
+        if os.path.isfile(dest) and os.path.getsize(dest) == size:
+            return None
+        fd = open_existing(part, os.O_WRONLY | os.O_APPEND)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            mine = os.path.samestat(os.fstat(fd), os.lstat(part))
+        except FileNotFoundError:
+            mine = False                  # renamed to DIR/NAME by the other fetch meanwhile
+        if mine and os.path.isfile(dest) and os.path.getsize(dest) == size:
+            os.remove(part)               # the empty part made here, after the other fetch finished
+            mine = False
+        if mine:
+            return fd
+        os.close(fd)
 
 
 def _work(comm, sizes):

@@ -35,7 +35,7 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
     from readatl06.atl06.names import parse_name
     from readatl06.errors import UsageError
     from readatl06.merge.writer import merge_tracks, rounds_note
-    from readatl06.outputs import locks
+    from readatl06.outputs import folder, locks
     from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, plan_outdir, verify_all
     from readatl06.parallel import schedule
     view, held = None, locks.Held()
@@ -45,6 +45,7 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
                 raise UsageError(f"{outdir}: no such folder")
             held.append(locks.Lock(outdir, "merge", shared=True))
             view = plan_outdir(outdir, output, overwrite, params, held, "merge")
+            folder.check_space("-o", output, sum(view.sizes) // folder.SPACE_SHARE)
             for note in ([held[0].note] if held[0].note else []) + view.notes:
                 print(f"readatl06 merge: note: {note}", file=sys.stderr)
         except UsageError as exc:

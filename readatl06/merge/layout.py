@@ -28,9 +28,11 @@ BEAM_PATH = re.compile(r"/gt[123][lr]/")
 
 
 def fill_for(dtype, attrs):
-    """The dataset's fill: the source's ``_FillValue``, else the dtype's maximum."""
+    """The dataset's fill: the source's ``_FillValue``, else the dtype's maximum (a boolean's: False)."""
     if "_FillValue" in attrs:
         return np.asarray(attrs["_FillValue"]).astype(dtype)[()]
+    if np.dtype(dtype).kind == "b":
+        return np.False_
     return (np.finfo(dtype).max if np.dtype(dtype).kind == "f" else np.iinfo(dtype).max)
 
 
@@ -84,7 +86,8 @@ def datasets(vars_):
     out = []
     for name, (_, dtype, attrs) in sorted(vars_.items(), key=lambda kv: (kv[1][0], kv[0])):
         fill = fill_for(dtype, attrs)
-        out.append((name, dtype, attrs if "_FillValue" in attrs else dict(attrs, _FillValue=fill), fill))
+        flag = np.dtype(dtype).kind == "b"     # no _FillValue: a CF reader would hide every False
+        out.append((name, dtype, attrs if "_FillValue" in attrs or flag else dict(attrs, _FillValue=fill), fill))
     out.append((GI, "<i4", dict(GI_ATTRS), None))
     return out
 

@@ -154,6 +154,25 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
     if isinstance(tmp, PlantedError):            # a link planted at the name: refused on every rank
         raise PlantedError(str(tmp))
     tmp, ident = tmp
+    try:
+        _write(comm, tmp, granules, parameters, plans, items, tracks, writers, compression, parallel, stats)
+    except BaseException:
+        if comm.rank == 0 and os.path.lexists(tmp) and not os.path.islink(tmp):
+            os.remove(tmp)                       # a failed merge (a full disk) leaves no temporary file
+        raise
+    comm.barrier()
+    _on_rank0(comm, _netcdf, tmp)
+    crash_point("merge-before-rename")
+    if comm.rank == 0:
+        check_claim(tmp, ident)
+        os.replace(tmp, path)
+    comm.barrier()
+    last_stats = stats
+    return int(sum(gp.total for gp in plans))
+
+
+def _write(comm, tmp, granules, parameters, plans, items, tracks, writers, compression, parallel, stats):
+    """Every group's rounds into the new file ``tmp`` (collective)."""
     with h5native.isal_deflate() as isal:
         stats["isal"] = isal
         f, stats["coll_metadata"] = _open(comm, tmp, parallel)
@@ -173,15 +192,6 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
         finally:
             if f is not None:
                 f.close()
-    comm.barrier()
-    _on_rank0(comm, _netcdf, tmp)
-    crash_point("merge-before-rename")
-    if comm.rank == 0:
-        check_claim(tmp, ident)
-        os.replace(tmp, path)
-    comm.barrier()
-    last_stats = stats
-    return int(sum(gp.total for gp in plans))
 
 
 def _claimed(path):

@@ -162,6 +162,7 @@ def check_file_target(option, path, inputs, overwrite, append_ok=False):
         raise UsageError(f"{option} {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise UsageError(f"{option} {path}: folder {folder} is not writable")
+    check_name(option, path)
     refuse_planted(folder, [os.path.basename(path)])       # at its temporary names (.NAME.tmp-*)
     if not os.path.lexists(path):
         return
@@ -205,6 +206,42 @@ def tmp_name(path, tag):
 def free_bytes(folder):
     st = os.statvfs(folder)
     return st.f_bavail * st.f_frsize
+
+
+TMP_TAG_MAX = len(str(2 ** 22))                # the longest pid (pid_max is at most 4 194 304)
+
+
+def check_name(option, path):
+    """UsageError when ``path`` or its temporary name (``.NAME.tmp-PID``, :func:`tmp_name`) is longer
+    than its folder allows (NAME_MAX, PATH_MAX): refused before any work, not after it."""
+    folder, name = os.path.split(os.path.abspath(path))
+    try:
+        name_max, path_max = os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    longest = len(os.fsencode(name)) + len(".") + len(".tmp-") + TMP_TAG_MAX
+    if longest > name_max:
+        raise UsageError(f"{option} {path}: a name of {len(os.fsencode(name))} bytes; with its temporary name "
+                         f"(.NAME.tmp-PID) it exceeds the {name_max} bytes a name may have in {folder}; expected "
+                         f"at most {name_max - (longest - len(os.fsencode(name)))} bytes")
+    if len(os.fsencode(folder)) + 1 + longest >= path_max:
+        raise UsageError(f"{option} {path}: a path longer than the {path_max} bytes allowed")
+
+
+SPACE_SHARE = 2       # a merged file or table takes at least 1/2 of the bytes of the files it is made of
+
+
+def check_space(option, path, need):
+    """UsageError when the folder of ``path`` has less than ``need`` bytes free (a lower bound of
+    what the output takes: refused before any work when it surely cannot fit)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = free_bytes(folder)
+    except OSError:
+        return
+    if free < need:
+        raise UsageError(f"{option} {path}: {free / 1e6:.1f} MB free in {folder}, the output needs at least "
+                         f"{need / 1e6:.1f} MB; not written")
 
 
 _passed = {}

@@ -91,7 +91,7 @@ def rejection_notes(rejected):
 
 
 def part_paths(outdir):
-    return sorted(glob.glob(os.path.join(outdir, PART.format(rank="*"))))
+    return sorted(glob.glob(os.path.join(glob.escape(outdir), PART.format(rank="*"))))
 
 
 def has_manifest(outdir):

@@ -25,6 +25,17 @@ def open_terminal():
     return os.fdopen(fd, "w", buffering=1)
 
 
+FALLBACK_SIZE = (100, 24)          # columns, rows
+
+
+def _columns(tty):
+    """The width the terminal reports (0: none, as a pseudo-terminal without a size says)."""
+    try:
+        return os.get_terminal_size(tty.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def _eta(seconds):
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -50,8 +61,11 @@ class Progress:
             tty = terminal if terminal is not None else open_terminal()
             if tty:
                 from tqdm import tqdm
-                self.bar = tqdm(total=total, file=tty, unit="granule", dynamic_ncols=True, leave=True,
-                                desc="readatl06", smoothing=0.1)
+                # a pseudo-terminal without a size (script(1), some batch shells) reports 0 columns and
+                # 0 rows, where tqdm would draw nothing: a fixed size then
+                size = {} if _columns(tty) > 0 else {"ncols": FALLBACK_SIZE[0], "nrows": FALLBACK_SIZE[1]}
+                self.bar = tqdm(total=total, file=tty, unit="granule", dynamic_ncols=not size, leave=True,
+                                desc="readatl06", smoothing=0.1, **size)
 
     def _read(self):
         return self.done.next(0), self.points.next(0), self.failed.next(0)

@@ -69,8 +69,13 @@ def abort_on_error(comm):
         raise
     except BaseException:
         if comm.size > 1:
-            sys.stderr.write(f"readatl06: rank {comm.rank}: unhandled error, aborting all ranks\n")
-            traceback.print_exc()
+            if os.environ.get("READATL06_TRACEBACK"):
+                sys.stderr.write(f"readatl06: rank {comm.rank}: unhandled error, aborting all ranks\n")
+                traceback.print_exc()
+            else:                          # one line (READATL06_TRACEBACK=1: the whole traceback)
+                from readatl06.errors import one_line
+                sys.stderr.write(f"readatl06: rank {comm.rank}: error: {one_line(sys.exc_info()[1])}; "
+                                 "aborting all ranks\n")
             sys.stderr.flush()
             comm.Abort(1)
         raise

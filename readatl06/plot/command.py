@@ -44,7 +44,7 @@ def run(args, comm=None):
     rank = getattr(comm, "rank", 0) if comm is not None else 0
     if rank != 0:
         return 0
-    from readatl06.plot import plot_map, plot_profile, plot_summary
+    from readatl06.plot import plot_profile, plot_summary
     kind = getattr(args, "kind", "map") or "map"
     crs, hemisphere = getattr(args, "crs", None), getattr(args, "hemisphere", None)
     try:
@@ -67,9 +67,15 @@ def run(args, comm=None):
             f = plot_xover(args.paths[0], args.output, dpi=args.dpi)
             what = f"{f['n_xovers']:,} crossovers"
         else:
-            f = plot_map(args.paths, args.output, outline=getattr(args, "outline", None), dpi=args.dpi,
-                         max_points=args.max_points, granule=args.granule, beams=args.beams, crs=crs,
-                         hemisphere=hemisphere)
+            maps = map_each_hemisphere(args.paths, args.output, outline=getattr(args, "outline", None),
+                                       dpi=args.dpi, max_points=args.max_points, granule=args.granule,
+                                       beams=args.beams, crs=crs, hemisphere=hemisphere)
+            if len(maps) > 1:      # tracks in both hemispheres: one map each, named as reduce --plot does
+                for out, f in maps.items():
+                    print(f"plot: wrote {out} (map: {f['n_points']:,} points, {f['n_granules']} granules, "
+                          f"{f['crs']})")
+                return 0
+            f = maps[args.output]
             what = f"{f['n_points']:,} points, {f['n_granules']} granules, {f['crs']}"
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
@@ -81,19 +87,35 @@ def run(args, comm=None):
     return 0
 
 
+def hemisphere_name(path, hemisphere):
+    """``map.png`` -> ``map-north.png``: the figure of one hemisphere."""
+    stem, ext = os.path.splitext(path)
+    return f"{stem}-{hemisphere}{ext}"
+
+
+def map_each_hemisphere(paths, output, **kw):
+    """``{figure: facts}``: one map, or, when the tracks lie in both hemispheres and neither
+    ``hemisphere`` nor ``crs`` is given, one per hemisphere (:func:`hemisphere_name`)."""
+    from readatl06.plot import plot_map
+    from readatl06.plot.map import HemisphereError
+    try:
+        return {output: plot_map(paths, output, **kw)}
+    except HemisphereError:  # Arctic and Antarctic tracks: one map per hemisphere
+        kw.pop("hemisphere", None)
+        return {hemisphere_name(output, h): plot_map(paths, hemisphere_name(output, h), hemisphere=h, **kw)
+                for h in ("north", "south")}
+
+
 def plot_after_run(outdir, merged=None):
     """``reduce --plot`` (rank 0): a map of the run and its summary figure, next to the outputs
     (``readatl06-map-north.png`` and ``readatl06-map-south.png`` when the run has tracks in both)."""
-    from readatl06.plot import plot_map, plot_summary
-    from readatl06.plot.map import HemisphereError
+    from readatl06.plot import plot_summary
     src = merged if merged and os.path.exists(merged) else outdir
     out = {}
     try:
-        try:
-            out["map"] = plot_map([src], os.path.join(outdir, "readatl06-map.png"))
-        except HemisphereError:  # Arctic and Antarctic tracks: one map per hemisphere
-            for h in ("north", "south"):
-                out[f"map-{h}"] = plot_map([src], os.path.join(outdir, f"readatl06-map-{h}.png"), hemisphere=h)
+        maps = map_each_hemisphere([src], os.path.join(outdir, "readatl06-map.png"))
+        for path, f in maps.items():
+            out["map" if len(maps) == 1 else os.path.splitext(os.path.basename(path))[0][len("readatl06-"):]] = f
     except Exception as exc:   # a figure must never turn a finished run into a failed one
         print(f"readatl06 plot: map not drawn: {exc}", file=sys.stderr)
     try:

@@ -130,7 +130,7 @@ def expand_paths(paths):
         if os.path.isdir(p):
             found = _outdir_files(p)
             if not found:
-                found = sorted(glob.glob(os.path.join(p, "*.h5")))
+                found = sorted(glob.glob(os.path.join(glob.escape(p), "*.h5")))   # a folder name is no pattern
             if not found:
                 raise UsageError(f"plot: {p}: no .h5 files in this folder")
             out.extend(found)

@@ -21,7 +21,7 @@ def find_manifest(path):
         cand = os.path.join(p, MANIFEST_NAME)
         if os.path.isfile(cand):
             return cand
-        others = sorted(glob.glob(os.path.join(p, "readatl06-manifest.*")))
+        others = sorted(glob.glob(os.path.join(glob.escape(p), "readatl06-manifest.*")))
         if others:
             return others[0]
         raise UsageError(f"plot: {p}: no {MANIFEST_NAME} in this folder (is it a reduce output folder?)")

@@ -74,6 +74,10 @@ def check(args):
     from readatl06.reduce.granule import ReduceOptions
     if args.no_per_beam and not args.merge:
         raise UsageError("--no-per-beam needs --merge MERGED.h5")
+    from readatl06.sources.local import all_inside
+    if all_inside(args.sources, args.outdir):
+        raise UsageError(f"-o {args.outdir}: every SOURCE ({' '.join(args.sources)}) lies inside the output "
+                         "folder, which is never read as a source; expected an -o outside the granules' folder")
     try:
         table = output_vars(args.vars)
     except ValueError as exc:

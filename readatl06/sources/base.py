@@ -17,6 +17,7 @@ MAX_BLOCK = 8 * MiB             # metadata block cache: at most 8 MiB blocks ...
 MIN_BLOCK = 64 << 10            # ... at least 64 KiB, about 1/32 of the granule in between
 CACHE_BYTES = 64 * MiB          # metadata blocks held per open granule
 ATTEMPTS = 4                    # tries of a transient failure (first + 3 retries)
+MAX_RETRY_DELAY = 600.0         # READATL06_RETRY_DELAY beyond this (or inf, NaN, negative) is ignored
 
 
 class RemoteError(SourceError):
@@ -87,11 +88,13 @@ def count_granule(how):
 
 # --------------------------------------------------------------------------------------- retries
 def retry_delay():
-    """Seconds before the first retry (doubled each time); READATL06_RETRY_DELAY overrides 0.5."""
+    """Seconds before the first retry (doubled each time); READATL06_RETRY_DELAY overrides 0.5 (a
+    value that is no number of seconds, negative or not finite: 0.5)."""
     try:
-        return float(os.environ.get("READATL06_RETRY_DELAY", "0.5"))
+        value = float(os.environ.get("READATL06_RETRY_DELAY", "0.5"))
     except ValueError:
         return 0.5
+    return value if 0 <= value <= MAX_RETRY_DELAY else 0.5
 
 
 def with_retries(fn, attempts=ATTEMPTS, on_retry=None):
@@ -120,6 +123,11 @@ class Reader:
 
     def read(self, start, end):
         raise NotImplementedError
+
+    def checksum_applies(self):
+        """False when ``checksum`` turns out not to be the object's MD5 (an S3 ETag of an object
+        encrypted with SSE-KMS or SSE-C): asked only after a download's MD5 differs from it."""
+        return True
 
     def stream(self, offset=0):
         pos = offset

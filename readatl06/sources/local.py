@@ -220,7 +220,7 @@ class _Lister:
     def _list_file(self, listing, depth):
         path = listing[1:]
         try:
-            with open(path, encoding="utf-8") as fh:
+            with open(path, encoding="utf-8-sig") as fh:    # a byte-order mark (Windows editors) is no path
                 lines = [ln.strip() for ln in fh]
         except (OSError, UnicodeDecodeError) as exc:
             why = getattr(exc, "strerror", None) or "not UTF-8 text"
@@ -229,7 +229,10 @@ class _Lister:
         for line in lines:
             if not line or line.startswith("#"):
                 continue
-            if not line.startswith(REMOTE_SCHEMES) and not os.path.isabs(line) and not line.startswith("@"):
+            if line.startswith("@"):                  # a nested list: relative to this list too
+                if not os.path.isabs(line[1:]):
+                    line = "@" + os.path.join(base, line[1:])
+            elif not line.startswith(REMOTE_SCHEMES) and not os.path.isabs(line):
                 line = os.path.join(base, line)       # relative entries are relative to the list file
             self.source(line, depth + 1)
 
@@ -247,6 +250,25 @@ def discover(sources, exclude=()):
     out.refused = list(dict.fromkeys(out.refused))
     out.notes = list(dict.fromkeys(out.notes))
     return out
+
+
+def all_inside(sources, folder):
+    """True when every SOURCE is a local path, folder or glob that lies inside ``folder`` (or is it):
+    nothing could be read, since an output folder is never listed (list files and remote SOURCEs:
+    False)."""
+    top = os.path.realpath(folder)
+
+    def inside(p):
+        p = os.path.realpath(p)
+        return p == top or p.startswith(top.rstrip(os.sep) + os.sep)
+
+    for s in map(os.fspath, sources):
+        if s.startswith(("@",) + REMOTE_SCHEMES):
+            return False
+        hits = [s] if os.path.lexists(s) or not glob.has_magic(s) else glob.glob(s, recursive=True)
+        if not hits or not all(inside(p) for p in hits):
+            return False
+    return bool(sources)
 
 
 def list_source(source, depth=0, exclude=()):

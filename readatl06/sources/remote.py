@@ -44,9 +44,13 @@ def _size_text(text):
     t = text.strip().upper().rstrip("B").rstrip("I")
     mult = {"K": 1 << 10, "M": MiB, "G": 1 << 30}.get(t[-1:], 1)
     try:
-        return int(float(t.rstrip("KMG")) * mult)
+        value = float(t.rstrip("KMG")) * mult
+        if not 1 <= value <= 1 << 40:                  # negative, zero, NaN, inf: no block size
+            raise ValueError(text)
+        return int(value)
     except ValueError:
-        raise SourceError(f"READATL06_REMOTE_BLOCK={text!r}: expected bytes, e.g. 65536, 64K or 8M") from None
+        raise SourceError(f"READATL06_REMOTE_BLOCK={text!r}: expected a positive number of bytes, e.g. 65536, "
+                          "64K or 8M") from None
 
 
 def configure(args=None, **values):

@@ -80,6 +80,8 @@ def _checksum(info):
     if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag.lower()):
         return ("md5", etag.lower())
     return None                  # multipart upload ("...-N") or no ETag: size only
+    # (an ETag of 32 hex digits is no MD5 either for SSE-KMS and SSE-C objects, which a listing does
+    # not tell: S3Reader.checksum_applies asks when a download's MD5 differs)
 
 
 def _entry(path, info):
@@ -135,6 +137,15 @@ class S3Reader(Reader):
             if info.get("type") == "directory":
                 raise RemoteError(url, "is a prefix (folder), not an object", permanent=True)
             self.size, self.checksum = int(info["size"]), _checksum(info)
+
+    def checksum_applies(self):
+        """The ETag is the MD5 only of an object not encrypted with SSE-KMS or SSE-C (a HEAD says)."""
+        bucket, key = parse(self.url)
+        try:
+            head = self.fs.call_s3("head_object", Bucket=bucket, Key=key)
+        except _errors() as exc:
+            raise _error(self.url, exc, self.opts) from exc
+        return not (head.get("SSECustomerAlgorithm") or str(head.get("ServerSideEncryption", "")).startswith("aws:kms"))
 
     def read(self, start, end):
         try:

@@ -19,12 +19,14 @@ import getpass
 import glob as globmod
 import os
 import posixpath
+import random
 import socket
 import stat
 import sys
+import time
 import urllib.parse
 
-from readatl06.sources.base import Entry, RemoteError
+from readatl06.sources.base import Entry, RemoteError, retry_delay
 
 PASSWORD_ENV = "READATL06_SSH_PASSWORD"
 TIMEOUT = 15
@@ -139,6 +141,33 @@ def connect(url, opts):
         raise RemoteError(url, f"known_hosts file {known} cannot be read ({exc})", permanent=True) from exc
     reject, accept_new = _policies()
     client.set_missing_host_key_policy(accept_new(known) if opts.ssh_accept_new else reject())
+    sftp = _connect_in_time(url, client, where, key_file, user, hostname, port, known, opts)
+    _connections[ident] = (client, sftp)
+    return sftp
+
+
+CONNECT_WINDOW = 60.0           # seconds in which a refused or dropped connection is tried again
+CONNECT_DELAY_MAX = 5.0
+
+
+def _connect_in_time(url, client, where, key_file, user, hostname, port, known, opts):
+    """``_connect`` tried again while the server drops connections (sshd's MaxStartups, a full
+    accept queue: hundreds of ranks starting at once), for up to CONNECT_WINDOW seconds, after
+    randomly spread waits (doubling from READATL06_RETRY_DELAY) so the ranks do not come back together."""
+    t0, delay = time.monotonic(), retry_delay()
+    while True:
+        try:
+            return _connect(url, client, where, key_file, user, hostname, port, known, opts)
+        except RemoteError as exc:
+            if exc.permanent or time.monotonic() - t0 + delay > CONNECT_WINDOW:
+                raise
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(CONNECT_DELAY_MAX, delay * 2)
+
+
+def _connect(url, client, where, key_file, user, hostname, port, known, opts):
+    """One connection and its SFTP session; RemoteError (permanent for keys and authentication)."""
+    import paramiko
     kwargs = dict(hostname=hostname, port=port, username=user, banner_timeout=TIMEOUT,
                   auth_timeout=TIMEOUT, key_filename=os.path.expanduser(key_file) if key_file else None,
                   allow_agent=True, look_for_keys=not opts.ssh_key)
@@ -177,7 +206,6 @@ def connect(url, opts):
     except (OSError, EOFError, paramiko.SSHException) as exc:
         client.close()
         raise RemoteError(url, f"cannot connect to {where} ({_reason(exc)})") from None
-    _connections[ident] = (client, sftp)
     return sftp
 
 

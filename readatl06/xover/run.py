@@ -26,7 +26,7 @@ import numpy as np
 from readatl06.outputs import locks
 from readatl06.xover import crossings as xover
 from readatl06.xover import write as xover_write
-from readatl06.errors import UsageError
+from readatl06.errors import ReadATL06Error, UsageError, one_line
 from readatl06.parallel.schedule import assign
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.subset import transformer
@@ -61,7 +61,10 @@ def list_tracks(path, files=None):
     out = []
     if os.path.isdir(path):
         for p in list_beam_files(path).paths() if files is None else files:
-            t = TrackFile.open(p, variables=READ)
+            try:
+                t = TrackFile.open(p, variables=READ)
+            except (OSError, RuntimeError) as exc:          # truncated, not HDF5
+                raise UsageError(f"xover: {p}: cannot be read ({one_line(exc)})") from None
             if t.beam not in BEAMS or t.direction not in DIRECTIONS:
                 raise UsageError(f"xover: {p}: not a readatl06 per-beam file (attributes beam, direction)")
             out.append((p, "/", t.beam, t.direction, _rows(p, t.shapes)))
@@ -123,12 +126,15 @@ def read_lines(track, lo, hi, max_gap, crs=None):
     """Lines (``LINE_DTYPE``) of rows ``[lo, hi)`` of one group: read two rows more, project, join."""
     path, group, beam, _direction, n = track
     stop = min(hi + 2, n)
-    with h5py.File(path, "r") as f:
-        g = f[group]
-        data, ok = {}, np.ones(stop - lo, bool)
-        for k in READ:
-            data[k] = g[k][lo:stop]
-            ok &= _usable(g[k], data[k])
+    try:
+        with h5py.File(path, "r") as f:
+            g = f[group]
+            data, ok = {}, np.ones(stop - lo, bool)
+            for k in READ:
+                data[k] = g[k][lo:stop]
+                ok &= _usable(g[k], data[k])
+    except (OSError, RuntimeError, ReadATL06Error) as exc:     # a corrupt chunk, a file cut short
+        raise ReadATL06Error(f"{path}:{group}: rows {lo}..{stop} cannot be read ({one_line(exc)})") from None
     planes = [(0, crs, ok)] if crs else [(p, c, ok & ((data["lat"] >= 0) == bool(p)))
                                         for p, c in enumerate(HEMISPHERE_CRS)]
     out = []
