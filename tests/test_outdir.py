@@ -94,7 +94,7 @@ def test_resume_planning_lists_outdir_once_whatever_the_granules(tmp_path, monke
     """reduce --resume plans from ONE listing of the per-beam files (with their sizes), then a lookup
     per granule: the listings of OUTDIR (os.scandir, which glob uses too, and os.listdir) are as many
     for 40 granules as for 1, and a file no longer at its recorded size is still seen."""
-    from readatl06.reduce import run
+    from readatl06.reduce import plan as run
     key = "k" * 16
     real_scandir, real_listdir, real_list_beam_files = os.scandir, os.listdir, run.list_beam_files
     counts = {}

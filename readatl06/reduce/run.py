@@ -1,5 +1,4 @@
 """``reduce`` across ranks: rank 0 lists and selects, every rank reduces its share independently."""
-import dataclasses
 import datetime as dt
 import errno
 import os
@@ -12,157 +11,16 @@ from readatl06.outputs import manifest
 from readatl06.parallel import schedule
 from readatl06.outputs import folder as outdir_mod
 from readatl06.outputs import locks
-from readatl06.outputs.outdir import list_beam_files
-from readatl06.errors import GranuleError, ReadATL06Error, SourceError, UsageError
-from readatl06.atl06.names import parse_name, select
+from readatl06.errors import GranuleError, UsageError
 from readatl06.atl06.schema import OUTPUT_VARS
+from readatl06.reduce.plan import Plan, check_resumed, make_plan
 from readatl06.parallel.handout import hand_out
 from readatl06.parallel.progress import Progress
 from readatl06.redact import redact
-from readatl06.sources import discover, remote
+from readatl06.sources import remote
 
 
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
-
-
-@dataclasses.dataclass
-class Plan:
-    """What rank 0 decided, broadcast to everyone."""
-
-    items: list            # [(GranuleName, path, size, files of it already in OUTDIR)] in (time, name) order
-    skipped: list          # names whose complete records --resume trusts
-    resumed: list          # their output files (read back by --merge)
-    messages: list         # one line per name problem (unparsed, refused, duplicate) or resume decision
-    error: str = None      # bad usage or a SourceError: stop before any work (exit 2)
-    run: str = ""          # this run's id, in every record
-    list_seconds: float = 0.0
-    superseded: dict = dataclasses.field(default_factory=dict)   # new granule -> older ones in OUTDIR it replaces
-    trusted: list = dataclasses.field(default_factory=list)      # [(item, [(output, sha256)])] of the skipped
-
-
-def check_targets(outdir, inputs, merge_path, log, overwrite, resume, held=None):
-    """Every file the run writes, before any work (UsageError): never an input, never an existing
-    merged file or log without --overwrite (a text log is appended to with --resume). The merged
-    file is reserved for this run (``held`` receives the reservation)."""
-    if merge_path:
-        if held is None:
-            outdir_mod.check_file_target("--merge", merge_path, inputs, overwrite)
-        else:
-            held.append(locks.reserve("--merge", merge_path, inputs, overwrite, "reduce --merge"))
-    if log:
-        if os.path.islink(log):                  # appended to or emptied: never through a link
-            raise outdir_mod.planted(log)
-        outdir_mod.check_file_target("--log", log, inputs, overwrite, append_ok=resume)
-        if overwrite and os.path.isfile(log):
-            fd = outdir_mod.open_existing(log, single=False)       # not through a symbolic link
-            os.ftruncate(fd, 0)
-            os.close(fd)
-
-
-def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, merge_path=None, log=None,
-              held=None):
-    """Rank 0, under the folder's lock: list, select, check (and reserve) targets, tidy leftovers,
-    decide."""
-    try:
-        listing = discover(sources, exclude=[outdir])
-        paths = listing.paths
-        check_targets(outdir, paths, merge_path, log, overwrite, resume, held)
-    except (SourceError, UsageError) as exc:
-        return Plan([], [], [], [], str(exc))
-    notes = []
-    manifest.consolidate(outdir, notes=notes)     # records of a killed run: part files -> manifest
-    locks.remove_leftovers(outdir)                # its temporary files
-    sel = select(paths, selection)
-    messages = notes + listing.messages() + sel.messages()
-    records = manifest.latest(manifest.read_records(outdir))
-    beam_files = list_beam_files(outdir)          # one listing of OUTDIR, whatever the number of granules
-    replaced = superseded_in_outdir(sel.granules, records, beam_files) if resume or overwrite else {}
-    items, skipped, resumed, changed, unfinished, trusted = [], [], [], [], [], []
-    for g, p in sel.granules:
-        on_disk = beam_files.of(g.stem)
-        if g.name in replaced:      # an older release's files are stale files of this granule: (re)done
-            on_disk = {**on_disk, **{n: b for _, files in replaced[g.name] for n, b in files.items()}}
-        r = records.get(g.name)
-        if resume and r is not None and g.name not in replaced:
-            if r.get("params") == params_key and manifest.complete(r, on_disk):
-                skipped.append(g.name)     # its checksums are checked by every rank, a share each
-                resumed.extend(os.path.join(outdir, o) for o in r.get("outputs", []))
-                trusted.append(((g, p, _size(p), list(on_disk)),
-                                [(o, manifest.digest_of(r, o)) for o in r.get("outputs", [])]))
-                continue
-            if r.get("status") in ("done", "empty") and r.get("params") != params_key:
-                changed.append(g.name)
-        if resume and on_disk and g.name not in changed and g.name not in replaced:
-            unfinished.append(g.name)
-        items.append((g, p, _size(p), list(on_disk)))
-    if replaced:
-        pairs = [f"{old} (by {new})" for new, olds in sorted(replaced.items()) for old, _ in olds]
-        messages.append(f"{'--resume' if resume else '--overwrite'}: {len(pairs)} granules in {outdir} are "
-                        f"superseded by a newer release or revision; their per-beam files are removed when "
-                        f"the newer one is written: {' '.join(pairs[:5])}{' ...' if len(pairs) > 5 else ''}")
-    if changed:
-        messages.append(f"--resume: {len(changed)} granules were reduced with other options and are "
-                        f"redone: {' '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
-    if unfinished:
-        messages.append(f"--resume: {len(unfinished)} granules have files but no complete record "
-                        f"(interrupted) and are redone: {' '.join(unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}")
-    return Plan(items, skipped, resumed, messages, trusted=trusted,
-                superseded={new: [old for old, _ in olds] for new, olds in replaced.items()})
-
-
-def check_resumed(comm, plan, outdir):
-    """The files --resume would trust, checked against their recorded SHA-256 by every rank, a share
-    each (no serial pass on rank 0); a granule with a damaged file moves from ``skipped`` to the
-    granules to reduce, on every rank alike. Only the damaged ones travel (one small allgather)."""
-    bad = []
-    for k in range(comm.rank, len(plan.trusted), comm.size):
-        _, outputs = plan.trusted[k]
-        line = next((m for m in (manifest.damaged(os.path.join(outdir, o), digest) for o, digest in outputs)
-                     if m), None)
-        if line:
-            bad.append((k, line))
-    bad = sorted(b for part in (comm.allgather(bad) if comm.size > 1 else [bad]) for b in part)
-    if not bad:
-        return
-    redo = [plan.trusted[k][0] for k, _ in bad]
-    names = {item[0].name for item in redo}
-    plan.skipped = [n for n in plan.skipped if n not in names]
-    stems = tuple(item[0].stem + "_" for item in redo)
-    plan.resumed = [p for p in plan.resumed if not os.path.basename(p).startswith(stems)]
-    plan.items = sorted(plan.items + redo, key=lambda it: (it[0].time, it[0].name, it[1]))
-    plan.messages.append(f"--resume: {len(bad)} granules have a file that is not the one recorded and are "
-                         f"redone: {bad[0][1]}{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}")
-
-
-def superseded_in_outdir(granules, records, beam_files):
-    """``{new name: [(old name, {file: bytes})]}``: granules already in OUTDIR (by their records or
-    their per-beam files) that a selected granule of a newer release or revision of the same (RGT,
-    cycle, region) replaces. One pass over the records and the listing: O(granules + files)."""
-    newest, selected = {}, {g.name for g, _ in granules}     # --all-releases: nothing is superseded
-    for g, _ in granules:
-        if g.version >= newest.get(g.track_key, g).version:
-            newest[g.track_key] = g
-    present = {name for name, r in records.items() if r.get("status") in ("done", "empty")}
-    present |= {stem + ".h5" for stem in beam_files.by_stem}
-    out = {}
-    for name in sorted(present):
-        if name in selected:
-            continue
-        try:
-            old = parse_name(name)
-        except (ValueError, ReadATL06Error):
-            continue
-        new = newest.get(old.track_key)
-        if new is not None and old.version < new.version:
-            out.setdefault(new.name, []).append((old.name, dict(beam_files.of(old.stem))))
-    return out
-
-
-def _size(path):
-    try:
-        return remote.size_of(path)
-    except OSError:
-        return 0
 
 
 def _failed(record, message, exc=None):
