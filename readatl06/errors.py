@@ -27,3 +27,8 @@ class NotATL06Error(GranuleError):
 
     def __init__(self, name, found):
         super().__init__(name, f"not an ATL06 granule: {found}")
+
+
+class BadFileError(ReadATL06Error):
+    """An input of ``merge``, ``export``, ``xover`` or ``plot`` (a per-beam or merged file) that is not
+    what readatl06 writes, or cannot be read. ``str()`` names the file first."""

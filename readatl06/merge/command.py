@@ -34,8 +34,9 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
     from readatl06.merge.writer import merge_tracks, rounds_note
     from readatl06.outputs import folder as outdir_mod
     from readatl06.outputs.outdir import plan_outdir
-    from readatl06.outputs.trackfile import TrackFile
+    from readatl06.merge.redistribute import open_tracks
     from readatl06.parallel import schedule
+    from readatl06.parallel.world import first_error
     plan, lock = None, None
     if comm.rank == 0:
         try:
@@ -56,8 +57,13 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
         row = {g.name: i for i, g in enumerate(granules)}
         held = []
         parameters = None
-        for i in schedule.assign(sizes, comm.size)[comm.rank]:
-            t = TrackFile.open(files[i])
+        opened, error = open_tracks([files[i] for i in schedule.assign(sizes, comm.size)[comm.rank]])
+        error = first_error(comm, error)
+        if error:
+            if comm.rank == 0:
+                print(f"readatl06 merge: error: {error}", file=sys.stderr)
+            return 2
+        for t in opened:
             parameters = parameters or t.attrs.get("parameters")
             held.append((row[t.granule.name], t))
         parameters = next((p for p in comm.allgather(parameters) if p), None)

@@ -115,6 +115,11 @@ class TrackFile:
             dtypes = {k: f[k].dtype.str for k in names}
             var_attrs = {k: {a: decoded(v) for a, v in f[k].attrs.items() if a not in DIMENSION_ATTRS}
                          for k in names}
+            shapes = {k: f[k].shape for k in names}
+            if len(set(shapes.values())) > 1:
+                ref = "lat" if "lat" in shapes else names[0]
+                odd = ", ".join(f"{k} {shapes[k]}" for k in names if shapes[k] != shapes[ref])
+                raise ValueError(f"datasets of different lengths: {odd} against {ref} {shapes[ref]}")
             n = int(f[names[0]].shape[0]) if names else 0
         return cls(path, parse_name(attrs["granule"]), attrs["beam"], attrs["direction"], n, dtypes,
                    var_attrs, attrs)

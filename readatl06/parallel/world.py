@@ -2,8 +2,10 @@
 import contextlib
 import os
 import sys
+import time
 import traceback
 
+ABORT_GRACE = 0.5    # s between a failing rank's message and MPI_Abort
 LAUNCHER_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", "MV2_COMM_WORLD_RANK")
 
 
@@ -60,18 +62,52 @@ class SerialComm:
         os._exit(code)
 
 
+class ElsewhereError(RuntimeError):
+    """This rank stops because another rank failed in a phase they went through together; that rank
+    says why (``abort_on_error`` prints nothing for this one)."""
+
+
+def first_error(comm, message):
+    """The first rank's error message of a phase every rank went through (None: no rank failed), the
+    same on every rank: one allgather, so that all ranks stop together and rank 0 says why."""
+    if comm.size == 1:
+        return message
+    return next((m for m in comm.allgather(message) if m), None)
+
+
+def cause(exc):
+    """One line naming what went wrong: a readatl06 error's own message (it names the file), else the
+    exception's type and the first line of its text (HDF5's messages run over several)."""
+    from readatl06.errors import ReadATL06Error
+    text = str(exc).strip().splitlines()
+    if isinstance(exc, ReadATL06Error) and text:
+        return text[0]
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 @contextlib.contextmanager
-def abort_on_error(comm):
-    """An unhandled exception on any rank aborts the whole job instead of leaving the others waiting."""
+def abort_on_error(comm, prefix="readatl06"):
+    """An unhandled exception on any rank aborts the whole job instead of leaving the others waiting
+    in a collective call: the failing rank prints ONE line first, ``<prefix>: error: <cause> (rank r
+    of n: all ranks stopped)``, then (for an error that is not readatl06's own) the traceback, then
+    calls ``MPI_Abort``. A phase that can fail on one rank must not make a collective call on its
+    error path (a ``finally`` that closes a parallel file collectively would wait for ranks that never
+    come): the merge makes no collective HDF5 call at all."""
     try:
         yield
     except SystemExit:
         raise
-    except BaseException:
-        if comm.size > 1:
-            sys.stderr.write(f"readatl06: rank {comm.rank}: unhandled error, aborting all ranks\n")
-            traceback.print_exc()
+    except BaseException as exc:
+        if comm.size > 1 and isinstance(exc, ElsewhereError):
+            time.sleep(2 * ABORT_GRACE)      # the rank that failed prints its line and aborts first
+            comm.Abort(1)
+        elif comm.size > 1:
+            from readatl06.errors import ReadATL06Error
+            sys.stderr.write(f"{prefix}: error: {cause(exc)} (rank {comm.rank} of {comm.size}: all ranks stopped)\n")
+            if not isinstance(exc, (ReadATL06Error, KeyboardInterrupt)):
+                traceback.print_exc()
             sys.stderr.flush()
+            time.sleep(ABORT_GRACE)      # the launcher forwards the line before its own abort text
             comm.Abort(1)
         raise
 

@@ -122,12 +122,17 @@ def read_lines(track, lo, hi, max_gap, crs=None):
     """Lines (``LINE_DTYPE``) of rows ``[lo, hi)`` of one group: read two rows more, project, join."""
     path, group, beam, _direction, n = track
     stop = min(hi + 2, n)
-    with h5py.File(path, "r") as f:
-        g = f[group]
-        data, ok = {}, np.ones(stop - lo, bool)
-        for k in READ:
-            data[k] = g[k][lo:stop]
-            ok &= _usable(g[k], data[k])
+    try:
+        with h5py.File(path, "r") as f:
+            g = f[group]
+            data, ok = {}, np.ones(stop - lo, bool)
+            for k in READ:
+                data[k] = g[k][lo:stop]
+                ok &= _usable(g[k], data[k])
+    except (OSError, KeyError, ValueError) as exc:     # one line naming the file (abort_on_error)
+        from readatl06.errors import BadFileError
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BadFileError(f"{path}:{group}: cannot read it ({first})") from None
     planes = [(0, crs, ok)] if crs else [(p, c, ok & ((data["lat"] >= 0) == bool(p)))
                                         for p, c in enumerate(HEMISPHERE_CRS)]
     out = []
