@@ -7,8 +7,8 @@ same bytes, its scaling over ranks, and its peak memory per rank against the num
     python bench/bench_merge.py --scaling 1 2 4                  # one mpirun per rank count; efficiency table
     python bench/bench_merge.py --memory-scan 8 16 32 --merge-memory 64 --points 22000   # peak RSS per rank
     python bench/bench_merge.py --summarize /tmp/bm1.json /tmp/bm2.json                 # one table from --json files
-    python bench/bench_merge.py --scaling 1 2 --zlib --level 4   # the same with HDF5's zlib level 4 (before ISA-L)
-    python bench/bench_merge.py --vs-reduce 16 --configs zlib:4 isal:1   # reduce against reduce --merge, 2 ranks
+    python bench/bench_merge.py --scaling 1 2 --level 4          # the same at deflate level 4
+    python bench/bench_merge.py --vs-reduce 16 --configs zlib:4 zlib:1   # reduce against reduce --merge, 2 ranks
 
 One run (under ``mpirun -n N``): every rank builds in memory the synthetic Tracks (all OUTPUT_VARS
 with their table dtypes, smooth lat/lon, heights smooth + noise, realistic flags and fill values) of
@@ -19,20 +19,20 @@ tracks absent. ``--source files`` writes the tracks to per-beam files first (``w
 timed) and merges TrackFiles, so the merge reads its slices back. Three writes then take turns
 ``--repeat`` times (barrier before and after each; the best time of each counts):
 
-* merge       ``merge_tracks`` (parallel HDF5, ``--merge-memory``) -> one file;
+* merge       ``merge_tracks`` (``--merge-memory``) -> one file;
 * raw gzip    the floor: the same datasets (lengths, dtypes, fill values, ``merge.layout.storage``:
-              chunks ``chunk_for(n)``, deflate level ``GZIP_LEVEL`` + shuffle with ISA-L in HDF5's
-              deflate filter, or contiguous for ``--compression none``), every rank writing the same
+              chunks ``chunk_for(n)``, deflate level ``GZIP_LEVEL`` + shuffle with HDF5's zlib,
+              or contiguous for ``--compression none``), every rank writing the same
               run of whole chunks as the merge, in ONE collective call per dataset
-              (``merge.write_selection``), from buffers holding those points in file order, built
+              (``write_selection``), from buffers holding those points in file order, built
               before the clock starts;
 * raw         the same, contiguous and uncompressed, for reference.
 
-``--zlib`` (HDF5's own zlib in its deflate filter) and ``--level N`` change both the merge and the
-floor: ``--zlib --level 4`` is the merged file as it was written before ISA-L (for before/after
+``--level N`` changes both the merge and the floor (``--zlib`` is accepted and changes nothing: both
+deflate with zlib since issue 22; before it, ``--zlib --level 4`` was the merged file before ISA-L; for before/after
 figures). ``--vs-reduce G`` times whole commands instead: ``mpirun -n --ranks readatl06 reduce`` and
 ``reduce --merge`` on G synthetic granules (``readatl06 synth --segments-per-beam``), alternating,
-for each ``--configs`` entry (``zlib:4 zlib:1 isal:1`` ...), with the merged file's size and the
+for each ``--configs`` entry (``zlib:4 zlib:1`` ...), with the merged file's size and the
 load average (issue 11's target: ``reduce --merge`` <= 1.5x ``reduce`` at 2 ranks).
 
 Rank 0 prints ranks, bytes (uncompressed), seconds, MB/s and merge bandwidth / raw gzip bandwidth
@@ -64,7 +64,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from readatl06.hdf5 import native as h5native
 from readatl06.merge import writer as merge
 from readatl06.merge import command as merge_command
 from readatl06.outputs.outdir import TrackFile
@@ -222,11 +221,26 @@ def floor_buffers(granules, counts, seed, lay, spans):
     return bufs
 
 
+def write_selection(dset, blocks, buf):
+    """(memory space, file space as the union of ``blocks``, contiguous buffer, collective dxpl)."""
+    fspace = dset.id.get_space()
+    fspace.select_none()
+    for start, n in blocks:
+        fspace.select_hyperslab((start,), (n,), op=h5py.h5s.SELECT_OR)
+    mspace = h5py.h5s.create_simple((max(buf.size, 1),))
+    if buf.size == 0:
+        mspace.select_none()
+        buf = np.zeros(1, dset.dtype)
+    dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+    dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+    return mspace, fspace, np.ascontiguousarray(buf), dxpl
+
+
 def raw_write(comm, path, lay, bufs, spans, compression="deflate"):
     """The same datasets as merge_tracks (``merge.layout.storage``: chunks, deflate level, shuffle, or
-    contiguous for ``none``; HDF5's deflate running ISA-L as in the merge); every rank writes its run
-    of whole chunks, collectively."""
-    with h5native.isal_deflate(), h5py.File(path, "w", driver="mpio", comm=comm) as f:
+    contiguous for ``none``; HDF5's own zlib); every rank writes its run of whole chunks, collectively
+    (parallel HDF5's collective filtered write: the merge's way before issue 22)."""
+    with h5py.File(path, "w", driver="mpio", comm=comm) as f:
         for k, (beam, direction) in enumerate(GROUPS):
             grp = f.require_group(f"{beam}/{direction}")
             n, chunk, a, b = spans[k]
@@ -234,7 +248,7 @@ def raw_write(comm, path, lay, bufs, spans, compression="deflate"):
             for name, dtype, fill in lay[k]:
                 d = grp.create_dataset(name, (n,), dtype=dtype, fillvalue=fill, **kw)
                 if n:   # every rank takes part, also with an empty run (docs/parallel-hdf5.md: empty-slice hang)
-                    mspace, fspace, buf, dxpl = merge.write_selection(d, [(a, b - a)] if b > a else [], bufs[k][name])
+                    mspace, fspace, buf, dxpl = write_selection(d, [(a, b - a)] if b > a else [], bufs[k][name])
                     d.id.write(mspace, fspace, buf, dxpl=dxpl)
 
 
@@ -428,11 +442,10 @@ def memory_scan(args):
 
 # ----------------------------------------------------------------------------- reduce against reduce --merge
 def cli_worker(config, argv):
-    """``readatl06 ARGV`` with the merged file's deflate set by ``config`` (``zlib:N`` or ``isal:N``)."""
-    lib, level = config.split(":")
+    """``readatl06 ARGV`` with the merged file's deflate level set by ``config`` (``zlib:N``; the merged
+    file is deflated with zlib since issue 22, so ``isal:N`` is the same as ``zlib:N`` now)."""
+    _lib, level = config.split(":")
     ml.GZIP_LEVEL = int(level)
-    if lib == "zlib":
-        os.environ["READATL06_HDF5_ZLIB"] = "1"
     from readatl06.cli import main as cli_main
     return cli_main(argv)
 
@@ -505,12 +518,13 @@ def parse(argv):
                     help="of the merged file and the floor (raw is always none)")
     ap.add_argument("--level", type=int, default=None,
                     help=f"deflate level of the merged file and the floor (default {ml.GZIP_LEVEL})")
-    ap.add_argument("--zlib", action="store_true", help="HDF5's own zlib instead of ISA-L in its deflate filter")
+    ap.add_argument("--zlib", action="store_true", help="kept for older command lines: the merge and the floor "
+                    "deflate with zlib since issue 22")
     ap.add_argument("--vs-reduce", type=int, metavar="G", help="wall of `reduce` against `reduce --merge` on G "
                     "synthetic granules (readatl06 synth) under mpirun -n --ranks, for each of --configs")
     ap.add_argument("--segments-per-beam", type=int, default=60000, help="of --vs-reduce's granules")
-    ap.add_argument("--configs", nargs="+", default=["zlib:4", "zlib:1", "isal:1"], metavar="LIB:LEVEL",
-                    help="--vs-reduce: merged-file deflate as zlib:N (HDF5's own) or isal:N")
+    ap.add_argument("--configs", nargs="+", default=["zlib:4", "zlib:1"], metavar="LIB:LEVEL",
+                    help="--vs-reduce: merged-file deflate level as zlib:N")
     ap.add_argument("--repeat", type=int, default=3, help="rounds of the three writes; the best of each counts")
     ap.add_argument("--out", default=None, help="folder for the files (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the last merged and raw files")
@@ -535,8 +549,6 @@ def main(argv=None):
     ap, args = parse(argv)
     if args.level is not None:
         ml.GZIP_LEVEL = args.level
-    if args.zlib:
-        os.environ["READATL06_HDF5_ZLIB"] = "1"
     if args.vs_reduce:
         return vs_reduce(args)
     if args.summarize:
@@ -599,7 +611,7 @@ def main(argv=None):
     remove(comm, p_warm)
 
     writes = {"merge": lambda: merge.merge_tracks(comm, granules, held, paths["merge"], parameters="{}",
-                                                  parallel=True, memory=args.merge_memory,
+                                                  memory=args.merge_memory,
                                                   compression=args.compression),
               "raw_gzip": lambda: raw_write(comm, paths["raw_gzip"], lay, bufs, spans, args.compression),
               "raw_nogzip": lambda: raw_write(comm, paths["raw_nogzip"], lay, bufs, spans, "none")}
@@ -618,8 +630,7 @@ def main(argv=None):
               "merge_MBps": nbytes / 1e6 / best["merge"], "raw_gzip_MBps": nbytes / 1e6 / best["raw_gzip"],
               "raw_nogzip_MBps": nbytes / 1e6 / best["raw_nogzip"], "ratio": ratio, "target": args.target,
               "all_s": times, "host_cores": os.cpu_count(), "compression": args.compression,
-              "level": ml.GZIP_LEVEL, "isal": merge.last_stats.get("isal"),
-              "coll_metadata": merge.last_stats.get("coll_metadata"), "load_end": os.getloadavg()[0]}
+              "level": ml.GZIP_LEVEL, "load_end": os.getloadavg()[0]}
 
     if comm.rank == 0:
         sizes = {key: os.path.getsize(p) for key, p in paths.items()}
@@ -628,8 +639,8 @@ def main(argv=None):
               f"{nbytes / 1e6:.1f} MB uncompressed ({len(lay[0])} datasets per group), assign={args.assign}, "
               f"source={args.source}, chunks {result['chunks']} elements, --merge-memory {args.merge_memory} MB, "
               f"best of {args.repeat}; tracks built in {t_build:.2f} s, warm-up write {t_warm:.2f} s")
-        print(f"  {args.compression} level {ml.GZIP_LEVEL}, {'ISA-L' if result['isal'] else 'zlib'} in HDF5's "
-              f"deflate filter, collective metadata {'on' if result['coll_metadata'] else 'off'}, "
+        print(f"  {args.compression} level {ml.GZIP_LEVEL} (merge: zlib in the ranks, rank 0 places the chunks; "
+              f"floor: HDF5's zlib, collective filtered write), "
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(table([result]))
         print("  all times (s): " + "; ".join(f"{k} " + " ".join(f"{x:.3f}" for x in v) for k, v in times.items()))

@@ -87,7 +87,7 @@ def _main(argv):
             return module.run(args, None)
         from readatl06.parallel.world import abort_on_error, world
         comm = world()
-        with abort_on_error(comm):
+        with abort_on_error(comm, f"readatl06 {args.command}"):
             return module.run(args, comm)
     except UsageError as exc:
         if not quiet:

@@ -30,6 +30,11 @@ class NotATL06Error(GranuleError):
         super().__init__(name, f"not an ATL06 granule: {found}")
 
 
+class BadFileError(ReadATL06Error):
+    """An input of ``merge``, ``export``, ``xover`` or ``plot`` (a per-beam or merged file) that is not
+    what readatl06 writes, or cannot be read. ``str()`` names the file first."""
+
+
 def one_line(exc):
     """An unexpected error in one line: the OS's or HDF5's message on one line, the type of
     anything else (``READATL06_TRACEBACK=1`` in the environment shows the whole traceback)."""

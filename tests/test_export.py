@@ -311,3 +311,115 @@ def test_parallel_export_writes_the_serial_bytes(mpi_tmp_path):
             assert not [p for p in os.listdir(d) if ".tmp-" in p]
             assert_table_is(read(d / "world.parquet"), expected(d / "m.h5"))
     comm.Barrier()
+
+
+# ---------------------------------------------------------------- issue 22
+def sha256(path):
+    import hashlib
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def test_same_sha256_on_1_2_and_3_ranks_from_the_merged_file_and_the_outdir(synthetic):
+    """Item 15: the table is the same bytes for any rank count and across runs (pyarrow writes no
+    time; ``created_by`` names the library's version only)."""
+    import pyarrow.parquet as pq
+    from conftest import run_cli
+    ref = sha256(synthetic / "m.parquet")
+    export(synthetic / "m.h5", synthetic / "again.parquet")
+    assert sha256(synthetic / "again.parquet") == ref
+    for ranks in (2, 3):
+        for source in ("m.h5", "out"):
+            target = synthetic / f"{source}-{ranks}.parquet"
+            r = run_cli("export", synthetic / source, "-o", target, ranks=ranks, timeout=120)
+            assert r.returncode == 0 and f"on {ranks} rank(s)" in r.stdout, r.stderr
+            assert sha256(target) == ref, (source, ranks)
+    md = pq.ParquetFile(synthetic / "m.parquet").metadata
+    assert md.created_by.startswith("parquet-cpp-arrow version ")
+    assert sorted(md.metadata) == [b"ARROW:schema", b"geo", b"readatl06"]
+
+
+def test_granule_names_of_a_merged_file_resaved_by_xarray(real, tmp_path):
+    """Item 8: ``xr.open_datatree(M).to_netcdf(R)`` stores /granules/name as a ``|S1`` character array
+    (netCDF ``char``); the table of R names the granules as M's table does (before: the text of the
+    characters' array, "[b'A' b'T' ...")."""
+    xr = pytest.importorskip("xarray")
+    d, _ = real
+    with xr.open_datatree(d / "m.h5") as tree:
+        tree.to_netcdf(tmp_path / "r.h5")
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        assert f["granules/name"].dtype == np.dtype("S1") and f["granules/name"].ndim == 2
+    export(tmp_path / "r.h5", tmp_path / "r.parquet")
+    want = read(d / "m.parquet")["granule"].to_pylist()
+    assert read(tmp_path / "r.parquet")["granule"].to_pylist() == want
+    assert set(want) == {p.name for p in REAL}
+    from readatl06.plot.data import granule_names
+    assert granule_names([str(tmp_path / "r.h5")]) == granule_names([str(d / "m.h5")]) != []
+
+
+def test_granule_names_stored_as_variable_length_strings_or_refused_in_one_line(real, tmp_path, capsys):
+    d, _ = real
+    vlen, numbers = tmp_path / "vlen.h5", tmp_path / "numbers.h5"
+    for path in (vlen, numbers):
+        shutil.copy(d / "m.h5", path)
+    with h5py.File(vlen, "r+") as f:
+        names = [n.decode() for n in f["granules/name"][()]]
+        del f["granules/name"]
+        f.create_dataset("granules/name", data=np.array(names, dtype=object), dtype=h5py.string_dtype())
+    with h5py.File(numbers, "r+") as f:
+        del f["granules/name"]
+        f["granules/name"] = np.arange(len(names))
+    export(vlen, tmp_path / "vlen.parquet")
+    assert read(tmp_path / "vlen.parquet")["granule"].to_pylist() == read(d / "m.parquet")["granule"].to_pylist()
+    capsys.readouterr()
+    assert main(["export", str(numbers), "-o", str(tmp_path / "n.parquet")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("readatl06 export: error: ") and "numbers.h5" in err, err
+    assert "/granules/name is int64" in err and not (tmp_path / "n.parquet").exists()
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory):
+    """Item 4: one granule in releases 001 and 003, ``fit_statistics/n_seg_pulses`` reduced too: int32
+    in 001, float32 in 003."""
+    d = tmp_path_factory.mktemp("releases")
+    (d / "in").mkdir()
+    for p in REAL:
+        if p.name.startswith("ATL06_20181014001049_02350102_"):
+            shutil.copy(p, d / "in" / p.name)
+    assert len(os.listdir(d / "in")) == 2
+    assert main(["reduce", str(d / "in"), *all_releases(), "--vars", "fit_statistics/n_seg_pulses",
+                 "-o", str(d / "t"), "--merge", str(d / "m.h5"), "--no-progress"]) == 0
+    return d
+
+
+def all_releases():
+    """``--all-releases`` where ``reduce`` has it (a newer release supersedes an older one otherwise)."""
+    from readatl06.cli import build_parser
+    reduce = build_parser()._subparsers._group_actions[0].choices["reduce"]
+    return ["--all-releases"] if "--all-releases" in reduce._option_string_actions else []
+
+
+def test_a_dtype_that_differs_between_granules_is_exported_exactly(releases, capsys):
+    """The column's dtype holds every piece's values (int32 + float32: float64) and the export says so;
+    the table from the OUTDIR is the table from the merged file, byte for byte."""
+    d = releases
+    capsys.readouterr()
+    export(d / "t", d / "o.parquet")
+    err = capsys.readouterr().err
+    assert "readatl06 export: note: n_seg_pulses is int32 in" in err and "float64" in err, err
+    export(d / "m.h5", d / "m.parquet")
+    table = read(d / "o.parquet")
+    assert table.schema.field("n_seg_pulses").type == "double"
+    values = table["n_seg_pulses"].to_numpy()
+    granule = np.array(table["granule"].to_pylist())
+    late = values[granule == "ATL06_20181014001049_02350102_003_01.h5"]
+    assert late.size and (late != np.round(late)).any()           # float32 values, not truncated
+    for name, rel in ((n, n.split("_")[3]) for n in set(granule)):
+        got = values[granule == name]
+        own = [h5py.File(p, "r")["n_seg_pulses"] for p in sorted(glob.glob(str(d / "t" / (name[:-3] + "_*.h5"))))]
+        assert own and {o.dtype for o in own} == {np.dtype("int32" if rel == "001" else "float32")}
+        fills = {o.attrs["_FillValue"].item() for o in own}
+        want = np.concatenate([o[()] for o in own]).astype(np.float64)
+        want[np.isin(want, list(fills))] = float(table.schema.field("n_seg_pulses").metadata[b"_FillValue"])
+        assert np.sort(got).tobytes() == np.sort(want).tobytes(), name
+    assert (d / "o.parquet").read_bytes() == (d / "m.parquet").read_bytes()

@@ -83,16 +83,18 @@ def test_merged_equals_per_beam_files_in_granule_order(merged):
         assert (f["gt1l/descending/h_rb"][()] == np.finfo(np.float32).max).any()
 
 
+def sha256(path):
+    import hashlib
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
 def test_merge_outdir_equals_reduce_merge(merged, tmp_path):
+    """``merge OUTDIR`` (points read from the per-beam files, attributes given back by name) writes
+    the same bytes as ``reduce --merge`` (tracks held in memory, attributes in the order made)."""
     assert main(["merge", str(merged / "tracks"), "-o", str(tmp_path / "again.h5")]) == 0
     assert_same_file(merged / "m.h5", tmp_path / "again.h5")
-
-
-def test_serial_fallback_writes_the_same_file(merged, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("READATL06_MERGE_SERIAL", "1")
-    assert main(["merge", str(merged / "tracks"), "-o", str(tmp_path / "serial.h5")]) == 0
-    assert "serially" in capsys.readouterr().err
-    assert_same_file(merged / "m.h5", tmp_path / "serial.h5")
+    assert sha256(merged / "m.h5") == sha256(tmp_path / "again.h5")
 
 
 def test_opens_with_xarray(merged):
@@ -145,16 +147,12 @@ def test_merge_identical_for_any_rank_count(mpi_tmp_path, mpi_real_dir):
     assert run_reduce(comm, [str(src)], Selection(all_releases=True), ReduceOptions(), str(mpi_tmp_path / "t3"), write=False,
                       merge_path=str(mpi_tmp_path / "nofiles.h5"), merge_memory=0.3) == 0
     assert merge_outdir(comm, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "outdir-small.h5"), memory=0.3) == 0
-    os.environ["READATL06_MERGE_SERIAL"] = "1"        # the Gatherv fallback, on all ranks
-    try:
-        assert merge_outdir(comm, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "gathered.h5")) == 0
-    finally:
-        del os.environ["READATL06_MERGE_SERIAL"]
     with every_rank(comm):
         if comm.rank == 0:
             assert merge_outdir(MPI.COMM_SELF, str(mpi_tmp_path / "t"), str(mpi_tmp_path / "one.h5")) == 0
-            for other in ("outdir.h5", "gathered.h5", "one.h5", "small.h5", "nofiles.h5", "outdir-small.h5"):
+            for other in ("outdir.h5", "one.h5", "small.h5", "nofiles.h5", "outdir-small.h5"):
                 assert_same_file(world, mpi_tmp_path / other)
+                assert sha256(world) == sha256(mpi_tmp_path / other), other
     comm.Barrier()
 
 
@@ -250,18 +248,23 @@ def test_rounds_and_sources_give_the_same_file(tmp_path):
 
 
 def test_round_buffer_does_not_grow_with_the_granules(tmp_path):
-    """At a fixed --merge-memory the largest buffer a rank holds is the same for 6 and 24 granules and
-    within the budget; only the number of rounds grows."""
+    """At a fixed --merge-memory the largest buffer a rank holds is about the same for 6 and 24
+    granules (the same points per round; the deflated chunks a round keeps until rank 0 has placed
+    them differ with the data) and within the budget; only the number of rounds grows."""
     from readatl06.merge import writer as merge
     from readatl06.parallel.world import SerialComm
     seen = {}
     for n in (6, 24):
         granules, held = synth(n, seed=n)
-        # 2.2 MB: a round's share holds 8192 points of every dataset (130 bytes a point with `time`)
-        merge.merge_tracks(SerialComm(), granules, held, str(tmp_path / f"{n}.h5"), parameters="{}", memory=2.2)
+        # 4.4 MB: a round's share holds 8192 points of every dataset (130 bytes a point with `time`,
+        # as many again for their deflated chunks at worst)
+        merge.merge_tracks(SerialComm(), granules, held, str(tmp_path / f"{n}.h5"), parameters="{}", memory=4.4)
         seen[n] = dict(merge.last_stats)
         assert_synth_file(tmp_path / f"{n}.h5", granules, held)
-    assert seen[24]["largest_buffer"] == seen[6]["largest_buffer"] <= seen[6]["budget"] == int(2.2 * 2 ** 20) / 2
+    budget = int(4.4 * 2 ** 20) / 2
+    assert seen[6]["budget"] == seen[24]["budget"] == budget
+    assert 0.9 * seen[6]["largest_buffer"] < seen[24]["largest_buffer"] < 1.1 * seen[6]["largest_buffer"]
+    assert max(seen[6]["largest_buffer"], seen[24]["largest_buffer"]) <= budget
     assert seen[24]["rounds"] > 2 * seen[6]["rounds"] > 24
 
 
@@ -358,3 +361,88 @@ def idle_barrier(comm):
     req = comm.Ibarrier()
     while not req.Test():
         time.sleep(0.005)
+
+
+# ----------------------------------------------------------------------------- issue 22, item 4: dtypes
+def test_a_dtype_that_differs_between_tracks_is_promoted_and_fills_follow(tmp_path, capsys):
+    """``snr`` int32 (fill 2147483647) in granule 0, float32 (fill the float32 maximum) elsewhere: the
+    merged dataset is float64 (NumPy's promotion, every value exact), the same whether the tracks are
+    in memory or read back from their files, in one round or many; each track's own fill becomes the
+    dataset's; rank 0 notes it."""
+    from readatl06.merge import writer as merge
+    from readatl06.outputs import trackfile
+    from readatl06.parallel.world import SerialComm
+    granules, held = synth(4)
+    i32, f32 = np.iinfo(np.int32).max, np.finfo(np.float32).max
+    for row, t in held:
+        v = t.data["snr"]
+        if row == 0:
+            t.data["snr"] = (np.arange(v.size) * 7 - 3).astype(np.int32)
+            t.data["snr"][::5] = i32
+            t.var_attrs["snr"]["_FillValue"] = np.int32(i32)
+        else:
+            t.data["snr"] = (v / 7).astype(np.float32)          # not integers
+            t.data["snr"][1::4] = f32
+            t.var_attrs["snr"]["_FillValue"] = np.float32(f32)
+    (tmp_path / "t").mkdir()
+    files = [(row, trackfile.TrackFile.open(trackfile.write_tracks([t], str(tmp_path / "t"))[0])) for row, t in held]
+    for name, items, memory in (("memory", held, 512), ("files", files, 0.05)):
+        out = tmp_path / f"{name}.h5"
+        capsys.readouterr()
+        merge.merge_tracks(SerialComm(), granules, items, str(out), parameters="{}", memory=memory)
+        err = capsys.readouterr().err
+        assert f"readatl06 merge: note: snr is int32 in " in err and "float32 in " in err, err
+        assert "written as float64, which holds every value exactly" in err and granules[0].name in err
+        with h5py.File(out, "r") as f:
+            for beam, d in GROUPS:
+                ds = f[f"{beam}/{d}/snr"]
+                assert ds.dtype == np.float64 and ds.attrs["_FillValue"].dtype == np.float64
+                fill = ds.attrs["_FillValue"]
+                assert fill == float(i32) or not any(r == 0 for r, t in held if (t.beam, t.direction) == (beam, d))
+                parts = sorted((r, t) for r, t in held if (t.beam, t.direction) == (beam, d))
+                want = []
+                for r, t in parts:
+                    v = t.data["snr"].astype(np.float64)
+                    v[t.data["snr"] == t.var_attrs["snr"]["_FillValue"]] = fill
+                    want.append(v)
+                assert ds[()].tobytes() == (np.concatenate(want) if want else np.zeros(0)).tobytes(), (beam, d)
+                if any(r > 0 for r, _ in parts):
+                    assert (ds[()] != np.round(ds[()])).any()          # the float32 values were not cast
+    assert sha256(tmp_path / "memory.h5") == sha256(tmp_path / "files.h5")
+
+
+def test_release_001_and_003_merged_with_n_seg_pulses_exactly(tmp_path, capsys):
+    """The user's case: ``reduce --vars fit_statistics/n_seg_pulses --merge`` over release 001 (int32)
+    and 003 (float32) of one granule wrote int32 and truncated every 003 value (56.30 -> 56)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for p in REAL:
+        if p.name.startswith("ATL06_20181014001049_02350102_"):
+            shutil.copy(p, src / p.name)
+    from readatl06.cli import build_parser
+    reduce = build_parser()._subparsers._group_actions[0].choices["reduce"]
+    extra = ["--all-releases"] if "--all-releases" in reduce._option_string_actions else []
+    assert main(["reduce", str(src), *extra, "--vars", "fit_statistics/n_seg_pulses", "-o", str(tmp_path / "t"),
+                 "--merge", str(tmp_path / "m.h5"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "note: n_seg_pulses is int32 in" in err and "written as float64" in err, err
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        names = [n.decode() for n in f["granules/name"][()]]
+        assert [n.split("_")[3] for n in names] == ["001", "003"]
+        checked = 0
+        for beam, d in GROUPS:
+            ds, gi = f[f"{beam}/{d}/n_seg_pulses"], f[f"{beam}/{d}/granule_index"][()]
+            assert ds.dtype == np.float64
+            for row, name in enumerate(names):
+                p = tmp_path / "t" / f"{name[:-3]}_{beam}_{d[0].upper()}.h5"
+                if not p.exists():
+                    continue
+                with h5py.File(p, "r") as g:
+                    own = g["n_seg_pulses"][()]
+                    want = own.astype(np.float64)
+                    want[own == g["n_seg_pulses"].attrs["_FillValue"]] = ds.attrs["_FillValue"]
+                assert ds[()][gi == row].tobytes() == want.tobytes(), (beam, d, name)
+                checked += 1
+                if row == 1:
+                    assert (want != np.round(want)).any()
+        assert checked >= 12

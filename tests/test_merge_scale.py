@@ -1,9 +1,10 @@
-"""The merged file is the same, bit for bit, whatever the ranks, rounds, holders, HDF5 settings (issue 11).
+"""The merged file is the same, bit for bit, whatever the ranks, rounds, holders (issues 11 and 22).
 
-"The same" is ``signature``: every object, every attribute (dimension references by the names they
+"The same" is ``signature`` — every object, every attribute (dimension references by the names they
 point to), every dataset's dtype, shape, values, fill value and storage layout, and every stored
-chunk's bytes as they lie in the file (so also the compression itself). The file's own bytes differ:
-parallel HDF5 allocates space in another order than serial HDF5.
+chunk's bytes as they lie in the file (so also the compression itself, the partial last chunk
+included) — and the sha256 of the whole file: rank 0 alone makes the HDF5 calls, in an order that
+does not depend on the ranks or the rounds, and every chunk is deflated the same way.
 """
 import os
 import re
@@ -39,21 +40,17 @@ def _attrs(obj):
 
 
 def _chunks(d):
-    """Each stored chunk: offset, filter mask, and its bytes as stored before deflate when the chunk
-    lies wholly inside the dataset. Deflated bytes are compared inflated: HDF5 compresses a partial
-    last chunk with whatever its buffer holds beyond the extent, and the deflate stream of a whole
-    chunk was seen to differ between runs at the same values (cause not found; inflated, they are
-    the same bytes)."""
+    """Each stored chunk: offset, filter mask and its bytes as they lie in the file."""
     if d.chunks is None:
         return None
-    out = []
-    for info in (d.id.get_chunk_info(i) for i in range(d.id.get_num_chunks())):
-        whole = info.chunk_offset[0] + d.chunks[0] <= d.shape[0]
-        raw = d.id.read_direct_chunk(info.chunk_offset)[1] if whole else None
-        if raw is not None and d.compression == "gzip" and not info.filter_mask & 2:   # deflate ran
-            raw = zlib.decompress(raw)
-        out.append((info.chunk_offset, info.filter_mask, raw))
-    return out
+    return [(info.chunk_offset, info.filter_mask, d.id.read_direct_chunk(info.chunk_offset)[1])
+            for info in (d.id.get_chunk_info(i) for i in range(d.id.get_num_chunks()))]
+
+
+def sha256(path):
+    import hashlib
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def signature(path):
@@ -78,6 +75,7 @@ def assert_identical(a, b):
     assert sorted(sa) == sorted(sb), f"{a} and {b} hold different objects"
     for key in sa:
         assert sa[key] == sb[key], f"{a} and {b} differ at {key}"
+    assert sha256(a) == sha256(b), f"{a} and {b} hold the same objects in other bytes"
 
 
 def assert_sources_name_their_beam(path):
@@ -169,53 +167,29 @@ def test_merge_command_compression_none(real_dir, tmp_path):
                     assert x[()].tobytes() == y[()].tobytes(), (b, g, v)
 
 
-def test_isal_chunks_are_standard_deflate_and_zlib_is_restored(tmp_path, monkeypatch):
-    """While the merge writes, HDF5's deflate filter runs ISA-L: every stored chunk is a zlib stream
-    that Python's zlib inflates to the shuffled values; HDF5's own zlib gives the same values; after
-    the merge HDF5 compresses with zlib again."""
-    from readatl06.hdf5 import native as h5native
+def test_chunks_are_standard_deflate_of_the_shuffled_values_padded_with_zeros(tmp_path):
+    """Every stored chunk is a zlib stream (HDF5's deflate filter, id 1, declared with shuffle) that
+    Python's zlib inflates to the shuffled values of a whole chunk; the part of the last chunk beyond
+    the dataset's end holds zeros (no byte of the file is left to chance), and HDF5 reads the values."""
     granules, held = synth(3)
-    merge.merge_tracks(SerialComm(), granules, held, str(tmp_path / "isal.h5"), parameters="{}")
-    assert merge.last_stats["isal"] is True
-    with h5py.File(tmp_path / "isal.h5", "r") as f:
-        d = f["gt1l/ascending/lat"]
-        values = d[()]
-        for i in range(d.id.get_num_chunks()):
-            info = d.id.get_chunk_info(i)
-            raw = np.frombuffer(zlib.decompress(d.id.read_direct_chunk(info.chunk_offset)[1]), np.uint8)
-            start = info.chunk_offset[0]
-            got = raw.reshape(8, d.chunks[0]).T.copy().view("<f8").ravel()[:min(d.chunks[0], d.size - start)]
-            assert got.tobytes() == values[start:start + got.size].tobytes()
-    monkeypatch.setenv("READATL06_HDF5_ZLIB", "1")
-    merge.merge_tracks(SerialComm(), granules, held, str(tmp_path / "zlib.h5"), parameters="{}")
-    assert merge.last_stats["isal"] is False
-    a, b = signature(tmp_path / "isal.h5"), signature(tmp_path / "zlib.h5")
-    assert all(a[k][:8] == b[k][:8] and a[k][-1] == b[k][-1] if isinstance(a[k], tuple) else a[k] == b[k] for k in a)
-    monkeypatch.delenv("READATL06_HDF5_ZLIB")
-    with h5native.isal_deflate():
-        pass
-    plain = np.arange(4096, dtype="<f8")
-    with h5py.File(tmp_path / "after.h5", "w") as f:
-        f.create_dataset("x", data=plain, chunks=(4096,), compression="gzip", compression_opts=1, shuffle=True)
-    with h5py.File(tmp_path / "after.h5", "r") as f:
-        stored = f["x"].id.read_direct_chunk((0,))[1]
-    assert stored == zlib.compress(plain.view(np.uint8).reshape(-1, 8).T.tobytes(), 1)
-
-
-def test_collective_metadata_is_set_on_the_file_access_list():
-    """h5py has no setter: ctypes on the libhdf5 h5py links, read back with HDF5's getters."""
-    import ctypes
-
-    from readatl06.hdf5 import native as h5native
-    lib = h5native.library()
-    assert lib is not None and "libhdf5" in h5native.library_path()
-    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    assert h5native.set_coll_metadata(fapl) is bool(h5py.get_config().mpi)
-    for getter in ("H5Pget_all_coll_metadata_ops", "H5Pget_coll_metadata_write"):
-        flag = ctypes.c_bool(False)
-        fn = getattr(lib, getter)
-        fn.argtypes, fn.restype = [ctypes.c_int64, ctypes.POINTER(ctypes.c_bool)], ctypes.c_int
-        assert fn(fapl.id, ctypes.byref(flag)) >= 0 and flag.value, getter
+    merge.merge_tracks(SerialComm(), granules, held, str(tmp_path / "m.h5"), parameters="{}")
+    checked = 0
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        for name in ("gt1l/ascending/lat", "gt1l/ascending/q_flg", "gt2l/descending/granule_index"):
+            d = f[name]
+            values, size, c = d[()], d.dtype.itemsize, d.chunks[0]
+            assert d.compression == "gzip" and d.compression_opts == ml.GZIP_LEVEL and d.shuffle
+            assert d.id.get_num_chunks() == -(-d.size // c) > 1 and d.size % c
+            for i in range(d.id.get_num_chunks()):
+                info = d.id.get_chunk_info(i)
+                raw = np.frombuffer(zlib.decompress(d.id.read_direct_chunk(info.chunk_offset)[1]), np.uint8)
+                start = info.chunk_offset[0]
+                whole = raw.reshape(size, c).T.copy().view(d.dtype).ravel()
+                m = min(c, d.size - start)
+                assert whole[:m].tobytes() == values[start:start + m].tobytes()
+                assert not whole[m:].view(np.uint8).any()
+                checked += 1
+    assert checked > 3
 
 
 # ----------------------------------------------------------------------------- rank counts, as a user runs them
@@ -231,9 +205,9 @@ def mixed_dir(real_dir, tmp_path_factory):
     return d
 
 
-def test_identical_for_1_and_3_ranks(mixed_dir, real_dir, tmp_path):
-    """``mpirun -n 3 readatl06 reduce --merge`` and ``merge`` against one process (2 and 4 ranks: the
-    tests marked mpi, under ``mpirun -n 2|4 pytest --with-mpi``): one round and many
+def test_identical_for_1_2_and_3_ranks(mixed_dir, real_dir, tmp_path):
+    """``mpirun -n 2|3 readatl06 reduce --merge`` and ``merge`` against one process, the same sha256
+    (also the tests marked mpi, under ``mpirun -n 2|4 pytest --with-mpi``): one round and many
     (--merge-memory 0.3 and 2), tracks in memory or read back from their files, granules that lack
     variables, empty beams, and a selection with fewer granules than ranks."""
     ref = tmp_path / "ref.h5"
@@ -243,6 +217,8 @@ def test_identical_for_1_and_3_ranks(mixed_dir, real_dir, tmp_path):
         assert (f["gt1l/descending/h_rb"][()] == np.finfo(np.float32).max).any()     # lacking granules
         assert max(f[f"{b}/{d}/lat"].size for b, d in GROUPS) > 5 * 4096
     runs = {"reduce-3": (3, "reduce", "--all-releases", str(mixed_dir), "-o", tmp_path / "t3", "--merge", tmp_path / "r3.h5"),
+            "rounds-2": (2, "reduce", "--all-releases", str(mixed_dir), "-o", tmp_path / "t2", "--merge", tmp_path / "r2.h5",
+                         "--merge-memory", "2"),
             "memory-3": (3, "reduce", "--all-releases", str(mixed_dir), "-o", tmp_path / "t4", "--merge", tmp_path / "r4.h5",
                          "--no-per-beam", "--merge-memory", "0.3"),
             "files-3": (3, "merge", tmp_path / "t1", "-o", tmp_path / "r5.h5", "--merge-memory", "2")}
@@ -268,8 +244,8 @@ def test_identical_for_1_and_3_ranks(mixed_dir, real_dir, tmp_path):
 @pytest.mark.mpi(min_size=2)
 def test_attributes_and_compression_identical_across_ranks(mpi_tmp_path):
     """The synthetic tracks spread so that the last rank holds gt1l and gt1r and the others the rest:
-    every attribute (empty gt3r descending included) and every chunk equals one rank's file, for
-    deflate and none; collective metadata is on and changes nothing."""
+    every attribute (empty gt3r descending included), every chunk and the file's sha256 equal one
+    rank's file, for deflate and none."""
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     granules, held = synth(5)
@@ -282,19 +258,9 @@ def test_attributes_and_compression_identical_across_ranks(mpi_tmp_path):
             if comm.rank == 0:
                 merge.merge_tracks(SerialComm(), granules, held, str(ref), parameters="{}", compression=compression)
         merge.merge_tracks(comm, granules, mine, str(out), parameters="{}", compression=compression, memory=0.5)
-        assert merge.last_stats["coll_metadata"] is True and max(merge.last_stats["rounds_per_group"]) > 1
+        assert max(merge.last_stats["rounds_per_group"]) > 1
         with every_rank(comm):
             if comm.rank == 0:
                 assert_sources_name_their_beam(out)
                 assert_identical(ref, out)
         comm.Barrier()
-    os.environ["READATL06_COLL_METADATA"] = "0"
-    try:
-        merge.merge_tracks(comm, granules, mine, str(mpi_tmp_path / "plain.h5"), parameters="{}")
-        assert merge.last_stats["coll_metadata"] is False
-    finally:
-        del os.environ["READATL06_COLL_METADATA"]
-    with every_rank(comm):
-        if comm.rank == 0:
-            assert_identical(mpi_tmp_path / "ref-deflate.h5", mpi_tmp_path / "plain.h5")
-    comm.Barrier()

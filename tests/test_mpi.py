@@ -13,7 +13,7 @@ import textwrap
 import h5py
 import pytest
 
-from conftest import DATA, REAL, run_cli, every_rank
+from conftest import DATA, REAL, ROOT, run_cli, every_rank
 from readatl06.atl06.names import Selection
 from readatl06.reduce.granule import ReduceOptions
 from readatl06.reduce.run import run_reduce
@@ -131,7 +131,124 @@ def test_unhandled_error_aborts_all_ranks(tmp_path):
     """))
     import subprocess
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
+               OMPI_MCA_rmaps_base_oversubscribe="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
     r = subprocess.run(["mpirun", "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
                        timeout=60, env=env)
     assert r.returncode != 0 and "boom on rank 1" in r.stderr
+    first = r.stderr.lstrip().splitlines()[0]          # the cause first, in one line; the traceback after
+    assert first == "readatl06: error: RuntimeError: boom on rank 1 (rank 1 of 2: all ranks stopped)", r.stderr
+
+
+# ----------------------------------------------------------------------------- issue 22, item 14
+# One rank's error in a collective phase ends the whole job within seconds, non-zero, with one line
+# naming the file first (before it: nothing; after it, Open MPI's own abort text may follow).
+@pytest.fixture(scope="module")
+def chunked_outdir(tmp_path_factory):
+    """2 synthetic granules reduced: per-beam files of ~6000 points, each dataset one deflated chunk."""
+    from readatl06.cli import main
+    d = tmp_path_factory.mktemp("bad")
+    assert main(["synth", str(d / "g"), "--granules", "2", "--segments-per-beam", "6000", "--seed", "7"]) == 0
+    assert main(["reduce", str(d / "g"), "-o", str(d / "t"), "--no-progress"]) == 0
+    return d
+
+
+def _last_file(outdir):
+    """A per-beam file of the run's last granule (read by the last rank of 2), with a chunked h_elv."""
+    files = sorted(glob.glob(os.path.join(outdir, "*_gt2l_[AD].h5")))
+    for p in reversed(files):
+        with h5py.File(p, "r") as f:
+            if f["h_elv"].chunks:
+                return p
+    raise AssertionError("no chunked per-beam file")
+
+
+def shorten_h_elv(path):
+    """``h_elv`` 7 points shorter than ``lat`` (attributes kept)."""
+    with h5py.File(path, "r+") as f:
+        data, attrs = f["h_elv"][()], {k: v for k, v in f["h_elv"].attrs.items() if k != "DIMENSION_LIST"}
+        del f["h_elv"]
+        d = f.create_dataset("h_elv", data=data[:-7])
+        d.attrs.update(attrs)
+
+
+def corrupt_h_elv(path):
+    """The deflate stream of ``h_elv``'s first chunk broken in its middle (metadata intact: every
+    check before the work passes, the read fails)."""
+    with h5py.File(path, "r") as f:
+        info = f["h_elv"].id.get_chunk_info(0)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, b"\xff" * 64, info.byte_offset + info.size // 2)
+    finally:
+        os.close(fd)
+
+
+def copy_outdir(src, dst):
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("readatl06.lock"))
+    return dst
+
+
+def assert_one_line_cause(r, command, path, words):
+    """Non-zero, and the first line on stderr is ``readatl06 <command>: error: ...`` naming ``path``
+    and saying ``words``."""
+    assert r.returncode != 0, r.stdout
+    first = r.stderr.lstrip().splitlines()[0]
+    assert first.startswith(f"readatl06 {command}: error: "), r.stderr
+    assert os.path.basename(path) in first and words in first, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_merge_with_a_short_dataset_ends_every_rank_with_one_line(chunked_outdir, tmp_path):
+    """Before: the rank that read the bad file waited in the collective close, the other in
+    Alltoallv/H5Dwrite, until killed. Now every rank checks its files and they agree before any
+    collective phase: exit 2, one line."""
+    out = copy_outdir(chunked_outdir / "t", tmp_path / "t")
+    bad = _last_file(out)
+    shorten_h_elv(bad)
+    r = run_cli("merge", out, "-o", tmp_path / "m.h5", ranks=2, timeout=60)
+    assert_one_line_cause(r, "merge", bad, "h_elv (")
+    assert r.returncode == 2 and not (tmp_path / "m.h5").exists()
+
+
+def test_merge_with_a_corrupt_chunk_aborts_every_rank_with_one_line(chunked_outdir, tmp_path):
+    """A file whose metadata are fine and whose data cannot be read fails inside the merge, on the
+    rank that reads it: that rank says so in one line and aborts the job (no collective HDF5 call is
+    left waiting)."""
+    out = copy_outdir(chunked_outdir / "t", tmp_path / "t")
+    bad = _last_file(out)
+    corrupt_h_elv(bad)
+    r = run_cli("merge", out, "-o", tmp_path / "m.h5", ranks=2, timeout=60)
+    assert_one_line_cause(r, "merge", bad, "cannot read")
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_reduce_merge_with_a_bad_resumed_file_ends_every_rank_with_one_line(chunked_outdir, tmp_path):
+    """``reduce --resume --merge``: a finished granule's per-beam file (its size recorded again, so
+    --resume trusts it) is read back by the merge."""
+    out = copy_outdir(chunked_outdir / "t", tmp_path / "t")
+    bad = _last_file(out)
+    shorten_h_elv(bad)
+    manifest = out / "readatl06-manifest.jsonl"
+    recs = [json.loads(x) for x in manifest.read_text().splitlines()]
+    for rec in recs:
+        if os.path.basename(bad) in rec.get("sizes", {}):
+            rec["sizes"][os.path.basename(bad)] = os.path.getsize(bad)
+    manifest.write_text("".join(json.dumps(rec) + "\n" for rec in recs))
+    r = run_cli("reduce", chunked_outdir / "g", "-o", out, "--resume", "--merge", tmp_path / "m.h5",
+                "--no-progress", ranks=2, timeout=60)
+    assert r.returncode == 1 and not (tmp_path / "m.h5").exists(), r.stderr
+    lines = [x for x in r.stderr.splitlines() if "error" in x]
+    assert lines and lines[0].startswith("readatl06 merge: error: ") and os.path.basename(bad) in lines[0], r.stderr
+    assert "h_elv (" in lines[0] and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("command", ["export", "xover"])
+def test_export_and_xover_with_a_corrupt_chunk_end_every_rank_with_one_line(chunked_outdir, tmp_path, command):
+    out = copy_outdir(chunked_outdir / "t", tmp_path / "t")
+    bad = _last_file(out)
+    corrupt_h_elv(bad)
+    target = tmp_path / ("x.parquet" if command == "export" else "x.h5")
+    r = run_cli(command, out, "-o", target, ranks=2, timeout=60)
+    assert_one_line_cause(r, command, bad, "cannot read")
+    assert not target.exists()

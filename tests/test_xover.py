@@ -377,6 +377,25 @@ def test_mpirun_two_ranks_equal_one(synthetic, handmade):
             assert np.array_equal(a[k], b[k]), k
 
 
+def test_same_sha256_on_1_2_and_3_ranks_and_across_runs(synthetic):
+    """Issue 22, item 15: ``xover -o X.h5`` and ``-o X.parquet`` are the same bytes for any rank count
+    and run (the rows are sorted before rank 0 writes them; no object times, no timestamps)."""
+    import hashlib
+
+    def sha(p):
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+    for suffix in ("h5", "parquet"):
+        ref = synthetic / f"s1.{suffix}"
+        assert main(["xover", str(synthetic / "m.h5"), "-o", str(ref)]) == 0
+        assert main(["xover", str(synthetic / "m.h5"), "-o", str(synthetic / f"s1b.{suffix}")]) == 0
+        assert sha(synthetic / f"s1b.{suffix}") == sha(ref)
+        for ranks in (2, 3):
+            out = synthetic / f"s{ranks}.{suffix}"
+            r = run_cli("xover", synthetic / "m.h5", "-o", out, ranks=ranks, timeout=120)
+            assert r.returncode == 0 and f"on {ranks} rank(s)" in r.stdout, r.stderr
+            assert sha(out) == sha(ref), (suffix, ranks)
+
+
 def test_real_antarctic_tracks_against_independent_brute_force(real_reduced, tmp_path):
     """The real Antarctic granules are both descending (no real ascending pass there), so the CLI
     finds none in either hemisphere; their real geometry (spacing, gaps, curvature) is then tested

@@ -155,21 +155,37 @@ def columns(plan, parts, total):
     out = {c.name: np.empty(total, np.dtype(c.dtype)) for c in plan.columns}
     us = np.empty(total, np.int64)
     o = 0
-    for k, _g, n, rows, a, tinfo in parts:
-        for c in plan.columns:
-            if c.name in rows:
-                rows[c.name].into(out[c.name][o:o + n], a)
-            else:
-                out[c.name][o:o + n] = c.fills[k]
-        t_sec = out["t_sec"][o:o + n]
-        if TIME in rows:
-            time_s = np.empty(n, np.float64)
-            rows[TIME].into(time_s, a)
-            us[o:o + n] = micros(t_sec, time_s, tinfo)
-        else:
-            us[o:o + n] = micros(t_sec)
+    for k, g, n, rows, a, tinfo in parts:
+        try:
+            _piece(plan, k, g, n, rows, a, tinfo, out, us, o)
+        except (OSError, ValueError) as exc:       # ChunkError is a ValueError
+            from readatl06.errors import BadFileError
+            d = next(iter(rows.values())).dset
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BadFileError(f"{d.file.filename}:{d.parent.name}: cannot read it for the export ({first})") from None
         o += n
     return out, us
+
+
+def _piece(plan, k, g, n, rows, a, tinfo, out, us, o):
+    """One piece's ``n`` rows from its row ``a`` into ``out``/``us`` at ``o``; a piece whose own fill
+    value differs from its column's (``plan.refill``) has it replaced."""
+    own = plan.refill.get((g, k), {}) if getattr(plan, "refill", None) else {}
+    for c in plan.columns:
+        if c.name in rows:
+            rows[c.name].into(out[c.name][o:o + n], a)
+            if c.name in own:
+                from readatl06.merge.redistribute import refill
+                refill(out[c.name][o:o + n], own[c.name], c.fills[k])
+        else:
+            out[c.name][o:o + n] = c.fills[k]
+    t_sec = out["t_sec"][o:o + n]
+    if TIME in rows:
+        time_s = np.empty(n, np.float64)
+        rows[TIME].into(time_s, a)
+        us[o:o + n] = micros(t_sec, time_s, tinfo)
+    else:
+        us[o:o + n] = micros(t_sec)
 
 
 def convert(plan, stream, reader, s, e, wire):

@@ -23,7 +23,7 @@ from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.outputs.geoparquet import ROW_GROUP, bounds, union
 from readatl06.parallel.spread import spread
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
-from readatl06.hdf5.attrs import text
+from readatl06.hdf5.attrs import granule_names, text
 from readatl06.export.batch import Source
 from readatl06.export.table import GI, GROUPS, TIME, file_variables, group_variables, table_order, variables
 from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, plan_outdir, verify_all
@@ -49,6 +49,8 @@ class Plan:
     columns: list        # Column, table order (time excluded: always a column of its own)
     parameters: str
     box: list            # [xmin, ymin, xmax, ymax] of every point (None: no point)
+    refill: dict = dataclasses.field(default_factory=dict)   # (granule, group) -> {column: the piece's own fill}
+    notes: list = dataclasses.field(default_factory=list)    # columns whose pieces have several dtypes
     damaged: list = dataclasses.field(default_factory=list)   # lines: damaged files, granules left out
 
 
@@ -121,7 +123,7 @@ def merged_head(path):
                     else f"an HDF5 file with {sorted(f)[:8]}")
             raise UsageError(f"{path}: not a readatl06 merged file: found {what}; expected /granules/name "
                              "(a file of readatl06 merge) or an output folder")
-        names = [text(n) for n in f["granules/name"][()]]
+        names = granule_names(f["granules/name"], path)
         return names, text(f.attrs.get("parameters")) or "{}"
 
 
@@ -204,23 +206,35 @@ def _outdir_head(outdir, output, overwrite, params, held):
     return view
 
 
-def _columns(found):
-    """Columns from ``found`` = [(group, {name: (dtype, attrs)})] in stream order: table order, then
-    other variables by name; dtype and metadata from the first piece that has the variable, the fill
-    of a group from its first piece that has it, else the first piece anywhere (as merge fills)."""
-    first, per_group = {}, {}
-    for k, vars_ in found:
-        for name, info in vars_.items():
-            first.setdefault(name, info)
-            per_group.setdefault((k, name), info)
-    from readatl06.merge.layout import fill_for
+def _columns(found, labels):
+    """``(columns, refill, notes)`` from ``found`` = [(piece, group, {name: (dtype, attrs)})] in stream
+    order (piece: an index into ``labels``, what a note names): table order, then other variables
+    by name. A column's dtype is NumPy's promotion of every piece's (int32 + float32 -> float64:
+    every value exactly; ``notes`` say so); its metadata come from the first piece that has the
+    variable, the fill of a group from its first piece that has it, else the first piece anywhere
+    (as merge fills). ``refill``: {piece: {name: own fill}} of the pieces whose own ``_FillValue``
+    is not their column's fill for their group (replaced while reading)."""
+    from readatl06.merge.layout import DTYPES, dtype_notes, fill_for, promote
+    first, per_group, census = {}, {}, {}
+    for piece, k, vars_ in found:
+        for name, (dtype, attrs) in vars_.items():
+            first.setdefault(name, (dtype, attrs))
+            per_group.setdefault((k, name), (dtype, attrs))
+            row, n = census.setdefault(name, {}).get(np.dtype(dtype).newbyteorder("<").str, (piece, 0))
+            census[name][np.dtype(dtype).newbyteorder("<").str] = (row, n + 1)
     order = [n for n in table_order() if n in first and n != TIME] + sorted(set(first) - set(table_order()))
     cols = []
     for name in order:
-        dtype, attrs = first[name]
+        dtype, attrs = promote(census[name]), first[name][1]
         fills = [fill_for(dtype, per_group.get((k, name), first[name])[1]) for k in range(len(GROUPS))]
         cols.append(Column(name, dtype, {k: v for k, v in attrs.items() if k != "_FillValue"}, fills))
-    return cols
+    refill = {}
+    for piece, k, vars_ in found:
+        for c in cols:
+            own = vars_.get(c.name, (None, {}))[1].get("_FillValue")
+            if own is not None and fill_for(c.dtype, {"_FillValue": own}) != c.fills[k]:
+                refill.setdefault(piece, {})[c.name] = own
+    return cols, refill, dtype_notes({DTYPES: census}, labels)
 
 
 def make_plan(comm, source, output, overwrite=False, params=None):
@@ -276,7 +290,8 @@ def _plan(comm, source, head):
         groups = _scan(comm, list(range(len(GROUPS))), lambda k: _scan_group(source, k, len(names)))
         for k, (c, vars_, _box) in enumerate(groups):
             counts[:, k] = c
-            found.append((k, vars_))
+            found.append((k, k, vars_))
+        labels = [f"/{b}/{d} of {source}" for b, d in GROUPS]
         parameters = head[3]
     else:
         row_of = {n: i for i, n in enumerate(names)}
@@ -287,10 +302,15 @@ def _plan(comm, source, head):
                 raise UsageError(f"{path}: a second file of granule {names[g]} {'/'.join(GROUPS[k])} "
                                  f"(the first: {by_piece[(g, k)][0]})")
             by_piece[(g, k)] = (path, n, vars_)
+        labels = {}
         for (g, k) in sorted(by_piece):
             path, n, vars_ = by_piece[(g, k)]
             counts[g, k], files[(g, k)] = n, path
-            found.append((k, vars_))
+            labels[(g, k)] = os.path.basename(path)
+            found.append(((g, k), k, vars_))
         parameters = next((p for *_, p in groups if p), "{}")
     box = union(*(item[-2 if kind == "outdir" else -1] for item in groups))
-    return Plan(kind, os.path.abspath(source), names, counts, files, _columns(found), parameters, box)
+    columns, refill, notes = _columns(found, labels)
+    if kind == "merged":
+        refill = {}         # a merged group holds one fill value per variable: its own (merge makes it so)
+    return Plan(kind, os.path.abspath(source), names, counts, files, columns, parameters, box, refill, notes)

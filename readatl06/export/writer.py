@@ -282,6 +282,9 @@ def run_export(comm, source, output, overwrite=False, params=None):
         if comm.rank == 0:
             print(f"readatl06 export: error: {exc}", file=sys.stderr)
         return 2
+    if comm.rank == 0:
+        for note in plan.notes:
+            print(f"readatl06 export: note: {note}", file=sys.stderr)
     try:
         n = export_table(comm, plan, output)
     except PlantedError as exc:                 # raised on every rank alike

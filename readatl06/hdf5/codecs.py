@@ -50,12 +50,14 @@ def shuffled(values, nelem):
     return planes
 
 
-def encode(values, nelem, shuffle=True, level=DEFLATE_LEVEL):
-    """One stored chunk: ``values`` (at most ``nelem`` of them) padded to a full chunk, shuffled, deflated."""
+def encode(values, nelem, shuffle=True, level=DEFLATE_LEVEL, compress=None):
+    """One stored chunk: ``values`` (at most ``nelem`` of them) padded to a full chunk (zeros), shuffled,
+    deflated (``compress(data, level)``: ISA-L's by default; the merged file passes zlib's, whose
+    output is a function of the input alone)."""
     values = np.ascontiguousarray(values)
     if shuffle and values.dtype.itemsize > 1:
         buf = shuffled(values, nelem)
     else:
         buf = np.zeros(nelem, values.dtype)
         buf[:values.size] = values
-    return deflate(buf, level)
+    return (compress or deflate)(buf, level)

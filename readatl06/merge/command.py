@@ -36,8 +36,10 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
     from readatl06.errors import UsageError
     from readatl06.merge.writer import merge_tracks, rounds_note
     from readatl06.outputs import folder, locks
-    from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, plan_outdir, verify_all
+    from readatl06.outputs.outdir import BEAM_FILES_SHOWN, plan_outdir, verify_all
+    from readatl06.merge.redistribute import open_tracks
     from readatl06.parallel import schedule
+    from readatl06.parallel.world import first_error
     view, held = None, locks.Held()
     if comm.rank == 0:
         try:
@@ -68,8 +70,13 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
         row = {g.name: i for i, g in enumerate(granules)}
         held_tracks = []
         parameters = None
-        for i in schedule.assign(sizes, comm.size)[comm.rank]:
-            t = TrackFile.open(files[i])
+        opened, error = open_tracks([files[i] for i in schedule.assign(sizes, comm.size)[comm.rank]])
+        error = first_error(comm, error)
+        if error:
+            if comm.rank == 0:
+                print(f"readatl06 merge: error: {error}", file=sys.stderr)
+            return 2
+        for t in opened:
             parameters = parameters or t.attrs.get("parameters")
             held_tracks.append((row[t.granule.name], t))
         parameters = next((p for p in comm.allgather(parameters) if p), None)

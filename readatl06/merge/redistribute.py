@@ -16,7 +16,9 @@ without further talk:
 * a rank fills its run itself from the per-beam files that overlap it (reading that slice only),
   and receives the points other ranks hold in memory with one ``Alltoallv`` per dataset.
 
-The HDF5 file itself is written in ``merge.py``.
+The HDF5 file itself is written in :mod:`readatl06.merge.writer`. A source's values go into the
+merged dtype with NumPy's cast (exact: the dtype is the promotion of every source's) and its own
+``_FillValue`` becomes the dataset's where the two differ (:func:`put`).
 """
 import dataclasses
 import os
@@ -69,6 +71,31 @@ class HeldTracks(list):
             self.bytes += nb
             self.over = self.over or self.bytes > self.limit
             self.append((i, t))
+
+
+def open_tracks(paths):
+    """``(TrackFiles, error)``: the per-beam files ``paths`` opened for their metadata, or at the first
+    that is not a readable readatl06 per-beam file (lengths of its datasets included), the one-line
+    reason naming it. The caller agrees on the verdict with the other ranks before any collective
+    phase (``parallel.world.first_error``), so that a bad file stops every rank alike."""
+    from readatl06.errors import ReadATL06Error
+    out = []
+    for p in paths:
+        try:
+            t = TrackFile.open(p)
+            if t.granule is None:
+                raise ValueError(f"attribute granule {t.attrs.get('granule')!r} is no ATL06 granule name")
+            if len(set(t.shapes.values())) > 1:
+                ref = "lat" if "lat" in t.shapes else next(iter(t.shapes))
+                odd = ", ".join(f"{k} {v}" for k, v in t.shapes.items() if v != t.shapes[ref])
+                raise ValueError(f"datasets of different lengths: {odd} against {ref} {t.shapes[ref]}")
+            out.append(t)
+        except (OSError, KeyError, ValueError, TypeError, ReadATL06Error) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if isinstance(exc, KeyError):
+                first = f"no attribute {first}"
+            return out, f"{p}: not a readable readatl06 per-beam file ({first})"
+    return out, None
 
 
 def memory_bytes(memory):
@@ -195,11 +222,40 @@ def plan_exchange(gp, bounds, me, a_round, b_round):
     return Exchange(local, send, scounts, rcounts, runs, needed)
 
 
+def refill(dst, own, fill):
+    """Where ``dst`` (a source's values, in the merged dtype) holds the source's own fill value
+    ``own``, the dataset's ``fill`` instead; nothing when they are the same (or either is None)."""
+    if own is None or fill is None:
+        return
+    own = np.asarray(own).ravel()
+    if own.size != 1:
+        return
+    own, fill = own.astype(dst.dtype)[0], np.asarray(fill, dst.dtype)[()]
+    nan = dst.dtype.kind == "f" and bool(np.isnan(own))
+    if own == fill or (nan and np.isnan(fill)):
+        return
+    dst[np.isnan(dst) if nan else dst == own] = fill
+
+
+def put(dst, values, own, fill):
+    """``dst[...] = values`` (NumPy's cast), the source's fill ``own`` made the dataset's ``fill``;
+    ``fill`` everywhere when the source lacks the variable (``values`` None)."""
+    if values is None:
+        dst[...] = fill
+        return
+    dst[...] = values
+    refill(dst, own, fill)
+
+
+def own_fill(track, name):
+    return track.var_attrs.get(name, {}).get("_FillValue")
+
+
 def copy_local(ex, tracks, name, fill, out):
     """This rank's own points of dataset ``name`` that stay in its run."""
     for i, lo, hi, pos in ex.local:
         values = tracks[i].data.get(name)
-        out[pos:pos + hi - lo] = fill if values is None else values[lo:hi]
+        put(out[pos:pos + hi - lo], None if values is None else values[lo:hi], own_fill(tracks[i], name), fill)
 
 
 def send_buffer(ex, gp, tracks, name, dtype, fill):
@@ -209,7 +265,7 @@ def send_buffer(ex, gp, tracks, name, dtype, fill):
     pos = 0
     for i, lo, hi in ex.send:
         values = tracks[i].data.get(name)
-        buf[pos:pos + hi - lo] = fill if values is None else values[lo:hi]
+        put(buf[pos:pos + hi - lo], None if values is None else values[lo:hi], own_fill(tracks[i], name), fill)
         pos += hi - lo
     return buf
 
@@ -226,37 +282,61 @@ def fill_index(gp, a, b, out):
         out[s - a:e - a] = gp.rows[i]
 
 
+def _attr(did, name):
+    """The attribute ``name`` of the DatasetID ``did`` as an array, or None."""
+    if not h5py.h5a.exists(did, name):
+        return None
+    attr = h5py.h5a.open(did, name)
+    out = np.empty(attr.shape, attr.dtype)
+    attr.read(out)
+    return out
+
+
 def read_files(gp, a, b, outs, fills):
     """The run ``[a, b)``'s points that live in per-beam files, read into ``outs`` (name -> buffer of
-    the run), each file opened once and only its slice read; ``fills`` where a file lacks a variable.
-    h5py's low-level calls: ``File.close`` walks every object open in the process (the merged file's
-    datasets), 5 ms a file."""
+    the run), each file opened once and only its slice read; ``fills`` where a file lacks a variable
+    (and for the file's own fill value where it differs). h5py's low-level calls: ``File.close``
+    walks every object open in the process, 5 ms a file. A file that cannot be read is a
+    BadFileError naming it (the rank that reads it stops the job with that one line)."""
+    from readatl06.errors import BadFileError
     for i in gp.overlapping(a, b):
         if gp.holder[i] >= 0:
             continue
-        s, e = gp.clip(i, a, b)
-        lo, hi = s - int(gp.start[i]), e - int(gp.start[i])
-        fid = h5py.h5f.open(os.fsencode(gp.paths[i]), h5py.h5f.ACC_RDONLY)
         try:
-            root = h5py.h5g.open(fid, b"/")
-            for name, out in outs.items():
-                dst = out[s - a:e - a]
-                if name == GI:
-                    continue
-                if not root.links.exists(name.encode()):
-                    dst[...] = fills[name]
-                    continue
-                did = h5py.h5d.open(root, name.encode())
-                fspace = did.get_space()
-                fspace.select_hyperslab((lo,), (hi - lo,))
-                mspace = h5py.h5s.create_simple((hi - lo,))
-                if did.dtype == out.dtype:
-                    did.read(mspace, fspace, dst)
-                else:                       # numpy's conversion, as a concatenation would do it
-                    tmp = np.empty(hi - lo, did.dtype)
-                    did.read(mspace, fspace, tmp)
-                    dst[...] = tmp
-                did.close()
-            root.close()
-        finally:
-            fid.close()
+            _read_file(gp, i, a, b, outs, fills)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BadFileError(f"{gp.paths[i]}: cannot read it for the merge ({first})") from None
+
+
+def _read_file(gp, i, a, b, outs, fills):
+    """Source ``i``'s slice of the run ``[a, b)`` into ``outs``."""
+    s, e = gp.clip(i, a, b)
+    lo, hi = s - int(gp.start[i]), e - int(gp.start[i])
+    fid = h5py.h5f.open(os.fsencode(gp.paths[i]), h5py.h5f.ACC_RDONLY)
+    try:
+        root = h5py.h5g.open(fid, b"/")
+        for name, out in outs.items():
+            dst = out[s - a:e - a]
+            if name == GI:
+                continue
+            if not root.links.exists(name.encode()):
+                dst[...] = fills[name]
+                continue
+            did = h5py.h5d.open(root, name.encode())
+            fspace = did.get_space()
+            if fspace.shape != (gp.count[i],):
+                raise ValueError(f"{name} has shape {fspace.shape}, the file {int(gp.count[i])} points")
+            fspace.select_hyperslab((lo,), (hi - lo,))
+            mspace = h5py.h5s.create_simple((hi - lo,))
+            if did.dtype == out.dtype:
+                did.read(mspace, fspace, dst)
+            else:                       # numpy's conversion, as a concatenation would do it
+                tmp = np.empty(hi - lo, did.dtype)
+                did.read(mspace, fspace, tmp)
+                dst[...] = tmp
+            refill(dst, _attr(did, b"_FillValue"), fills[name])
+            did.close()
+        root.close()
+    finally:
+        fid.close()

@@ -1,38 +1,44 @@
-"""One file for the whole run, written collectively with parallel HDF5 (docs/merge.md).
+"""One file for the whole run (docs/merge.md), the same bytes for any number of ranks, rounds or holders.
 
 Granules are ordered by (acquisition time in the name, file name); within a (beam, direction) the
-points of granule g start at the prefix sum of the counts of granules before g, so the file is the
-same for any rank count and any distribution of work. Every rank builds the same plan from one
-allgather of the tracks each holds (in memory, or as per-beam files): all groups and datasets are
-created first, at full size, with identical structure calls on every rank; then each group is
-written in rounds that fit ``--merge-memory``. In a round every rank owns whole chunks of every
-dataset (``redistribute``): it reads its share of the per-beam files itself and receives the points
-other ranks hold in memory with one Alltoallv per dataset, then every rank writes its run of chunks
-in ONE collective call per dataset (also with nothing to write: see docs/parallel-hdf5.md on the empty-slice
-hang), so each chunk is compressed by exactly one rank. Without MPI in h5py, rank 0 gathers each
-round (Gatherv) and writes the same file serially. ``--compression none``: contiguous datasets,
-no filters, the same writes. After the close, rank 0 alone gives the file its
-netCDF dimensions and CF attributes (``_netcdf``), before the rename.
+points of granule g start at the prefix sum of the counts of granules before g. Every rank builds the
+same plan from one allgather of the tracks each holds (in memory, or as per-beam files), and each
+group is written in rounds that fit ``--merge-memory``. In a round every rank owns a contiguous run
+of whole chunks of every dataset (``redistribute``): it reads its share of the per-beam files itself
+and receives the points other ranks hold in memory with one Alltoallv per dataset.
 
-What the file holds (datasets, attributes, chunks or contiguous storage) is :mod:`readatl06.merge.layout`. The
-parallel file is opened with collective metadata reads and writes (``h5native.set_coll_metadata``),
-and while it is written HDF5's deflate filter compresses with ISA-L (``h5native.isal_deflate``).
+Who writes what: rank 0 alone makes every HDF5 call, serially, on a file object (h5py's ``fileobj``
+driver, :class:`ChunkHoles`): the granule table, every group, dataset and attribute, the netCDF
+dimensions, and the allocation of every chunk. The ranks write the data themselves, with ``pwrite``
+into the file: ``deflate``: each rank shuffles and deflates its own chunks (``hdf5.codecs.encode``
+with zlib's deflate at level ``GZIP_LEVEL``: its output is a function of the chunk alone, where ISA-L's
+was seen to differ now and then between processes at the same bytes; a partial last chunk padded with
+zeros, so no byte of the file is left to chance), sends their sizes to rank 0, which stores each chunk with a direct chunk write
+whose bytes :class:`ChunkHoles` leaves out of the file (HDF5 allocates and indexes the chunk), and
+answers with the addresses; ``none``: contiguous datasets allocated when rank 0 creates them, each
+rank writes its run at the dataset's offset. Rank 0 allocates the chunks of a round in one fixed
+order — chunk by chunk, within a chunk dataset by dataset — so that the sequence of HDF5 calls, and
+with it the whole file, is the same whatever the rounds, the ranks or where the points were: the
+merged file is byte-for-byte reproducible (sha256). No collective HDF5 call is made, so a rank that
+fails cannot leave the others inside one (``parallel.world.abort_on_error`` stops the job).
 """
+import contextlib
 import os
 import sys
+import zlib
 
 import h5py
 import numpy as np
 
 from readatl06 import __version__
-from readatl06.hdf5 import native as h5native
+from readatl06.hdf5.codecs import encode
 from readatl06.merge import layout as ml
 from readatl06.merge import redistribute as rd
-from readatl06.parallel.exchange import alltoallv, gatherv
+from readatl06.parallel.exchange import alltoallv
 from readatl06.merge.layout import GI, GROUPS, GZIP_LEVEL, combine, describe, fill_for  # noqa: F401 (API)
 from readatl06.merge.redistribute import memory_bytes, track_bytes
 from readatl06.outputs.outdir import TrackFile  # noqa: F401 (API)
-from readatl06.outputs.folder import PlantedError, check_claim, claim, crash_point, tmp_name
+from readatl06.outputs.folder import PlantedError, check_claim, crash_point, open_new, tmp_name
 from readatl06.atl06.schema import DIMENSION, FEATURE_TYPE, GRANULE_DIMENSION
 from readatl06.outputs.trackfile import CF_FILE_ATTRS
 from readatl06.hdf5.dimensions import attach_all
@@ -40,34 +46,116 @@ from readatl06.hdf5.dimensions import attach_all
 CHUNK = rd.CHUNK_MAX       # elements per chunk of a large merged dataset (smaller ones: rd.chunk_for)
 DEFAULT_MEMORY_MB = rd.DEFAULT_MEMORY_MB
 ROUND_SHARE = rd.ROUND_SHARE
+HOLE = 0xA5                # the byte of the stand-in chunks rank 0 hands HDF5 (never written)
 last_stats = {}            # this process's figures of its last merge (rounds, largest buffer ...)
 
 
-def write_selection(dset, blocks, buf):
-    """(memory space, file space as the union of ``blocks``, contiguous buffer, collective dxpl)."""
-    fspace = dset.id.get_space()
-    fspace.select_none()
-    for start, n in blocks:
-        fspace.select_hyperslab((start,), (n,), op=h5py.h5s.SELECT_OR)
-    mspace = h5py.h5s.create_simple((max(buf.size, 1),))
-    if buf.size == 0:
-        mspace.select_none()
-        buf = np.zeros(1, dset.dtype)
-    dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
-    dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
-    return mspace, fspace, np.ascontiguousarray(buf), dxpl
+class ChunkHoles:
+    """The file object rank 0's HDF5 writes the merged file through (h5py's ``fileobj`` driver, which
+    has no metadata aggregation or cache of its own: every write HDF5 makes arrives here, whole).
+    Everything is written to the file except the stand-in of the chunk being allocated
+    (:meth:`allocate`): its place is left as a hole, which the chunk's owner fills with ``pwrite``."""
+
+    def __init__(self, path):
+        fd = open_new(path)          # created new, never through a link planted at the name
+        st = os.fstat(fd)
+        self.ident = (st.st_dev, st.st_ino)      # checked again before the rename (check_claim)
+        self.fh = os.fdopen(fd, "w+b", buffering=0)  # noqa: SIM115 (closed by close())
+        self.skip = None         # the stand-in bytes of the chunk being allocated
+        self.at = None           # where HDF5 put it
+
+    def seek(self, pos, whence=0):
+        return self.fh.seek(pos, whence)
+
+    def tell(self):
+        return self.fh.tell()
+
+    def read(self, n=-1):
+        return self.fh.read(n)
+
+    def write(self, data):
+        if self.skip is not None and len(data) == len(self.skip) and bytes(data) == self.skip:
+            self.at, self.skip = self.fh.tell(), None
+            return len(data)
+        view, done = memoryview(data).cast("B"), 0
+        while done < len(view):
+            done += self.fh.write(view[done:])
+        return done
+
+    def truncate(self, size=None):
+        return self.fh.truncate(size)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.fh.close()
+
+    def allocate(self, dset, start, size):
+        """The file address HDF5 gives a chunk of ``size`` stored bytes at element ``start`` of the
+        DatasetID ``dset`` (filters applied: mask 0)."""
+        self.skip = bytes([HOLE]) * size
+        dset.write_direct_chunk((start,), self.skip)
+        if self.skip is not None or self.at is None:
+            raise RuntimeError(f"HDF5 did not write the {size}-byte chunk at {start} of {dset.name!r} as one block")
+        at, self.at = self.at, None
+        return at
 
 
-def _write_collective(dset, a, b, buf):
-    """Every rank calls H5Dwrite with a collective transfer list, even with an empty selection."""
-    mspace, fspace, buf, dxpl = write_selection(dset, [(a, b - a)] if b > a else [], buf)
-    dset.id.write(mspace, fspace, buf, dxpl=dxpl)
+def _create(tmp, granules, parameters, plans, items, compression):
+    """Rank 0: the new file with every object (:func:`layout.create`). Returns (file, holes, datasets,
+    {(group, name): offset} of the contiguous datasets)."""
+    holes = ChunkHoles(tmp)
+    try:
+        fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        fapl.set_fileobj_driver(h5py.h5fd.fileobj_driver, holes)
+        fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+        fcpl.set_obj_track_times(False)
+        fid = h5py.h5f.create(repr(holes).encode("ascii", "replace"), h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl)
+        f = h5py.File(fid)
+    except BaseException:
+        holes.close()
+        raise
+    try:
+        dsets = ml.create(f.id, granules, parameters, plans, items, compression)
+    except BaseException:
+        _close(f, holes)
+        raise
+    offsets = {}
+    if compression == "none":
+        offsets = {(k, name): d.get_offset() for k, group in enumerate(dsets) for name, d in group.items()
+                   if plans[k].total}
+    return f, holes, dsets, offsets
 
 
-def mpi_h5py(comm):
-    """Parallel HDF5 is usable: h5py built with MPI, a real mpi4py communicator, not forced off."""
-    return (bool(h5py.get_config().mpi) and hasattr(comm, "py2f")
-            and os.environ.get("READATL06_MERGE_SERIAL", "") != "1")
+def _rank0_done(comm, error, what):
+    """After a step rank 0 makes alone: every rank goes on, or every rank raises — rank 0 its own
+    error, the others an ElsewhereError saying so (none is left waiting for rank 0)."""
+    from readatl06.parallel.world import ElsewhereError, cause
+    failed = comm.bcast(None if error is None else cause(error), root=0) if comm.size > 1 else None
+    if error is not None:
+        raise error
+    if failed:
+        raise ElsewhereError(f"rank 0 failed {what}: {failed}")
+
+
+def _close(f, holes):
+    try:
+        f.close()
+    finally:
+        holes.close()
+
+
+def _finish(f, granules):
+    """Rank 0, after every chunk is in place: the root attributes, each group's netCDF dimension with
+    its datasets attached and the CF attributes (docs/merge.md)."""
+    f.attrs["software"] = f"readatl06 {__version__}"
+    f.attrs["n_granules"] = np.int64(len(granules))
+    f.attrs.update(CF_FILE_ATTRS)
+    attach_all(f["granules"], GRANULE_DIMENSION)
+    for beam, direction in GROUPS:
+        attach_all(f[beam][direction], DIMENSION)
+        f[beam][direction].attrs["featureType"] = FEATURE_TYPE
 
 
 def _plans(comm, held, items, budget):
@@ -88,21 +176,21 @@ def _plans(comm, held, items, budget):
         if len(set(rows)) != len(rows):
             raise ValueError(f"two tracks of one granule in group {'/'.join(GROUPS[k])}")
         sizes = [np.dtype(dt).itemsize for _, dt, _, _ in items[k]]
-        # per point of a rank's run: every dataset's buffer, one dataset's send and receive buffers,
-        # and HDF5's uncompressed + compressed chunks of the dataset being written
-        gp = rd.GroupPlan(sources, comm.size, sum(sizes) + 4 * max(sizes), budget)
+        # per point of a rank's run: every dataset's buffer, every dataset's deflated chunks (at most
+        # about as large) held until rank 0 has placed them, one dataset's send and receive buffers
+        gp = rd.GroupPlan(sources, comm.size, 2 * sum(sizes) + 2 * max(sizes), budget)
         plans.append(gp)
         tracks.append({i: mine[(s[0], k)] for i, s in enumerate(sources) if s[2] == comm.rank})
     return plans, tracks
 
 
-def merge_tracks(comm, granules, held, path, opts=None, parameters=None, parallel=None, memory=None,
-                 compression=None):
+def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=None, compression=None):
     """Write the merged file (docs/merge.md), called on every rank alike.
 
-    Every rank describes what it holds, one allgather gives every rank the same plan, the file is
-    created at full size and written group by group in rounds of whole chunks, each chunk by one
-    rank; it is written under a temporary name that rank 0 renames to ``path`` after the close.
+    Every rank describes what it holds, one allgather gives every rank the same plan; rank 0 makes
+    every HDF5 call and places every chunk, each rank writes its own chunks with ``pwrite``, group by
+    group in rounds of whole chunks. The file is written under a temporary name (created new, never
+    through a planted link) that rank 0 renames to ``path`` when complete.
 
     Args:
         comm: the communicator (mpi4py, or the one-rank stand-in of
@@ -111,16 +199,13 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
             order, the same list on every rank; it becomes ``/granules``.
         held: this rank's tracks as ``[(granule_row, track)]``: ``granule_row`` the index of the
             track's granule in ``granules``, ``track`` a ``Track`` in memory or a
-            ``readatl06.outputs.trackfile.TrackFile`` (a per-beam file, which any rank can read).
+            ``readatl06.outputs.outdir.TrackFile`` (a per-beam file, which any rank can read).
         path: the merged file to write (an existing one is replaced: the caller checks
             ``--overwrite``).
         opts: the run's ``ReduceOptions``, or None; gives ``parameters`` and ``compression`` where
             those are not given.
         parameters: the JSON string stored as the file's ``parameters`` attribute (default:
             ``opts.parameters()``; None when neither is given).
-        parallel: write through parallel HDF5 (True) or gather each round to rank 0, which writes
-            serially (False); default: parallel when h5py has MPI and ``comm`` is an mpi4py
-            communicator, unless ``READATL06_MERGE_SERIAL=1``.
         memory: ``--merge-memory`` in MB, the most each rank holds for the merge; None: 512.
         compression: ``"deflate"`` (chunked, shuffle + deflate) or ``"none"`` (contiguous,
             unfiltered); default: ``opts.compression``, else ``"deflate"``.
@@ -129,18 +214,16 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
         int: the number of points written, the same on every rank.
     """
     global last_stats
-    parallel = mpi_h5py(comm) if parallel is None else parallel
     compression = compression or getattr(opts, "compression", None) or "deflate"
-    ml.storage(0, 1, compression)                 # a bad value fails here, on every rank alike
-    if not parallel and comm.rank == 0:
-        print("readatl06 merge: no parallel HDF5 (h5py without MPI or forced off): rank 0 gathers the "
-              "arrays and writes the file serially", file=sys.stderr)
+    ml.check_compression(compression)              # a bad value fails here, on every rank alike
     held = sorted(held, key=lambda rt: (rt[0], GROUPS.index((rt[1].beam, rt[1].direction))))
     meta = combine(comm.allgather(describe(held)))
+    if comm.rank == 0:
+        for note in ml.dtype_notes(meta, [g.name for g in granules]):
+            print(f"readatl06 merge: note: {note}", file=sys.stderr)
     items = [ml.datasets(vars_) for vars_ in ml.group_vars(meta)]
     budget = memory_bytes(memory) * ROUND_SHARE
     plans, tracks = _plans(comm, held, items, budget)
-    writers = comm.size if parallel else 1       # serial: rank 0 holds a whole round
     if parameters is None and opts is not None:
         parameters = opts.parameters()
     stats = {"rounds": 0, "rounds_per_group": [], "largest_buffer": 0, "chunks": [gp.chunk for gp in plans],
@@ -148,109 +231,129 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, paralle
              "budget": budget, "compression": compression}
 
     # Written under a temporary name in the target's folder (rank 0's name, the same on every rank)
-    # and renamed by rank 0 after the collective close: a killed merge never leaves a file under
-    # the final name, and an existing file is replaced only when the new one is complete.
-    tmp = comm.bcast(_claimed(path) if comm.rank == 0 else None, root=0)
-    if isinstance(tmp, PlantedError):            # a link planted at the name: refused on every rank
-        raise PlantedError(str(tmp))
-    tmp, ident = tmp
+    # and renamed by rank 0 when complete: a killed merge never leaves a file under the final name,
+    # and an existing file is replaced only when the new one is complete.
+    tmp = comm.bcast(tmp_name(path, f"{os.getpid()}") if comm.rank == 0 else None, root=0)
+    f = holes = dsets = ident = None
+    offsets = {}
+    fd = None
     try:
-        _write(comm, tmp, granules, parameters, plans, items, tracks, writers, compression, parallel, stats)
+        error = None
+        if comm.rank == 0:
+            try:
+                f, holes, dsets, offsets = _create(tmp, granules, parameters, plans, items, compression)
+                ident = holes.ident
+            except Exception as exc:
+                error = exc
+        _rank0_done(comm, error, "creating the merged file")
+        offsets = comm.bcast(offsets, root=0)        # also: the file exists
+        fd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW)
+        for k in range(len(GROUPS)):
+            crash_point("merge-group")
+            rounds = plans[k].rounds(comm.size)
+            stats["rounds_per_group"].append(len(rounds))
+            for a_round, b_round in rounds:
+                sink = _Sink(comm, fd, plans[k], items[k], dsets[k] if dsets else None, holes, offsets, k)
+                used = _round(comm, plans[k], tracks[k], items[k], a_round, b_round, sink)
+                stats["largest_buffer"] = max(stats["largest_buffer"], used)
+            stats["rounds"] += len(rounds)
+        os.close(fd)
+        fd = None
+        comm.barrier()                               # every chunk is in the file
+        if comm.rank == 0:
+            try:
+                _finish(f, granules)
+                fh, f = f, None
+                _close(fh, holes)
+            except Exception as exc:
+                error = exc
+        _rank0_done(comm, error, "finishing the merged file")
     except BaseException:
+        with contextlib.suppress(Exception):     # the cleanup never hides the error
+            if fd is not None:
+                os.close(fd)
+            if f is not None:
+                _close(f, holes)
         if comm.rank == 0 and os.path.lexists(tmp) and not os.path.islink(tmp):
             os.remove(tmp)                       # a failed merge (a full disk) leaves no temporary file
         raise
-    comm.barrier()
-    _on_rank0(comm, _netcdf, tmp)
     crash_point("merge-before-rename")
+    error = None
     if comm.rank == 0:
-        check_claim(tmp, ident)
-        os.replace(tmp, path)
-    comm.barrier()
+        try:
+            check_claim(tmp, ident)              # still the file rank 0 made: nothing planted since
+            os.replace(tmp, path)
+        except (OSError, PlantedError) as exc:
+            error = exc
+    _rank0_done(comm, error, "renaming the merged file")
     last_stats = stats
     return int(sum(gp.total for gp in plans))
 
 
-def _write(comm, tmp, granules, parameters, plans, items, tracks, writers, compression, parallel, stats):
-    """Every group's rounds into the new file ``tmp`` (collective)."""
-    with h5native.isal_deflate() as isal:
-        stats["isal"] = isal
-        f, stats["coll_metadata"] = _open(comm, tmp, parallel)
-        try:
-            dsets = ml.create(f, granules, parameters, comm.rank == 0, plans, items, compression)
-            for k in range(len(GROUPS)):
-                crash_point("merge-group")
-                rounds = plans[k].rounds(writers)
-                stats["rounds_per_group"].append(len(rounds))
-                for a_round, b_round in rounds:
-                    used = _round(comm, plans[k], tracks[k], items[k], dsets[k], a_round, b_round, parallel)
-                    stats["largest_buffer"] = max(stats["largest_buffer"], used)
-                stats["rounds"] += len(rounds)
-            if f is not None:
-                f.attrs["software"] = f"readatl06 {__version__}"
-                f.attrs["n_granules"] = np.int64(len(granules))
-        finally:
-            if f is not None:
-                f.close()
+class _Sink:
+    """Where one round's runs go: for ``deflate`` the chunks of every dataset, placed by rank 0 in one
+    exchange at the end of the round; for ``none`` straight to the dataset's offset."""
+
+    def __init__(self, comm, fd, gp, items, dsets, holes, offsets, k):
+        self.comm, self.fd, self.gp, self.items, self.dsets, self.holes = comm, fd, gp, items, dsets, holes
+        self.offsets, self.k = offsets, k
+        self.chunks = []           # per dataset (items order): the encoded chunks of my run
+        self.held = 0
+
+    def put(self, i, name, a, out):
+        """Dataset ``items[i]`` (``name``) of my run ``[a, a + len(out))``."""
+        if self.offsets:
+            _pwrite(self.fd, out, self.offsets[(self.k, name)] + a * out.dtype.itemsize)
+            return 0
+        c = self.gp.chunk
+        encoded = [encode(out[s:s + c], c, level=GZIP_LEVEL, compress=zlib.compress) for s in range(0, out.size, c)]
+        self.chunks.append(encoded)
+        self.held += sum(len(e) for e in encoded)
+        return self.held
+
+    def place(self, bounds):
+        """``deflate``: rank 0 allocates the round's chunks in file order (chunk by chunk, within a chunk
+        dataset by dataset), every rank writes its own at their addresses."""
+        if self.offsets:
+            return
+        comm = self.comm
+        sizes = np.array([[len(b) for b in per] for per in self.chunks], np.int64).reshape(len(self.items), -1)
+        every = comm.gather(sizes, root=0) if comm.size > 1 else [sizes]
+        where = error = None
+        if comm.rank == 0:
+            try:
+                where = self._allocate(every, bounds)
+            except Exception as exc:
+                error = exc
+        _rank0_done(comm, error, "placing the chunks")
+        mine = comm.scatter(where, root=0) if comm.size > 1 else where[0]
+        for i, per in enumerate(self.chunks):
+            for j, data in enumerate(per):
+                _pwrite(self.fd, data, int(mine[i, j]))
+        self.chunks, self.held = [], 0
+
+    def _allocate(self, every, bounds):
+        """Rank 0: per rank, the addresses of its chunks (datasets x chunks), allocated in file order."""
+        where = []
+        for r, got in enumerate(every):
+            at = np.zeros(got.shape, np.int64)
+            for j in range(got.shape[1]):
+                start = int(bounds[r]) + j * self.gp.chunk
+                for i, (name, *_rest) in enumerate(self.items):
+                    at[i, j] = self.holes.allocate(self.dsets[name], start, int(got[i, j]))
+            where.append(at)
+        return where
 
 
-def _claimed(path):
-    """Rank 0: (the temporary name, its identity) made new beside ``path`` (never through a link
-    planted at the name, folder.claim), or the PlantedError to raise on every rank."""
-    tmp = tmp_name(path, f"{os.getpid()}")
-    try:
-        return tmp, claim(tmp)
-    except PlantedError as exc:
-        return exc
+def _pwrite(fd, data, offset):
+    view, done = memoryview(data).cast("B"), 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
 
 
-def _open(comm, tmp, parallel):
-    """(the new file, collective metadata on): parallel on every rank (mpio, as h5py's own
-    ``File(tmp, "w", driver="mpio", comm=comm)`` makes it, plus collective metadata reads and writes
-    unless ``READATL06_COLL_METADATA=0``), else serial on rank 0 (None elsewhere)."""
-    if not parallel:
-        return (h5py.File(tmp, "w") if comm.rank == 0 else None), False
-    from readatl06.parallel.world import mpi_info
-    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
-    fapl.set_fapl_mpio(comm, mpi_info())
-    coll = os.environ.get("READATL06_COLL_METADATA", "1") != "0" and h5native.set_coll_metadata(fapl)
-    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
-    fcpl.set_obj_track_times(False)
-    fid = h5py.h5f.create(os.fsencode(tmp), h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl)
-    return h5py.File(fid), coll
-
-
-def _netcdf(path):
-    """Rank 0, on the closed file: each group's netCDF dimension with its datasets attached, and the
-    CF attributes (docs/merge.md). Serial, after the collective close: no metadata change must be made
-    identically by every rank, and no storage for the dimensions (parallel HDF5 allocates early)."""
-    with h5py.File(path, "r+") as f:
-        f.attrs.update(CF_FILE_ATTRS)
-        attach_all(f["granules"], GRANULE_DIMENSION)
-        for beam, direction in GROUPS:
-            attach_all(f[beam][direction], DIMENSION)
-            f[beam][direction].attrs["featureType"] = FEATURE_TYPE
-
-
-def _on_rank0(comm, fn, *args):
-    """``fn(*args)`` on rank 0; every rank raises if it failed (none is left waiting)."""
-    error = None
-    if comm.rank == 0:
-        try:
-            fn(*args)
-        except Exception as exc:
-            error = exc
-    failed = comm.bcast(None if error is None else f"{type(error).__name__}: {error}", root=0)
-    if error is not None:
-        raise error
-    elif failed:
-        raise RuntimeError(f"rank 0 failed to finish the merged file: {failed}")
-
-
-def _round(comm, gp, tracks, items, dsets, a_round, b_round, parallel):
-    """One round of one group: this rank's run of whole chunks assembled, then written (collectively,
-    or gathered to rank 0). Returns the most bytes of buffers this rank held at once."""
+def _round(comm, gp, tracks, items, a_round, b_round, sink):
+    """One round of one group: this rank's run of whole chunks assembled dataset by dataset and handed
+    to ``sink``. Returns the most bytes of buffers this rank held at once."""
     bounds = gp.bounds(a_round, b_round)
     a, b = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
     outs, live, used = {}, 0, 0
@@ -259,7 +362,8 @@ def _round(comm, gp, tracks, items, dsets, a_round, b_round, parallel):
         rd.read_files(gp, a, b, outs, {name: fill for name, _, _, fill in items})
         live = sum(o.nbytes for o in outs.values())
     ex = rd.plan_exchange(gp, bounds, comm.rank, a_round, b_round) if gp.any_held(a_round, b_round) else None
-    for name, dtype, _, fill in items:
+    held = 0
+    for i, (name, dtype, _, fill) in enumerate(items):
         out = outs.pop(name, None)
         if out is None:
             out = np.empty(b - a, dtype)
@@ -271,22 +375,17 @@ def _round(comm, gp, tracks, items, dsets, a_round, b_round, parallel):
             rd.copy_local(ex, tracks, name, fill, out)
             if ex.needed:       # the same decision on every rank: all or none call Alltoallv
                 send = rd.send_buffer(ex, gp, tracks, name, dtype, fill)
-                got = alltoallv(comm, send, ex.scounts, ex.rcounts)
+                got = alltoallv(comm, send.astype(dtype, copy=False), ex.scounts, ex.rcounts)
                 extra = send.nbytes + got.nbytes
                 del send
                 rd.place(ex, got, out)
                 del got
-        used = max(used, live + extra)
-        if parallel:
-            _write_collective(dsets[name], a, b, out)
-        else:
-            data = gatherv(comm, out)
-            if comm.rank == 0:
-                dsets[name][a_round:b_round] = data
-                used = max(used, live + data.nbytes)
-            del data
+        used = max(used, live + held + extra)
+        held = sink.put(i, name, a, out)
+        used = max(used, live + held)
         live -= out.nbytes
         del out
+    sink.place(bounds)
     return used
 
 

@@ -2,8 +2,10 @@
 import contextlib
 import os
 import sys
+import time
 import traceback
 
+ABORT_GRACE = 0.5    # s between a failing rank's message and MPI_Abort
 LAUNCHER_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", "MV2_COMM_WORLD_RANK")
 
 
@@ -60,23 +62,48 @@ class SerialComm:
         os._exit(code)
 
 
+class ElsewhereError(RuntimeError):
+    """This rank stops because another rank failed in a phase they went through together; that rank
+    says why (``abort_on_error`` prints nothing for this one)."""
+
+
+def first_error(comm, message):
+    """The first rank's error message of a phase every rank went through (None: no rank failed), the
+    same on every rank: one allgather, so that all ranks stop together and rank 0 says why."""
+    if comm.size == 1:
+        return message
+    return next((m for m in comm.allgather(message) if m), None)
+
+
+def cause(exc):
+    """One line naming what went wrong (``readatl06.errors.one_line``: a readatl06 error's own message,
+    which names the file; an OS or HDF5 error's file and reason; else the exception's type and text)."""
+    from readatl06.errors import one_line
+    return one_line(exc)
+
+
 @contextlib.contextmanager
-def abort_on_error(comm):
-    """An unhandled exception on any rank aborts the whole job instead of leaving the others waiting."""
+def abort_on_error(comm, prefix="readatl06"):
+    """An unhandled exception on any rank aborts the whole job instead of leaving the others waiting
+    in a collective call: the failing rank prints ONE line first, ``<prefix>: error: <cause> (rank r
+    of n: all ranks stopped)`` (the whole traceback only with ``READATL06_TRACEBACK=1``), then calls
+    ``MPI_Abort``. A phase that can fail on one rank must not make a collective call on its
+    error path (a ``finally`` that closes a parallel file collectively would wait for ranks that never
+    come): the merge makes no collective HDF5 call at all."""
     try:
         yield
     except SystemExit:
         raise
-    except BaseException:
-        if comm.size > 1:
-            if os.environ.get("READATL06_TRACEBACK"):
-                sys.stderr.write(f"readatl06: rank {comm.rank}: unhandled error, aborting all ranks\n")
+    except BaseException as exc:
+        if comm.size > 1 and isinstance(exc, ElsewhereError):
+            time.sleep(2 * ABORT_GRACE)      # the rank that failed prints its line and aborts first
+            comm.Abort(1)
+        elif comm.size > 1:
+            sys.stderr.write(f"{prefix}: error: {cause(exc)} (rank {comm.rank} of {comm.size}: all ranks stopped)\n")
+            if os.environ.get("READATL06_TRACEBACK"):      # the whole traceback only when asked for
                 traceback.print_exc()
-            else:                          # one line (READATL06_TRACEBACK=1: the whole traceback)
-                from readatl06.errors import one_line
-                sys.stderr.write(f"readatl06: rank {comm.rank}: error: {one_line(sys.exc_info()[1])}; "
-                                 "aborting all ranks\n")
             sys.stderr.flush()
+            time.sleep(ABORT_GRACE)      # the launcher forwards the line before its own abort text
             comm.Abort(1)
         raise
 

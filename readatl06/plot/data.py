@@ -193,7 +193,8 @@ def _merged_strength(h5, grp, beam, gidx):
 
 
 def _read_merged(h5, path, extra, granules, beams):
-    names = [text(n) for n in np.atleast_1d(h5["granules/name"][()])]
+    from readatl06.hdf5.attrs import granule_names as stored_names
+    names = stored_names(h5["granules/name"], path)
     params = parse_parameters(h5.attrs.get("parameters"))
     want_rows = [i for i, n in enumerate(names) if not granules or granule_stem(n) in granules]
     out = []
@@ -343,7 +344,8 @@ def granule_names(paths):
                     names.add(granule_stem(text(h5.attrs.get("granule")) or
                                            os.path.basename(path).rsplit("_gt", 1)[0]))
                 elif kind == "merged":
-                    names.update(granule_stem(text(n)) for n in np.atleast_1d(h5["granules/name"][()]))
+                    from readatl06.hdf5.attrs import granule_names as stored_names
+                    names.update(granule_stem(n) for n in stored_names(h5["granules/name"], path))
                 elif kind == "raw":
                     names.add(granule_stem(path))
         except (OSError, KeyError):

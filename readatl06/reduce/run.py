@@ -245,8 +245,8 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     """Merge the tracks the ranks hold (in memory, or as the per-beam files they wrote once their
     share of ``merge_memory`` MB was used); granules skipped by --resume are merged from their files.
     Only reduced granules (done or empty) are in the file. Returns an exit status."""
-    from readatl06.outputs.outdir import TrackFile
-    from readatl06.merge.redistribute import memory_bytes, track_bytes
+    from readatl06.merge.redistribute import memory_bytes, open_tracks, track_bytes
+    from readatl06.parallel.world import first_error
     from readatl06.merge.writer import merge_tracks, rounds_note
     from readatl06.atl06.names import parse_name
     granules = sorted([g for g, *_ in plan.items if g.name in reduced] + [parse_name(n) for n in plan.skipped])
@@ -258,9 +258,13 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     row = {g.name: i for i, g in enumerate(granules)}
     held = [(row[plan.items[i][0].name], t) for i, t in held]
     sizes = [os.path.getsize(p) for p in plan.resumed]
-    for i in schedule.assign(sizes, comm.size)[comm.rank]:
-        t = TrackFile.open(plan.resumed[i])
-        held.append((row[t.granule.name], t))
+    opened, error = open_tracks([plan.resumed[i] for i in schedule.assign(sizes, comm.size)[comm.rank]])
+    error = first_error(comm, error)
+    if error:
+        if comm.rank == 0:
+            print(f"readatl06 merge: error: {error}; {merge_path} not written", file=sys.stderr)
+        return 1
+    held.extend((row[t.granule.name], t) for t in opened)
     need = sum(track_bytes(t) for _, t in held)
     need = comm.allreduce(need) if comm.size > 1 else need
     free = outdir_mod.free_bytes(os.path.dirname(os.path.abspath(merge_path))) if comm.rank == 0 else 0

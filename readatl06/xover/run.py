@@ -133,8 +133,9 @@ def read_lines(track, lo, hi, max_gap, crs=None):
             for k in READ:
                 data[k] = g[k][lo:stop]
                 ok &= _usable(g[k], data[k])
-    except (OSError, RuntimeError, ReadATL06Error) as exc:     # a corrupt chunk, a file cut short
-        raise ReadATL06Error(f"{path}:{group}: rows {lo}..{stop} cannot be read ({one_line(exc)})") from None
+    except (OSError, RuntimeError, KeyError, ValueError, ReadATL06Error) as exc:   # a corrupt chunk, a file cut short
+        from readatl06.errors import BadFileError
+        raise BadFileError(f"{path}:{group}: rows {lo}..{stop} cannot be read ({one_line(exc)})") from None
     planes = [(0, crs, ok)] if crs else [(p, c, ok & ((data["lat"] >= 0) == bool(p)))
                                         for p, c in enumerate(HEMISPHERE_CRS)]
     out = []
