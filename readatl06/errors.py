@@ -44,6 +44,6 @@ def one_line(exc):
         text = f"{hdf5[1]}: {hdf5[2]} (HDF5: {text.split(' (')[0]})"
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
         text = f"{exc.filename}: {text}"
-    if isinstance(exc, (OSError, RuntimeError, ReadATL06Error)):
+    if isinstance(exc, (OSError, ReadATL06Error)) or (isinstance(exc, RuntimeError) and hdf5):
         return text
     return f"{type(exc).__name__}: {text}"

@@ -63,6 +63,7 @@ class ChunkHoles:
         self.fh = os.fdopen(fd, "w+b", buffering=0)  # noqa: SIM115 (closed by close())
         self.skip = None         # the stand-in bytes of the chunk being allocated
         self.at = None           # where HDF5 put it
+        self.error = None        # an OSError of a write (a full disk): raised as itself, not as HDF5's
 
     def seek(self, pos, whence=0):
         return self.fh.seek(pos, whence)
@@ -78,8 +79,12 @@ class ChunkHoles:
             self.at, self.skip = self.fh.tell(), None
             return len(data)
         view, done = memoryview(data).cast("B"), 0
-        while done < len(view):
-            done += self.fh.write(view[done:])
+        try:
+            while done < len(view):
+                done += self.fh.write(view[done:])
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
         return done
 
     def truncate(self, size=None):
@@ -244,7 +249,7 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=
                 f, holes, dsets, offsets = _create(tmp, granules, parameters, plans, items, compression)
                 ident = holes.ident
             except Exception as exc:
-                error = exc
+                error = holes.error if holes is not None and holes.error else exc
         _rank0_done(comm, error, "creating the merged file")
         offsets = comm.bcast(offsets, root=0)        # also: the file exists
         fd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW)
@@ -266,9 +271,9 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=
                 fh, f = f, None
                 _close(fh, holes)
             except Exception as exc:
-                error = exc
+                error = holes.error if holes is not None and holes.error else exc
         _rank0_done(comm, error, "finishing the merged file")
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(Exception):     # the cleanup never hides the error
             if fd is not None:
                 os.close(fd)
@@ -276,6 +281,8 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=
                 _close(f, holes)
         if comm.rank == 0 and os.path.lexists(tmp) and not os.path.islink(tmp):
             os.remove(tmp)                       # a failed merge (a full disk) leaves no temporary file
+        if holes is not None and holes.error is not None and exc is not holes.error:
+            raise holes.error from None          # HDF5 wraps a failed write of its file object
         raise
     crash_point("merge-before-rename")
     error = None
@@ -324,7 +331,7 @@ class _Sink:
             try:
                 where = self._allocate(every, bounds)
             except Exception as exc:
-                error = exc
+                error = holes.error if holes is not None and holes.error else exc
         _rank0_done(comm, error, "placing the chunks")
         mine = comm.scatter(where, root=0) if comm.size > 1 else where[0]
         for i, per in enumerate(self.chunks):
