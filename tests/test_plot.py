@@ -245,7 +245,7 @@ def test_map_before_after_and_thinning(run_dir, real, tmp_path):
 def test_draw_map_thins_many_points(tmp_path):
     n = 400_000
     lat = np.linspace(-70, -80, n)
-    t = plotdata.Track("ATL06_20200101000000_00010110_006_01.h5", "gt1l", "descending", "strong", "reduced",
+    t = plotdata.TrackView("ATL06_20200101000000_00010110_006_01.h5", "gt1l", "descending", "strong", "reduced",
                        "mem", np.full(n, 30.0), lat, np.linspace(0, 3000, n).astype("f4"))
     f = plot.draw_map([t], tmp_path / "big.png", max_points=20_000)
     assert f["n_points"] == n and 19_000 <= f["n_drawn"] <= 20_000

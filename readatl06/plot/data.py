@@ -1,7 +1,7 @@
 """Data for ``readatl06 plot``: find and read per-beam files, merged files, raw granules (a run's
 manifest is read in :mod:`.summary`).
 
-No matplotlib here. Every reader returns :class:`Track` objects (one beam, one direction, one
+No matplotlib here. Every reader returns :class:`TrackView` objects (what a figure needs of a track) (one beam, one direction, one
 granule, arrays in along-track order) so the drawing code never needs to know where they came from.
 """
 import glob
@@ -28,8 +28,9 @@ RAW_NAMES = {"lon": "longitude", "lat": "latitude", "h_elv": "h_li", "s_elv": "h
 
 
 @dataclass
-class Track:
-    """One beam × direction of one granule. ``kind``: ``reduced`` / ``merged`` (after) or ``raw`` (before)."""
+class TrackView:
+    """What a figure draws of one beam × direction of one granule (the data type is
+    :class:`readatl06.atl06.track.Track`). ``kind``: ``reduced`` / ``merged`` (after) or ``raw`` (before)."""
     granule: str
     beam: str
     direction: str
@@ -166,7 +167,7 @@ def _read_beamfile(h5, path, extra, granules, beams):
         direction = "descending" if name.endswith("_D.h5") else "ascending"
     if not _wanted(granule, beam, granules, beams):
         return []
-    t = Track(granule=granule, beam=beam, direction=direction,
+    t = TrackView(granule=granule, beam=beam, direction=direction,
               strength=text(a.get("beam_strength")) or "unknown", kind="reduced", source=path,
               lon=_read(h5["lon"]), lat=_read(h5["lat"]), h=_read(h5["h_elv"], True),
               h_units=text(h5["h_elv"].attrs.get("units")) or "m",
@@ -212,13 +213,13 @@ def _read_merged(h5, path, extra, granules, beams):
                 cols["s"] = _read(grp["s_elv"], True) if "s_elv" in grp else None
                 cols["segment_id"] = _read(grp["segment_id"]) if "segment_id" in grp else None
             units = text(grp["h_elv"].attrs.get("units")) or "m"
-            # split into one Track per granule (rows are contiguous per granule, in order)
+            # split into one TrackView per granule (rows are contiguous per granule, in order)
             for row in np.unique(gi):
                 if row not in want_rows:
                     continue
                 sel = gi == row
                 kw = {k: (v[sel] if v is not None else None) for k, v in cols.items()}
-                out.append(Track(granule=names[row] if row < len(names) else f"granule {row}",
+                out.append(TrackView(granule=names[row] if row < len(names) else f"granule {row}",
                                  beam=beam, direction=direction,
                                  strength=_merged_strength(h5, grp, beam, int(row)), kind="merged",
                                  source=path, h_units=units, parameters=params, **kw))
@@ -263,7 +264,7 @@ def _read_raw(h5, path, extra, granules, beams):
             sel = d == code
             if sel.any():
                 kw = {k: (v[sel] if v is not None else None) for k, v in cols.items()}
-                out.append(Track(granule=granule, beam=beam, direction=direction, strength=strength,
+                out.append(TrackView(granule=granule, beam=beam, direction=direction, strength=strength,
                                  kind="raw", source=path, h_units=units, **kw))
     return out
 

@@ -171,7 +171,7 @@ def _limits(xs, ys, aspect=1.0, pad=0.04):
 
 # ---------------------------------------------------------------- map
 def draw_map(tracks, out_png, outline=None, max_points=MAX_POINTS, dpi=150, crs=None):
-    """Map of Track objects (see :mod:`readatl06.plot.data`). Reduced points are coloured by h_elv;
+    """Map of TrackView objects (see :mod:`readatl06.plot.data`). Reduced points are coloured by h_elv;
     raw-granule points, when given along with reduced ones, are drawn underneath in grey (before/after).
     ``outline``: None = the subset from the files' ``parameters``; False = none; a GeoJSON path or
     geometry (lon/lat); or a parameters-like dict."""
