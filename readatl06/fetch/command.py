@@ -1,5 +1,5 @@
 """``readatl06 fetch`` on the command line (the downloads are in :mod:`.download`)."""
-from readatl06.options import EPILOG, add_remote, add_selection, add_sources, configure_remote
+from readatl06.options import EPILOG, add_jobs, add_remote, add_selection, add_sources, configure_remote
 
 HELP = "download selected remote granules"
 
@@ -8,6 +8,7 @@ def add_arguments(p):
     p.epilog = EPILOG
     add_sources(p)
     p.add_argument("-o", "--outdir", required=True, metavar="DIR")
+    add_jobs(p)
     add_selection(p)
     add_remote(p)
 

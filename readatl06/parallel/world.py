@@ -62,18 +62,27 @@ class SerialComm:
 
 @contextlib.contextmanager
 def abort_on_error(comm):
-    """An unhandled exception on any rank aborts the whole job instead of leaving the others waiting."""
+    """An unhandled exception on any rank aborts the whole job instead of leaving the others waiting.
+    (Local workers, ``-j``, are all interrupted by Ctrl-C together: each just unwinds.)"""
     try:
         yield
     except SystemExit:
         raise
+    except KeyboardInterrupt:
+        if comm.size > 1 and not getattr(comm, "INTERRUPTED_TOGETHER", False):
+            _abort(comm)
+        raise
     except BaseException:
         if comm.size > 1:
-            sys.stderr.write(f"readatl06: rank {comm.rank}: unhandled error, aborting all ranks\n")
-            traceback.print_exc()
-            sys.stderr.flush()
-            comm.Abort(1)
+            _abort(comm)
         raise
+
+
+def _abort(comm):
+    sys.stderr.write(f"readatl06: rank {comm.rank}: unhandled error, aborting all ranks\n")
+    traceback.print_exc()
+    sys.stderr.flush()
+    comm.Abort(1)
 
 
 def mpi_info():
