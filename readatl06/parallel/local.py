@@ -46,25 +46,40 @@ class LocalComm:
     def __init__(self, rank, size, links, slots, lock):
         self.rank, self.size = rank, size
         self._links, self._slots, self._lock, self._next = links, slots, lock, 0
+        self._supervisor = os.getppid()
 
     def _recv(self, peer):
         try:
             return self._links[peer].recv()
-        except EOFError:
-            raise RuntimeError(f"local rank {peer} ended during a collective") from None
+        except (EOFError, OSError):
+            self._lost(peer)
+
+    def _send(self, peer, obj):
+        try:
+            self._links[peer].send(obj)
+        except OSError:                     # a broken pipe
+            self._lost(peer)
+
+    def _lost(self, peer):
+        """The peer ended without finishing: the supervisor interrupts every rank (SIGINT) and says
+        which one; wait for it (without a supervisor any more, give up)."""
+        deadline = time.monotonic() + GRACE
+        while time.monotonic() < deadline and os.getppid() == self._supervisor:
+            time.sleep(0.05)
+        raise RuntimeError(f"local rank {peer} ended during a collective")
 
     def bcast(self, obj, root=0):
         _root(root)
         if self.rank != 0:
             return self._recv(0)
         for k in range(1, self.size):
-            self._links[k].send(obj)
+            self._send(k, obj)
         return obj
 
     def gather(self, obj, root=0):
         _root(root)
         if self.rank != 0:
-            self._links[0].send(obj)
+            self._send(0, obj)
             return None
         return [obj] + [self._recv(k) for k in range(1, self.size)]
 
@@ -126,7 +141,7 @@ class _Barrier:
         self.comm, self.done = comm, comm.size == 1
         self.waiting = set(range(1, comm.size)) if comm.rank == 0 else {0}
         if comm.rank != 0:
-            comm._links[0].send(_RELEASE)
+            comm._send(0, _RELEASE)
 
     def Test(self):
         c = self.comm
@@ -137,7 +152,7 @@ class _Barrier:
             self.done = True
             if c.rank == 0:
                 for k in range(1, c.size):
-                    c._links[k].send(_RELEASE)
+                    c._send(k, _RELEASE)
         return self.done
 
     def Wait(self):
