@@ -5,7 +5,6 @@ job scripts are tests/test_jobs.py.) Runs go through subprocesses, except the co
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,13 +23,13 @@ MANIFEST = "readatl06-manifest.jsonl"
 VARYING = ("rank", "run", "started", "seconds", "timings")        # when, where and how fast: not outputs
 
 
-@pytest.fixture
-def src(tmp_path):
-    d = tmp_path / "in"
-    d.mkdir()
-    for n in GOOD:
-        shutil.copy(DATA / "atl06" / n, d / n)
-    return d
+@pytest.fixture(scope="module")
+def src(tmp_path_factory):
+    """Three real granules (links: nothing here writes to its inputs)."""
+    folder = tmp_path_factory.mktemp("good")
+    for name in GOOD:
+        (folder / name).symlink_to(DATA / "atl06" / name)
+    return folder
 
 
 @pytest.fixture(scope="module")
