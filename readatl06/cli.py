@@ -8,7 +8,7 @@ import sys
 
 from readatl06 import __version__
 from readatl06.errors import ReadATL06Error, UsageError, one_line
-from readatl06.parallel.world import launcher_rank
+from readatl06.parallel.world import launched_by_mpirun, launcher_rank
 
 COMMANDS = ("list", "reduce", "merge", "xover", "export", "verify", "plot", "synth", "demo", "fetch")
 PACKAGE = {"list": "listing"}        # the command's subpackage where its name is not one
@@ -79,23 +79,47 @@ def _main(argv):
     if quiet:
         _silence(parser)
     args = parser.parse_args(argv)
-    module = command_module(args.command)
+    return _guarded(args.command, quiet, _start, command_module(args.command), args)
+
+
+def _start(module, args):
+    """Validate, then run: without MPI, under an MPI launcher (every rank), or on ``-j N`` local
+    workers that this process supervises (:mod:`readatl06.parallel.local`)."""
+    jobs = getattr(args, "jobs", None)
+    if jobs is not None and launched_by_mpirun():
+        raise UsageError(f"-j {jobs}: local workers are for runs without mpirun; under mpirun its ranks "
+                         "are the workers (drop -j)")
+    if hasattr(module, "check"):
+        module.check(args)
+    if not getattr(module, "USES_MPI", True):
+        return module.run(args, None)
+    if jobs is not None:
+        from readatl06.parallel.local import run_local, workers
+        if workers(jobs) > 1:
+            return run_local(workers(jobs), lambda comm: _guarded(args.command, comm.rank != 0, _on_rank,
+                                                                  module, args, comm), args.command)
+    from readatl06.parallel.world import world
+    return _on_rank(module, args, world())
+
+
+def _on_rank(module, args, comm):
+    from readatl06.parallel.world import abort_on_error
+    with abort_on_error(comm, f"readatl06 {args.command}"):
+        return module.run(args, comm)
+
+
+def _guarded(command, quiet, fn, *fn_args):
+    """``fn(*fn_args)``, its errors one line on stderr (unless ``quiet``: a rank other than 0) and an
+    exit status: 2 bad usage, 1 a failure, 130 Ctrl-C."""
     try:
-        if hasattr(module, "check"):
-            module.check(args)
-        if not getattr(module, "USES_MPI", True):
-            return module.run(args, None)
-        from readatl06.parallel.world import abort_on_error, world
-        comm = world()
-        with abort_on_error(comm, f"readatl06 {args.command}"):
-            return module.run(args, comm)
+        return fn(*fn_args)
     except UsageError as exc:
         if not quiet:
-            print(f"readatl06 {args.command}: error: {exc}", file=sys.stderr)
+            print(f"readatl06 {command}: error: {exc}", file=sys.stderr)
         return 2
     except ReadATL06Error as exc:
         if not quiet:
-            print(f"readatl06 {args.command}: error: {exc}", file=sys.stderr)
+            print(f"readatl06 {command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -103,7 +127,9 @@ def _main(argv):
         if os.environ.get("READATL06_TRACEBACK"):
             raise
         if not quiet:
-            print(f"readatl06 {args.command}: error: {one_line(exc)}{_files(args, exc)}", file=sys.stderr)
+            args = next((a for a in fn_args if hasattr(a, "command")), None)
+            where = _files(args, exc) if args is not None else ""
+            print(f"readatl06 {command}: error: {one_line(exc)}{where}", file=sys.stderr)
         FAILED.append(exc)         # kept alive: see main()
         return 1
 

@@ -56,6 +56,22 @@ def megabytes(text):
     return value
 
 
+def jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of processes (0: all cores)")
+    return value
+
+
+def add_jobs(g):
+    g.add_argument("-j", "--jobs", type=jobs, metavar="N",
+                   help="without mpirun: N local worker processes with the same schedule and outputs "
+                        "as N MPI ranks (0: all cores); refused under mpirun, whose ranks are the workers")
+
+
 def add_merge_memory(g):
     g.add_argument("--merge-memory", type=megabytes, default=512, metavar="MB",
                    help="memory per rank for the merge's buffers (default 512): beyond it the merge writes "

@@ -1,11 +1,12 @@
 """``readatl06 fetch`` on the command line (the downloads are in :mod:`.download`)."""
-from readatl06.options import add_inputs, add_remote, configure_remote
+from readatl06.options import add_inputs, add_jobs, add_remote, configure_remote
 
 HELP = "download selected remote granules"
 
 
 def add_arguments(p):
     add_inputs(p, outdir="DIR")
+    add_jobs(p)
     add_remote(p)
 
 

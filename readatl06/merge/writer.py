@@ -331,7 +331,7 @@ class _Sink:
             try:
                 where = self._allocate(every, bounds)
             except Exception as exc:
-                error = holes.error if holes is not None and holes.error else exc
+                error = self.holes.error if self.holes is not None and self.holes.error else exc
         _rank0_done(comm, error, "placing the chunks")
         mine = comm.scatter(where, root=0) if comm.size > 1 else where[0]
         for i, per in enumerate(self.chunks):

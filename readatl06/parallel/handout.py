@@ -21,9 +21,13 @@ class _LocalCounter:
 def shared_counter(comm):
     """A counter every rank of ``comm`` draws from (0, 1, 2, ... each value to exactly one rank):
     ``mpi4py.util.sync.Counter`` (an MPI window, Fetch_and_op) — no rank idles as a master. With
-    one rank or without mpi4py, a plain local counter. Creation and release are collective."""
+    one rank or without mpi4py, a plain local counter; local workers (``-j``, :mod:`.local`) share
+    one in memory. Creation and release are collective."""
     if comm.size == 1 or isinstance(comm, SerialComm):
         yield _LocalCounter()
+        return
+    if hasattr(comm, "shared_counter"):
+        yield comm.shared_counter()
         return
     from mpi4py.util.sync import Counter
     counter = Counter(comm=comm)

@@ -89,12 +89,15 @@ def abort_on_error(comm, prefix="readatl06"):
     of n: all ranks stopped)`` (the whole traceback only with ``READATL06_TRACEBACK=1``), then calls
     ``MPI_Abort``. A phase that can fail on one rank must not make a collective call on its
     error path (a ``finally`` that closes a parallel file collectively would wait for ranks that never
-    come): the merge makes no collective HDF5 call at all."""
+    come): the merge makes no collective HDF5 call at all. Local workers (``-j``) are all
+    interrupted by Ctrl-C together: each just unwinds."""
     try:
         yield
     except SystemExit:
         raise
     except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and getattr(comm, "INTERRUPTED_TOGETHER", False):
+            raise                                # -j: every worker got the Ctrl-C; each unwinds
         if comm.size > 1 and isinstance(exc, ElsewhereError):
             time.sleep(2 * ABORT_GRACE)      # the rank that failed prints its line and aborts first
             comm.Abort(1)

@@ -4,7 +4,7 @@ import argparse
 
 from readatl06.atl06.schema import BEAMS, COMPRESSIONS
 from readatl06.errors import UsageError
-from readatl06.options import add_inputs, add_merge_memory, add_remote, configure_remote
+from readatl06.options import add_inputs, add_jobs, add_merge_memory, add_remote, configure_remote
 
 HELP = "reduce granules to per-beam files"
 
@@ -45,6 +45,7 @@ def _add_reduction(p):
 
 def _add_run(p):
     g = p.add_argument_group("run")
+    add_jobs(g)
     g.add_argument("--merge", metavar="MERGED.h5", help="merge all tracks into one parallel-HDF5 file")
     g.add_argument("--no-per-beam", action="store_true", help="with --merge: do not write per-beam files")
     add_merge_memory(g)
@@ -78,6 +79,9 @@ def check(args):
     if all_inside(args.sources, args.outdir):
         raise UsageError(f"-o {args.outdir}: every SOURCE ({' '.join(args.sources)}) lies inside the output "
                          "folder, which is never read as a source; expected an -o outside the granules' folder")
+    if args.no_per_beam and args.jobs not in (None, 1):
+        raise UsageError(f"--no-per-beam with -j {args.jobs}: local workers hand their tracks to the merge "
+                         "through the per-beam files; drop --no-per-beam, or run under mpirun")
     try:
         table = output_vars(args.vars)
     except ValueError as exc:

@@ -15,6 +15,8 @@ from readatl06.errors import GranuleError, UsageError
 from readatl06.atl06.schema import OUTPUT_VARS
 from readatl06.reduce.plan import Plan, check_resumed, make_plan
 from readatl06.parallel.handout import hand_out
+from readatl06.parallel.local import writes_together
+from readatl06.parallel.world import SerialComm
 from readatl06.parallel.progress import Progress
 from readatl06.redact import redact
 from readatl06.sources import remote
@@ -188,13 +190,16 @@ def _work(comm, plan, how):
 def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge_path, how, merge_memory=None,
          timings=False):
     from readatl06.merge.redistribute import HeldTracks   # tracks for --merge: in memory up to a limit, then their files
+    # local workers (-j) cannot write one file together: each keeps only what points to the per-beam
+    # files it wrote (memory 0) and rank 0 merges alone, after the others, exactly as one rank would
+    together = writes_together(comm)
     if comm.rank == 0:
         for m in plan.messages:
             print(f"readatl06: {m}", file=sys.stderr)
         if plan.skipped:
             print(f"readatl06: --resume: {len(plan.skipped)} granules already done, skipped", file=sys.stderr)
     writer = manifest.PartWriter(outdir, comm.rank)
-    records, held, stopped = [], HeldTracks(outdir, write, merge_memory), None
+    records, held, stopped = [], HeldTracks(outdir, write, merge_memory if together else 0), None
     shown = Progress(comm, len(plan.items), enabled=progress)
     try:
         for i in _work(comm, plan, how):
@@ -233,6 +238,11 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
         report(flat, plan, comm.size, time.perf_counter() - t0, log, stops, timings)
         reduced = {r["granule"] for r in flat if r["status"] != "failed"}
     status, reduced = comm.bcast((status, reduced), root=0)
+    if merge_path and not together:
+        everyone = comm.gather(list(held), root=0)
+        if comm.rank != 0:
+            return status
+        comm, held = SerialComm(), [item for items in everyone for item in items]
     if merge_path:
         t_merge = time.perf_counter()
         status = max(status, _merge(comm, plan, held, merge_path, opts, reduced, merge_memory))
