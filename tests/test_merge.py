@@ -371,6 +371,7 @@ def test_a_dtype_that_differs_between_tracks_is_promoted_and_fills_follow(tmp_pa
     dataset's; rank 0 notes it."""
     from readatl06.merge import writer as merge
     from readatl06.outputs import trackfile
+    from readatl06.outputs.outdir import TrackFile
     from readatl06.parallel.world import SerialComm
     granules, held = synth(4)
     i32, f32 = np.iinfo(np.int32).max, np.finfo(np.float32).max
@@ -385,7 +386,7 @@ def test_a_dtype_that_differs_between_tracks_is_promoted_and_fills_follow(tmp_pa
             t.data["snr"][1::4] = f32
             t.var_attrs["snr"]["_FillValue"] = np.float32(f32)
     (tmp_path / "t").mkdir()
-    files = [(row, trackfile.TrackFile.open(trackfile.write_tracks([t], str(tmp_path / "t"))[0])) for row, t in held]
+    files = [(row, TrackFile.open(trackfile.write_tracks([t], str(tmp_path / "t"))[0])) for row, t in held]
     for name, items, memory in (("memory", held, 512), ("files", files, 0.05)):
         out = tmp_path / f"{name}.h5"
         capsys.readouterr()
