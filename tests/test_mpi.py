@@ -214,15 +214,21 @@ def assert_one_line_cause(r, command, path, words):
     assert "Traceback" not in r.stderr, r.stderr
 
 
+def merge_tampered(chunked_outdir, tmp_path, tamper):
+    """``mpirun -n 2 readatl06 merge`` of a copy of the folder whose last file ``tamper`` spoiled
+    (and re-recorded): (the completed process, the spoiled file)."""
+    out = copy_outdir(chunked_outdir / "t", tmp_path / "t")
+    bad = _last_file(out)
+    tamper(bad)
+    rerecord(bad)
+    return run_cli("merge", out, "-o", tmp_path / "m.h5", ranks=2, timeout=60), bad
+
+
 def test_merge_with_a_short_dataset_ends_every_rank_with_one_line(chunked_outdir, tmp_path):
     """Before: the rank that read the bad file waited in the collective close, the other in
     Alltoallv/H5Dwrite, until killed. Now every rank checks its files and they agree before any
     collective phase: exit 2, one line."""
-    out = copy_outdir(chunked_outdir / "t", tmp_path / "t")
-    bad = _last_file(out)
-    shorten_h_elv(bad)
-    rerecord(bad)
-    r = run_cli("merge", out, "-o", tmp_path / "m.h5", ranks=2, timeout=60)
+    r, bad = merge_tampered(chunked_outdir, tmp_path, shorten_h_elv)
     assert_one_line_cause(r, "merge", bad, "h_elv (")
     assert r.returncode == 2 and not (tmp_path / "m.h5").exists()
 
@@ -231,11 +237,7 @@ def test_merge_with_a_corrupt_chunk_aborts_every_rank_with_one_line(chunked_outd
     """A file whose metadata are fine and whose data cannot be read fails inside the merge, on the
     rank that reads it: that rank says so in one line and aborts the job (no collective HDF5 call is
     left waiting)."""
-    out = copy_outdir(chunked_outdir / "t", tmp_path / "t")
-    bad = _last_file(out)
-    corrupt_h_elv(bad)
-    rerecord(bad)
-    r = run_cli("merge", out, "-o", tmp_path / "m.h5", ranks=2, timeout=60)
+    r, bad = merge_tampered(chunked_outdir, tmp_path, corrupt_h_elv)
     assert_one_line_cause(r, "merge", bad, "cannot read")
     assert not (tmp_path / "m.h5").exists()
 
