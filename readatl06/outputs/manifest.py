@@ -130,7 +130,8 @@ def consolidate(outdir, records=(), notes=None):
     file is replaced atomically (written under a temporary name, renamed), so a kill at any moment
     leaves either the old or the new manifest, and records already consolidated are never repeated.
     Lines that are no record are moved to ``REJECTED`` (one JSON line each: file, line, why, text),
-    never dropped silently; ``notes`` (a list) receives one line each."""
+    never dropped silently; ``notes`` (a list) receives one line each. Returns every record now in
+    the manifest, oldest first (what :func:`read_records` would read next: no second read)."""
     main = os.path.join(outdir, MAIN)
     rejected = []
     existing = _read_lines(main, rejected=rejected) if os.path.exists(main) else []
@@ -168,7 +169,7 @@ def consolidate(outdir, records=(), notes=None):
     crash_point("consolidate-before-cleanup")
     for p in part_paths(outdir):
         os.remove(p)
-    return main
+    return existing + new
 
 
 def complete(record, on_disk):

@@ -57,11 +57,11 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
     except (SourceError, UsageError) as exc:
         return Plan([], [], [], [], str(exc))
     notes = []
-    manifest.consolidate(outdir, notes=notes)     # records of a killed run: part files -> manifest
+    records = manifest.consolidate(outdir, notes=notes)   # a killed run's part files -> manifest; read once
     locks.remove_leftovers(outdir)                # its temporary files
     sel = select(paths, selection)
     messages = notes + listing.messages() + sel.messages()
-    records = manifest.latest(manifest.read_records(outdir))
+    records = manifest.latest(records)
     beam_files = list_beam_files(outdir)          # one listing of OUTDIR, whatever the number of granules
     replaced = superseded_in_outdir(sel.granules, records, beam_files) if resume or overwrite else {}
     items, skipped, resumed, changed, unfinished, trusted = [], [], [], [], [], []
