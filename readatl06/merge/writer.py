@@ -396,15 +396,6 @@ def _round(comm, gp, tracks, items, a_round, b_round, sink):
     return used
 
 
-def load_track(path):
-    """A Track read back from a per-beam file, points included."""
-    from readatl06.atl06.track import Track
-    t = TrackFile.open(path)
-    with h5py.File(path, "r") as f:
-        data = {k: f[k][()] for k in t.var_dtypes}
-    return Track(t.granule, t.beam, t.direction, data, t.var_attrs, t.attrs)
-
-
 def rounds_note():
     """`` (in N rounds)`` when the last merge needed more than one round per group."""
     per_group = last_stats.get("rounds_per_group", [])

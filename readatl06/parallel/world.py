@@ -111,7 +111,3 @@ def abort_on_error(comm, prefix="readatl06"):
         raise
 
 
-def mpi_info():
-    """An empty ``MPI.Info`` (no MPI-IO hints), what h5py's ``mpio`` driver passes by default."""
-    from mpi4py import MPI
-    return MPI.Info()
