@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 
 from readatl06.hdf5.codecs import DEFLATE_LEVEL, encode
+from readatl06.hdf5.image import raw_dcpl
 
 CHUNK = 65536          # elements per chunk of a deflated dataset
 
@@ -23,6 +24,7 @@ class _Plists:
     def __init__(self):
         self.types = {}                        # numpy dtype -> (file type, memory type)
         self.plain = self._dcpl()
+        self.raw = raw_dcpl(self._dcpl())     # contiguous, its bytes placed by the caller (hdf5/image.py)
         self.deflate = {}                      # chunk length -> dcpl with shuffle + deflate
         self.string = self.type_of(h5py.string_dtype())     # vlen UTF-8 str, and its memory type
         self.scalar = h5py.h5s.create(h5py.h5s.SCALAR)
@@ -73,17 +75,22 @@ def write_attr(oid, name, value):
     h5py.h5a.create(oid, name.encode(), ftype, space).write(np.ascontiguousarray(arr), mtype=mtype)
 
 
-def write_dataset(parent, name, values, attrs, compression="deflate"):
+def write_dataset(parent, name, values, attrs, compression="deflate", image=None):
     """One 1-D dataset with its attributes under the open id ``parent``; deflated chunk by chunk
-    (shuffle + ISA-L here, direct chunk writes) when compressed and large enough."""
+    (shuffle + ISA-L here, direct chunk writes) when compressed and large enough. ``image``: the
+    file's FileImage (hdf5/image.py), where a contiguous dataset's values are placed, not written,
+    when numeric (the file type is made from the array's dtype: the bytes are the same)."""
     pl = plists()
     values = np.ascontiguousarray(values)
     n = values.size
     ftype, mtype = pl.type_of(values.dtype)
     space = h5py.h5s.create_simple((n,))
     if compression == "none" or n <= SMALL:
-        dset = h5py.h5d.create(parent, name.encode(), ftype, space, dcpl=pl.plain)
-        if n:
+        place = image is not None and n and values.dtype.kind in "iuf"   # stored as in memory (the type is made from its dtype)
+        dset = h5py.h5d.create(parent, name.encode(), ftype, space, dcpl=pl.raw if place else pl.plain)
+        if place:
+            image.place(dset.get_offset(), values)
+        elif n:
             dset.write(h5py.h5s.ALL, h5py.h5s.ALL, values, mtype=mtype)
     else:
         chunk = min(n, CHUNK)

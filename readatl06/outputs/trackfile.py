@@ -4,6 +4,8 @@ With ``compression="deflate"`` (the default) datasets of more than SMALL element
 HDF5's standard shuffle + deflate filters declared, and their chunks are shuffled (numpy) and
 deflated (ISA-L) here and stored with direct chunk writes: every HDF5 reader decodes them, at a
 fraction of the time HDF5's own zlib takes. ``"none"`` writes every dataset contiguous, unfiltered.
+A contiguous dataset's values are never copied into the file image: they are placed at its address
+and written from the array itself (``readatl06/hdf5/image.py``).
 
 Files are netCDF-4/CF-1.10 as well (docs/output.md): every dataset is attached to one dimension scale
 without a variable (``obs``, made as netCDF-C and h5netcdf make one), so that xarray opens the file
@@ -17,6 +19,7 @@ import h5py
 from readatl06.errors import GranuleError
 from readatl06.hdf5.datasets import write_attr, write_dataset
 from readatl06.hdf5.dimensions import attach_dimension, make_dimension
+from readatl06.hdf5.image import FileImage, write_segments
 from readatl06.atl06.schema import COMPRESSIONS, CONVENTIONS, DIMENSION, FEATURE_TYPE
 from readatl06.outputs.folder import PlantedError, open_new
 from readatl06.outputs.outdir import beam_file_name
@@ -52,28 +55,49 @@ def write_track(track, outdir, overwrite=False, compression="deflate", digests=N
     if os.path.exists(path) and not overwrite:
         raise GranuleError(track.granule.name, f"output {os.path.basename(path)} exists "
                                                "(use --overwrite to replace it or --resume to skip done granules)")
-    # The file is built in memory (HDF5 core driver, no backing store) and its image written with
-    # plain os calls: a full disk or any other write error is one clean OSError here, never a
-    # failure inside HDF5 (whose error path on ENOSPC crashed the process when the file was closed).
-    with h5py.File(os.path.basename(path), "w", driver="core", backing_store=False) as f:
-        for key, value in {**track.attrs, **CF_FILE_ATTRS}.items():
-            write_attr(f.id, key, value)
-        dsets = [write_dataset(f.id, name, values, track.var_attrs[name], compression)
-                 for name, values in track.data.items()]
-        dim = make_dimension(f.id, DIMENSION, len(track))
-        for dset in dsets:                  # last: attaching to finished datasets is the cheapest
-            attach_dimension(dset, dim)
-        f.flush()
-        image = f.id.get_file_image()
-    if digests is not None:
-        digests[os.path.basename(path)] = hashlib.sha256(image).hexdigest()
+    # The file is built in memory (HDF5 writes its metadata and deflated chunks into a FileImage; the
+    # values of contiguous datasets are placed there, never copied) and written with plain os calls:
+    # a full disk or any other write error is one clean OSError here, never a failure inside HDF5
+    # (whose error path on ENOSPC crashed the process when the file was closed).
+    image = FileImage(_capacity(track, compression))
+    try:
+        with h5py.File(image, "w") as f:
+            for key, value in {**track.attrs, **CF_FILE_ATTRS}.items():
+                write_attr(f.id, key, value)
+            dsets = [write_dataset(f.id, name, values, track.var_attrs[name], compression, image)
+                     for name, values in track.data.items()]
+            dim = make_dimension(f.id, DIMENSION, len(track))
+            for dset in dsets:              # last: attaching to finished datasets is the cheapest
+                attach_dimension(dset, dim)
+        segments = image.segments()
+        if digests is not None:
+            sha = hashlib.sha256()
+            for s in segments:
+                sha.update(s)
+            digests[os.path.basename(path)] = sha.hexdigest()
+        _write_file(track, path, segments)
+    finally:
+        image.close()
+    return path
+
+
+def _capacity(track, compression):
+    """Bytes to map for a file's image: its metadata and, when deflated, its chunks (grown if short)."""
+    data = 0 if compression == "none" else sum(v.nbytes for v in track.data.values())
+    return (1 << 20) + data
+
+
+def _write_file(track, path, segments):
+    """The file's bytes under a temporary name, renamed to ``path``; nothing left behind on failure."""
     tmp = _tmp(path)
     made = False
     try:
         fd = open_new(tmp)                  # a new file: never through a link planted at the name
         made = True
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(image)
+        try:
+            write_segments(fd, segments)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except PlantedError as exc:
         raise GranuleError(track.granule.name, str(exc)) from None
@@ -83,7 +107,6 @@ def write_track(track, outdir, overwrite=False, compression="deflate", digests=N
         if isinstance(exc, OSError):
             raise _write_error(track, path, exc) from None
         raise
-    return path
 
 
 def write_tracks(tracks, outdir, overwrite=False, compression="deflate", digests=None):
