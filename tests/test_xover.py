@@ -14,6 +14,8 @@ import pytest
 from conftest import run_cli, every_rank
 from readatl06.xover import crossings as X
 from readatl06.xover import run as R
+from readatl06.xover import since as S
+from readatl06.xover import tiles as Tl
 from readatl06.xover import write as W
 from readatl06.cli import main
 from readatl06.atl06.gpstime import gps_to_decimal_year
@@ -268,11 +270,11 @@ def test_tiles_count_each_crossing_once(per_rank, nranks):
     asc, des = plane_tracks(rng, 8, 250, (-600e3, -500e3), 600.0)
     a = np.concatenate([lines(p, orbit=10 + k) for k, p in enumerate(asc)])
     d = np.concatenate([lines(p, orbit=50 + k) for k, p in enumerate(des)])
-    whole = X.sort_rows(R._concat([R._crossings(a, d, None)]))
+    whole = X.sort_rows(Tl.concat([Tl.pair_crossings(a, d, None)]))
     xs, ys = np.concatenate([a["x0"], a["x1"], d["x0"], d["x1"]]), np.concatenate([a["y0"], a["y1"], d["y0"], d["y1"]])
-    grid = R.tile_grid({0: (xs.min(), xs.max(), ys.min(), ys.max())}, nranks, per_rank)
-    rec = R.tile_records(a, d, grid)
-    tiled = X.sort_rows(R._concat(R.crossings_by_tile(rec, grid, None)))
+    grid = Tl.tile_grid({0: (xs.min(), xs.max(), ys.min(), ys.max())}, nranks, per_rank)
+    rec = Tl.tile_records(a, d, grid)
+    tiled = X.sort_rows(Tl.concat(Tl.crossings_by_tile(rec, grid, None)))
     assert whole["x"].size > 50
     for k in whole:
         assert np.array_equal(whole[k], tiled[k], equal_nan=True), k
