@@ -67,13 +67,13 @@ def plane_tracks(rng, n_tracks, n_points, centre, spread):
     return asc, des
 
 
-def write_merged(path, tracks):
+def write_merged(path, tracks, names=(b"handmade.h5",)):
     """A minimal merged file (/granules, /<beam>/<direction>/{lat, lon, h_elv, t_year, t_sec, orbit})."""
     groups = {}
     for t in tracks:
         groups.setdefault((t["beam"], t["direction"]), []).append(t)
     with h5py.File(path, "w") as f:
-        f.create_dataset("granules/name", data=np.array([b"handmade.h5"]))
+        f.create_dataset("granules/name", data=np.array(list(names)))
         for (beam, direction), ts in sorted(groups.items()):
             g = f.create_group(f"{beam}/{direction}")
             for name, key, dtype in (("lat", "lat", "f8"), ("lon", "lon", "f8"), ("h_elv", "h", "f4"),
@@ -687,4 +687,105 @@ def test_any_rank_count_gives_identical_rows(mpi_tmp_path):
             for k in X.COLUMNS:
                 assert np.array_equal(a[k], b[k]), k
                 assert np.array_equal(a[k][keep], c[k]), k
+    comm.Barrier()
+
+
+def granule_name(track, new):
+    """An ATL06 file name for a handmade track's granule (from its orbit id): in January 2019, or
+    in March when ``new``."""
+    from readatl06.atl06.track import decode_orbit
+    o = decode_orbit(track["orbit"])
+    day = 1 + o["rgt"] % 28
+    return (f"ATL06_2019{3 if new else 1:02d}{day:02d}000000_{o['rgt']:04d}{o['cycle']:02d}{o['region']:02d}_"
+            f"{o['release']:03d}_{o['revision']:02d}.h5").encode()
+
+
+class CountingComm:
+    """A communicator that counts the bytes each collective sends from this rank, by name (a
+    pickled object by its pickle); anything else it is asked for fails the test."""
+
+    def __init__(self, comm):
+        self.comm, self.rank, self.size, self.sent = comm, comm.rank, comm.size, {}
+
+    def _add(self, name, nbytes):
+        self.sent.setdefault(name, []).append(int(nbytes))
+
+    def _pickled(self, name, obj):
+        import pickle
+        self._add(name, len(pickle.dumps(obj)))
+
+    def bcast(self, obj, root=0):
+        if self.rank == root:
+            self._pickled("bcast", obj)
+        return self.comm.bcast(obj, root=root)
+
+    def gather(self, obj, root=0):
+        self._pickled("gather", obj)
+        return self.comm.gather(obj, root=root)
+
+    def allgather(self, obj):
+        self._pickled("allgather", obj)
+        return self.comm.allgather(obj)
+
+    def Allreduce(self, send, recv, op):
+        self._add("Allreduce", np.asarray(send).nbytes)
+        return self.comm.Allreduce(send, recv, op=op)
+
+    def Alltoall(self, send, recv):
+        self._add("Alltoall", np.asarray(send).nbytes)
+        return self.comm.Alltoall(send, recv)
+
+    def Alltoallv(self, send, recv):
+        self._add("Alltoallv", send[0].nbytes)
+        return self.comm.Alltoallv(send, recv)
+
+    def Gatherv(self, send, recv, root=0):
+        self._add("Gatherv", send[0].nbytes)
+        return self.comm.Gatherv(send, recv, root=root)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_appended_table_identical_on_any_rank_count_and_collectives_small(mpi_tmp_path):
+    """``--since T --append`` at 2 or 4 ranks gives the bytes of one rank and of a full run; per
+    rank the collectives send O(P) numbers besides the lines and crossings themselves: no
+    allgather of per-tile arrays, the crossings to rank 0 as ROW_DTYPE arrays (107 bytes each)."""
+    import datetime
+    import hashlib
+    import shutil
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    since = datetime.datetime(2019, 2, 1)
+    p = mpi_tmp_path
+    with every_rank(comm):
+        if comm.rank == 0:
+            tracks = handmade_tracks(np.random.default_rng(4), lambda x, y: 800.0 + 1e-3 * y, rate=0.3)
+            new = [k % 2 == 1 for k in range(len(tracks))]
+            write_merged(p / "all.h5", tracks, [granule_name(t, n) for t, n in zip(tracks, new)])
+            write_merged(p / "old.h5", [t for t, n in zip(tracks, new) if not n],
+                         [granule_name(t, n) for t, n in zip(tracks, new) if not n])
+            assert R.run_xover(MPI.COMM_SELF, str(p / "old.h5"), str(p / "old.parquet")) == 0
+            assert R.run_xover(MPI.COMM_SELF, str(p / "all.h5"), str(p / "full.parquet")) == 0
+            for name in ("world", "self"):
+                shutil.copy(p / "old.parquet", p / f"{name}.parquet")
+    comm.Barrier()
+    counting = CountingComm(comm)
+    assert R.run_xover(counting, str(p / "all.h5"), str(p / "world.parquet"), since="2019-02-01", append=True) == 0
+    comm.Barrier()
+    with every_rank(comm):
+        full, _ = W.read(p / "full.parquet")
+        old, _ = W.read(p / "old.parquet")
+        n_new = full["x"].size - old["x"].size             # with a track of March (every old one is in old.h5)
+        assert n_new > 20 and old["x"].size > 10
+        if comm.rank == 0:
+            assert R.run_xover(MPI.COMM_SELF, str(p / "all.h5"), str(p / "self.parquet"), since=since, append=True) == 0
+            digests = {hashlib.sha256((p / f"{n}.parquet").read_bytes()).hexdigest() for n in ("world", "self", "full")}
+            assert len(digests) == 1
+        sent = counting.sent
+        assert set(sent) <= {"bcast", "allgather", "Allreduce", "Alltoall", "Alltoallv", "Gatherv"}
+        assert "gather" not in sent and max(sent["allgather"]) < 64        # small numbers only, no tables
+        tiles = 4 * Tl.TILES_PER_RANK * comm.size                          # two hemispheres, rounding up
+        assert sum(sent["Allreduce"]) <= 64 + 32 + 16 * tiles              # extents, counts, 2 loads per tile
+        assert sum(sent["Alltoall"]) == 8 * comm.size
+        rows = comm.allreduce(sum(sent["Gatherv"]))
+        assert rows == R.ROW_DTYPE.itemsize * n_new and R.ROW_DTYPE.itemsize == 107
     comm.Barrier()
