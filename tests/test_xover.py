@@ -574,7 +574,8 @@ def test_since_finds_exactly_the_crossings_with_a_new_track(synthetic, since_tab
     assert gm["crs_rule"] == fm["crs_rule"] and gm["parameters_key"] == fm["parameters_key"]
     assert main(["xover", str(synthetic / "out"), "-o", str(since_tables / "since_dir.parquet"),
                  "--since", "2019-04-01T02:00:00+02:00"]) == 0           # OUTDIR; an offset is converted to UTC
-    a, _ = W.read(since_tables / "since_dir.parquet")
+    a, am = W.read(since_tables / "since_dir.parquet")
+    assert am["parameters_key"] == gm["parameters_key"] and am["since"] == gm["since"]   # the same product
     for k in X.COLUMNS:
         assert np.array_equal(a[k], got[k], equal_nan=k == "dhdt"), k
 
@@ -636,6 +637,14 @@ def test_append_refuses_another_product_and_a_missing_table(synthetic, handmade,
     assert "has no crs_rule (made by an earlier readatl06)" in capsys.readouterr().err
     assert main(["xover", str(synthetic / "m.h5"), "-o", str(tmp_path / "none.h5"), "--append"]) == 2
     assert "no such crossover table" in capsys.readouterr().err
+    for name, content in (("junk.parquet", b"not parquet"), ("empty.h5", None)):
+        if content is None:
+            h5py.File(tmp_path / name, "w").close()
+        else:
+            (tmp_path / name).write_bytes(content)
+        assert main(["xover", str(synthetic / "m.h5"), "-o", str(tmp_path / name), "--append"]) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / name}: not a readatl06 crossover table" in err and len(err.splitlines()) == 1, err
     assert main(["xover", str(handmade / "merged.h5"), "-o", str(tmp_path / "y.h5"), "--since", SINCE]) == 2
     assert "expected ATL06 granule names" in capsys.readouterr().err
 

@@ -277,8 +277,11 @@ def _new_granules(source, output, view, key, opts):
     granules = [parse_name(n) for n in view.granules] if view is not None else product_granules(source)
     table, cols = None, None
     if opts["append"]:
-        cols, attrs = xover_write.read(output)
-        cols = since_mod.table_columns(cols)
+        try:
+            cols, attrs = xover_write.read(output)
+            cols = since_mod.table_columns(cols)
+        except (OSError, KeyError, ValueError, TypeError) as exc:        # not a table, or not ours
+            raise UsageError(f"xover --append: {output}: not a readatl06 crossover table ({one_line(exc)})") from None
         held = since_mod.held_keys(granules)
         since_mod.check_table(output, attrs, cols, _meta(source, opts, key, set()), held)
         table = (cols, held, attrs.get("since"))
