@@ -4,7 +4,7 @@ each rank must receive (``mpi`` tests: mpirun -n 2 and -n 4)."""
 import numpy as np
 import pytest
 
-from readatl06.parallel.exchange import alltoallv, exchange, gatherv
+from readatl06.parallel.exchange import allreduce_array, alltoallv, exchange, gatherv
 from readatl06.parallel.world import SerialComm
 
 LINE = np.dtype([("x0", "f8"), ("y0", "f8"), ("t", "f8", (2,)), ("orbit", "i8"), ("beam", "i1"), ("plane", "i1")])
@@ -80,3 +80,28 @@ def test_alltoallv_with_known_counts_and_gatherv():
                     else got is None)
     every = comm.allgather(verdicts)                                       # every rank sees every verdict
     assert every == [[True] * 3] * size, every
+
+
+@pytest.mark.mpi(min_size=2)
+def test_allreduce_array_sums_and_extremes_like_numpy_over_the_ranks():
+    """Every rank gets numpy's reduction of every rank's array (int64 and float64), and one rank
+    or a communicator without ``Allreduce`` (local workers: a pickled allreduce) gives the same."""
+    from mpi4py import MPI
+    from readatl06.parallel.local import LocalComm
+    comm = MPI.COMM_WORLD
+
+    def mine(r):
+        return np.arange(5, dtype=np.int64) * (r + 1) - 3 * r, np.array([-r - 0.5, r * 2.0, np.inf if r == 1 else -1.0])
+    every = [mine(r) for r in range(comm.size)]
+    verdicts = []
+    for k, array in enumerate(mine(comm.rank)):
+        for op, fn in (("sum", np.sum), ("max", np.max), ("min", np.min)):
+            want = fn(np.stack([e[k] for e in every]), axis=0)
+            got = allreduce_array(comm, array, op)
+            verdicts.append(got.dtype == array.dtype and np.array_equal(got, want))
+            pickled = LocalComm.__new__(LocalComm)             # only its allreduce (over allgather) is used
+            pickled.size, pickled.allgather = comm.size, comm.allgather
+            verdicts.append(np.array_equal(allreduce_array(pickled, array, op), want))
+    verdicts.append(np.array_equal(allreduce_array(SerialComm(), every[0][0], "max"), every[0][0]))
+    ok = comm.allgather(all(verdicts))
+    assert ok == [True] * comm.size, (ok, verdicts)

@@ -14,6 +14,8 @@ import pytest
 from conftest import run_cli, every_rank
 from readatl06.xover import crossings as X
 from readatl06.xover import run as R
+from readatl06.xover import since as S
+from readatl06.xover import tiles as Tl
 from readatl06.xover import write as W
 from readatl06.cli import main
 from readatl06.atl06.gpstime import gps_to_decimal_year
@@ -65,13 +67,13 @@ def plane_tracks(rng, n_tracks, n_points, centre, spread):
     return asc, des
 
 
-def write_merged(path, tracks):
+def write_merged(path, tracks, names=(b"handmade.h5",)):
     """A minimal merged file (/granules, /<beam>/<direction>/{lat, lon, h_elv, t_year, t_sec, orbit})."""
     groups = {}
     for t in tracks:
         groups.setdefault((t["beam"], t["direction"]), []).append(t)
     with h5py.File(path, "w") as f:
-        f.create_dataset("granules/name", data=np.array([b"handmade.h5"]))
+        f.create_dataset("granules/name", data=np.array(list(names)))
         for (beam, direction), ts in sorted(groups.items()):
             g = f.create_group(f"{beam}/{direction}")
             for name, key, dtype in (("lat", "lat", "f8"), ("lon", "lon", "f8"), ("h_elv", "h", "f4"),
@@ -268,11 +270,11 @@ def test_tiles_count_each_crossing_once(per_rank, nranks):
     asc, des = plane_tracks(rng, 8, 250, (-600e3, -500e3), 600.0)
     a = np.concatenate([lines(p, orbit=10 + k) for k, p in enumerate(asc)])
     d = np.concatenate([lines(p, orbit=50 + k) for k, p in enumerate(des)])
-    whole = X.sort_rows(R._concat([R._crossings(a, d, None)]))
+    whole = X.sort_rows(Tl.concat([Tl.pair_crossings(a, d, None)]))
     xs, ys = np.concatenate([a["x0"], a["x1"], d["x0"], d["x1"]]), np.concatenate([a["y0"], a["y1"], d["y0"], d["y1"]])
-    grid = R.tile_grid({0: (xs.min(), xs.max(), ys.min(), ys.max())}, nranks, per_rank)
-    rec = R.tile_records(a, d, grid)
-    tiled = X.sort_rows(R._concat(R.crossings_by_tile(rec, grid, None)))
+    grid = Tl.tile_grid({0: (xs.min(), xs.max(), ys.min(), ys.max())}, nranks, per_rank)
+    rec = Tl.tile_records(a, d, grid)
+    tiled = X.sort_rows(Tl.concat(Tl.crossings_by_tile(rec, grid, None)))
     assert whole["x"].size > 50
     for k in whole:
         assert np.array_equal(whole[k], tiled[k], equal_nan=True), k
@@ -504,6 +506,171 @@ def test_crs_option_projects_everything_in_one_plane(handmade, tmp_path):
         assert np.array_equal(a[k], b[k]), k
 
 
+# ---------------------------------------------------------------- --since and --append (issue 25)
+SINCE = "2019-04-01"           # the synthetic granules of cycle 3 start in April 2019
+
+
+def granule_times(merged):
+    """``{orbit // 100: acquisition time}`` of a merged file's granules, from /granules/name by a
+    regular expression of its own (independent of readatl06's name parser)."""
+    import datetime
+    import re
+    out = {}
+    with h5py.File(merged, "r") as f:
+        for raw in f["granules/name"][()]:
+            m = re.search(r"ATL06_(\d{14})_(\d{4})(\d{2})(\d{2})_(\d{3})_(\d{2})", raw.decode())
+            t, rgt, cycle, region, release, revision = m.groups()
+            key = ((((int(cycle) * 10000 + int(rgt)) * 100 + int(region)) * 1000 + int(release)) * 100
+                   + int(revision))
+            out[key] = datetime.datetime.strptime(t, "%Y%m%d%H%M%S")
+    return out
+
+
+def assert_same_table(a_path, b_path):
+    """Same rows in the same order, same schema and the same metadata (parquet: the same bytes)."""
+    a, am = W.read(a_path)
+    b, bm = W.read(b_path)
+    for k in X.COLUMNS:
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k], equal_nan=k == "dhdt"), k
+    assert am == bm
+    if str(a_path).endswith(".parquet"):
+        import pyarrow.parquet as pq
+        assert pq.read_schema(a_path).equals(pq.read_schema(b_path), check_metadata=True)
+
+
+@pytest.fixture(scope="module")
+def since_tables(synthetic, tmp_path_factory):
+    """The synthetic product before cycle 3 (its granules reduced alone with the same options and
+    merged: ``m_old.h5``), its crossover table (``old.parquet``), a full table of the whole product
+    (``full.parquet``) and the table of what is new since April 2019 (``since.parquet``)."""
+    import shutil
+    d = tmp_path_factory.mktemp("since")
+    (d / "g").mkdir()
+    times = {p.name: p.name.split("_")[1] for p in (synthetic / "g").glob("*.h5")}
+    old = [n for n, t in times.items() if t < SINCE.replace("-", "")]
+    assert 0 < len(old) < len(times)
+    for n in old:
+        shutil.copy(synthetic / "g" / n, d / "g" / n)
+    assert main(["reduce", str(d / "g"), "-o", str(d / "out"), "--merge", str(d / "m_old.h5"), "--no-progress",
+                 "--bbox-xy", *KAMB, "--crs", SOUTH]) == 0
+    assert main(["xover", str(d / "m_old.h5"), "-o", str(d / "old.parquet")]) == 0
+    assert main(["xover", str(synthetic / "m.h5"), "-o", str(d / "full.parquet")]) == 0
+    assert main(["xover", str(synthetic / "m.h5"), "-o", str(d / "since.parquet"), "--since", SINCE]) == 0
+    return d
+
+
+def test_since_finds_exactly_the_crossings_with_a_new_track(synthetic, since_tables):
+    import datetime
+    full, fm = W.read(since_tables / "full.parquet")
+    got, gm = W.read(since_tables / "since.parquet")
+    times = granule_times(synthetic / "m.h5")
+    t = datetime.datetime.fromisoformat(SINCE)
+    new = np.array([times[o1 // 100] >= t or times[o2 // 100] >= t for o1, o2 in zip(full["orbit_1"], full["orbit_2"])])
+    assert 0 < np.count_nonzero(new) < new.size           # old x old, old x new and new x new pairs exist
+    assert any(times[o // 100] < t for o in full["orbit_1"][new])
+    for k in X.COLUMNS:                                    # the full table filtered by granule time, row by row
+        assert np.array_equal(got[k], full[k][new], equal_nan=k == "dhdt"), k
+    assert gm["since"] == "2019-04-01T00:00:00" and "since" not in fm
+    assert gm["crs_rule"] == fm["crs_rule"] and gm["parameters_key"] == fm["parameters_key"]
+    assert main(["xover", str(synthetic / "out"), "-o", str(since_tables / "since_dir.parquet"),
+                 "--since", "2019-04-01T02:00:00+02:00"]) == 0           # OUTDIR; an offset is converted to UTC
+    a, am = W.read(since_tables / "since_dir.parquet")
+    assert am["parameters_key"] == gm["parameters_key"] and am["since"] == gm["since"]   # the same product
+    for k in X.COLUMNS:
+        assert np.array_equal(a[k], got[k], equal_nan=k == "dhdt"), k
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "h5"])
+def test_since_append_equals_the_full_run(synthetic, since_tables, suffix, tmp_path, capsys):
+    """Cycle 3 appended to the table of the earlier product: the full run's rows, order, schema
+    and metadata -- the same bytes; appended again, nothing changes (no crossing twice)."""
+    import hashlib
+    import shutil
+    full = since_tables / f"full.{suffix}"
+    if not full.exists():
+        assert main(["xover", str(synthetic / "m.h5"), "-o", str(full)]) == 0
+        assert main(["xover", str(since_tables / "m_old.h5"), "-o", str(since_tables / f"old.{suffix}")]) == 0
+    out = tmp_path / f"x.{suffix}"
+    shutil.copy(since_tables / f"old.{suffix}", out)
+    n_old = W.read(out)[0]["x"].size
+    assert 0 < n_old < W.read(full)[0]["x"].size
+    assert main(["xover", str(synthetic / "m.h5"), "-o", str(out), "--since", SINCE, "--append"]) == 0
+    assert f"{n_old} of {n_old} rows kept" in capsys.readouterr().out
+    assert_same_table(out, full)
+    if suffix == "parquet":
+        assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(full.read_bytes()).digest()
+    for since in (SINCE, "2019-01-01"):                    # again, and from an earlier time: still the full table
+        assert main(["xover", str(synthetic / "m.h5"), "-o", str(out), "--since", since, "--append"]) == 0
+        assert_same_table(out, full)
+    assert not glob.glob(str(tmp_path / ".*tmp*"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max-gap", "50"], "was made with max_gap 100.0; this run has 50.0"),
+    (["--dt-max", "30"], "was made with dt_max None; this run has 30.0"),
+    (["--crs", SOUTH], "was made with crs_rule EPSG:3031 where lat < 0"),
+    (["--since", "yesterday"], "xover --since 'yesterday' is not an ISO-8601 date"),
+])
+def test_append_refuses_a_table_made_otherwise(synthetic, since_tables, tmp_path, capsys, extra, message):
+    import shutil
+    out = tmp_path / "x.parquet"
+    shutil.copy(since_tables / "old.parquet", out)
+    before = out.read_bytes()
+    assert main(["xover", str(synthetic / "m.h5"), "-o", str(out), "--since", SINCE, "--append", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) <= 2, err
+    assert out.read_bytes() == before and not glob.glob(str(tmp_path / ".*tmp*"))
+
+
+def test_append_refuses_another_product_and_a_missing_table(synthetic, handmade, tmp_path, capsys):
+    import shutil
+    out = tmp_path / "x.h5"
+    shutil.copy(handmade / "x.h5", out)                   # crossings of granules this product does not hold
+    with h5py.File(out, "a") as f:                        # (its options otherwise as this run's)
+        f["xovers"].attrs["crs_rule"] = "EPSG:3031 where lat < 0, EPSG:3413 where lat >= 0"
+        f["xovers"].attrs["parameters_key"] = W.read(synthetic / "x.h5")[1]["parameters_key"]
+    assert main(["xover", str(synthetic / "m.h5"), "-o", str(out), "--since", SINCE, "--append"]) == 2
+    assert "granules this product does not hold (e.g. cycle 2 RGT 0100 region 12)" in capsys.readouterr().err
+    with h5py.File(out, "a") as f:                        # made before --append: no crs_rule
+        del f["xovers"].attrs["crs_rule"]
+    assert main(["xover", str(synthetic / "m.h5"), "-o", str(out), "--append"]) == 2
+    assert "has no crs_rule (made by an earlier readatl06)" in capsys.readouterr().err
+    assert main(["xover", str(synthetic / "m.h5"), "-o", str(tmp_path / "none.h5"), "--append"]) == 2
+    assert "no such crossover table" in capsys.readouterr().err
+    for name, content in (("junk.parquet", b"not parquet"), ("empty.h5", None)):
+        if content is None:
+            h5py.File(tmp_path / name, "w").close()
+        else:
+            (tmp_path / name).write_bytes(content)
+        assert main(["xover", str(synthetic / "m.h5"), "-o", str(tmp_path / name), "--append"]) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / name}: not a readatl06 crossover table" in err and len(err.splitlines()) == 1, err
+    assert main(["xover", str(handmade / "merged.h5"), "-o", str(tmp_path / "y.h5"), "--since", SINCE]) == 2
+    assert "expected ATL06 granule names" in capsys.readouterr().err
+
+
+def test_new_granules_and_append_logic():
+    """The pure parts: keys, a granule replacing another release of one in the table, the rows kept."""
+    from readatl06.atl06.names import parse_name
+    import datetime
+    names = [parse_name(n) for n in ("ATL06_20190101000000_01000212_006_01.h5", "ATL06_20190501000000_02000312_006_01.h5",
+                                     "ATL06_20190102000000_03000212_006_02.h5")]
+    keys = [S.granule_key(g) for g in names]
+    assert keys == [orbit_id(2, 100, 12, 6, 1, 0, 0) // 100, orbit_id(3, 200, 12, 6, 1, 0, 0) // 100,
+                    orbit_id(2, 300, 12, 6, 2, 0, 0) // 100]
+    superseded = orbit_id(2, 300, 12, 6, 1, 1, 0)           # revision 01 of the third granule
+    table = {"orbit_1": np.array([orbit_id(2, 100, 12, 6, 1, 3, 0), superseded, orbit_id(2, 100, 12, 6, 1, 1, 0)]),
+             "orbit_2": np.array([orbit_id(3, 200, 12, 6, 1, 2, 1), orbit_id(2, 100, 12, 6, 1, 2, 1),
+                                  orbit_id(2, 100, 12, 6, 1, 2, 1)]),
+             "x": np.array([1.0, 2.0, 3.0])}
+    new, replacing = S.new_granules(names, datetime.datetime(2019, 4, 1), table)
+    assert new.tolist() == sorted([keys[1], keys[2]]) and replacing == 1
+    cols, kept = S.append(table, {k: v[:0] for k, v in table.items()}, new, S.held_keys(names))
+    assert kept == 1 and cols["x"].tolist() == [3.0]       # old x new and the superseded one are gone
+    assert S.since_of(None, datetime.datetime(2019, 4, 1)) is None
+    assert S.since_of("2019-02-01T00:00:00", datetime.datetime(2019, 4, 1)) == "2019-02-01T00:00:00"
+
+
 # ---------------------------------------------------------------- under mpirun -n 2 and -n 4
 @pytest.mark.mpi(min_size=2)
 def test_any_rank_count_gives_identical_rows(mpi_tmp_path):
@@ -529,4 +696,105 @@ def test_any_rank_count_gives_identical_rows(mpi_tmp_path):
             for k in X.COLUMNS:
                 assert np.array_equal(a[k], b[k]), k
                 assert np.array_equal(a[k][keep], c[k]), k
+    comm.Barrier()
+
+
+def granule_name(track, new):
+    """An ATL06 file name for a handmade track's granule (from its orbit id): in January 2019, or
+    in March when ``new``."""
+    from readatl06.atl06.track import decode_orbit
+    o = decode_orbit(track["orbit"])
+    day = 1 + o["rgt"] % 28
+    return (f"ATL06_2019{3 if new else 1:02d}{day:02d}000000_{o['rgt']:04d}{o['cycle']:02d}{o['region']:02d}_"
+            f"{o['release']:03d}_{o['revision']:02d}.h5").encode()
+
+
+class CountingComm:
+    """A communicator that counts the bytes each collective sends from this rank, by name (a
+    pickled object by its pickle); anything else it is asked for fails the test."""
+
+    def __init__(self, comm):
+        self.comm, self.rank, self.size, self.sent = comm, comm.rank, comm.size, {}
+
+    def _add(self, name, nbytes):
+        self.sent.setdefault(name, []).append(int(nbytes))
+
+    def _pickled(self, name, obj):
+        import pickle
+        self._add(name, len(pickle.dumps(obj)))
+
+    def bcast(self, obj, root=0):
+        if self.rank == root:
+            self._pickled("bcast", obj)
+        return self.comm.bcast(obj, root=root)
+
+    def gather(self, obj, root=0):
+        self._pickled("gather", obj)
+        return self.comm.gather(obj, root=root)
+
+    def allgather(self, obj):
+        self._pickled("allgather", obj)
+        return self.comm.allgather(obj)
+
+    def Allreduce(self, send, recv, op):
+        self._add("Allreduce", np.asarray(send).nbytes)
+        return self.comm.Allreduce(send, recv, op=op)
+
+    def Alltoall(self, send, recv):
+        self._add("Alltoall", np.asarray(send).nbytes)
+        return self.comm.Alltoall(send, recv)
+
+    def Alltoallv(self, send, recv):
+        self._add("Alltoallv", send[0].nbytes)
+        return self.comm.Alltoallv(send, recv)
+
+    def Gatherv(self, send, recv, root=0):
+        self._add("Gatherv", send[0].nbytes)
+        return self.comm.Gatherv(send, recv, root=root)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_appended_table_identical_on_any_rank_count_and_collectives_small(mpi_tmp_path):
+    """``--since T --append`` at 2 or 4 ranks gives the bytes of one rank and of a full run; per
+    rank the collectives send O(P) numbers besides the lines and crossings themselves: no
+    allgather of per-tile arrays, the crossings to rank 0 as ROW_DTYPE arrays (107 bytes each)."""
+    import datetime
+    import hashlib
+    import shutil
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    since = datetime.datetime(2019, 2, 1)
+    p = mpi_tmp_path
+    with every_rank(comm):
+        if comm.rank == 0:
+            tracks = handmade_tracks(np.random.default_rng(4), lambda x, y: 800.0 + 1e-3 * y, rate=0.3)
+            new = [k % 2 == 1 for k in range(len(tracks))]
+            write_merged(p / "all.h5", tracks, [granule_name(t, n) for t, n in zip(tracks, new)])
+            write_merged(p / "old.h5", [t for t, n in zip(tracks, new) if not n],
+                         [granule_name(t, n) for t, n in zip(tracks, new) if not n])
+            assert R.run_xover(MPI.COMM_SELF, str(p / "old.h5"), str(p / "old.parquet")) == 0
+            assert R.run_xover(MPI.COMM_SELF, str(p / "all.h5"), str(p / "full.parquet")) == 0
+            for name in ("world", "self"):
+                shutil.copy(p / "old.parquet", p / f"{name}.parquet")
+    comm.Barrier()
+    counting = CountingComm(comm)
+    assert R.run_xover(counting, str(p / "all.h5"), str(p / "world.parquet"), since="2019-02-01", append=True) == 0
+    comm.Barrier()
+    with every_rank(comm):
+        full, _ = W.read(p / "full.parquet")
+        old, _ = W.read(p / "old.parquet")
+        n_new = full["x"].size - old["x"].size             # with a track of March (every old one is in old.h5)
+        assert n_new > 20 and old["x"].size > 10
+        if comm.rank == 0:
+            assert R.run_xover(MPI.COMM_SELF, str(p / "all.h5"), str(p / "self.parquet"), since=since, append=True) == 0
+            digests = {hashlib.sha256((p / f"{n}.parquet").read_bytes()).hexdigest() for n in ("world", "self", "full")}
+            assert len(digests) == 1
+        sent = counting.sent
+        assert set(sent) <= {"bcast", "allgather", "Allreduce", "Alltoall", "Alltoallv", "Gatherv"}
+        assert "gather" not in sent and max(sent["allgather"]) < 64        # small numbers only, no tables
+        tiles = 4 * Tl.TILES_PER_RANK * comm.size                          # two hemispheres, rounding up
+        assert sum(sent["Allreduce"]) <= 64 + 32 + 16 * tiles              # extents, counts, 2 loads per tile
+        assert sum(sent["Alltoall"]) == 8 * comm.size
+        rows = comm.allreduce(sum(sent["Gatherv"]))
+        assert rows == R.ROW_DTYPE.itemsize * n_new and R.ROW_DTYPE.itemsize == 107
     comm.Barrier()

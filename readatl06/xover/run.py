@@ -5,17 +5,16 @@
    their ``closed`` flags are the same as in one piece. Points are projected (EPSG:3031 where
    lat < 0, EPSG:3413 where lat >= 0, or ``--crs`` for all) and joined into lines
    (:func:`readatl06.xover.crossings.make_lines`); a line never joins points of two hemispheres.
-2. With more than one rank the area of each hemisphere is split into square tiles (about
-   ``TILES_PER_RANK`` per rank, spread by line count, largest first); every line goes to each tile its
-   box meets, and a tile keeps the crossings whose point lies inside it (half-open bounds), so a
-   crossing on a tile edge is counted once. Every value is computed from the two lines alone: the
-   rows are the same for any number of ranks, including one without mpirun.
-3. Rank 0 gathers the rows, sorts them by (orbit_1, orbit_2, x, y) and writes the file
-   (:mod:`readatl06.xover.write`; HDF5 or GeoParquet by suffix).
+2. With more than one rank the crossings are found tile by tile (:mod:`readatl06.xover.tiles`).
+   Every value is computed from the two lines alone: the rows are the same for any number of
+   ranks, including one without mpirun. With ``--since`` only crossings with a line of a new
+   granule are found (:mod:`readatl06.xover.since`).
+3. Rank 0 gathers the rows as compact ``ROW_DTYPE`` arrays (``Gatherv``, no pickles), adds the
+   kept rows of the table ``--append`` extends, sorts them by (orbit_1, orbit_2, x, y) and writes
+   the file (:mod:`readatl06.xover.write`; HDF5 or GeoParquet by suffix).
 
 Points whose lat, lon, h_elv, t_year or t_sec is not finite or is the fill value are not used.
 """
-import math
 import os
 import sys
 import time
@@ -27,16 +26,18 @@ from readatl06.outputs import locks
 from readatl06.xover import crossings as xover
 from readatl06.xover import write as xover_write
 from readatl06.errors import ReadATL06Error, UsageError, one_line
-from readatl06.parallel.schedule import assign
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.subset import transformer
 from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, read_outdir, verify_all
-from readatl06.parallel.exchange import exchange
+from readatl06.parallel.exchange import allreduce_array, gatherv
+from readatl06.xover import since as since_mod
+from readatl06.xover.tiles import concat, pair_crossings, tiled_crossings
 
 HEMISPHERE_CRS = ("EPSG:3031", "EPSG:3413")      # plane 0: lat < 0 (south), plane 1: lat >= 0 (north)
 READ = ("lat", "lon", "h_elv", "t_year", "t_sec", "orbit")
-TILES_PER_RANK = 8
-EXCHANGE_DTYPE = np.dtype([("line", xover.LINE_DTYPE), ("tile", "i8"), ("ascending", "?")])
+# One crossing as rank 0 gathers it: 107 bytes (11 f8, 2 i8 track ids, 2 i1 beam codes, 1 i1 plane).
+ROW_DTYPE = np.dtype([(n, "i8" if n.startswith("orbit") else "i1" if n.startswith("beam") else "f8")
+                      for n in xover.COLUMNS] + [("plane", "i1")])
 
 
 # ---------------------------------------------------------------- options and inputs (rank 0)
@@ -149,101 +150,9 @@ def read_lines(track, lo, hi, max_gap, crs=None):
     return np.concatenate(out) if out else np.zeros(0, xover.LINE_DTYPE)
 
 
-# ---------------------------------------------------------------- tiles (more than one rank)
-def tile_grid(extents, nranks, per_rank=TILES_PER_RANK):
-    """``{plane: (origin_x, origin_y, side, nx, ny, first tile id)}`` from ``{plane: (xmin, xmax,
-    ymin, ymax)}``: about ``per_rank * nranks`` square tiles per plane, 1 m margins."""
-    grid, first = {}, 0
-    for plane in sorted(extents):
-        xmin, xmax, ymin, ymax = extents[plane]
-        w, h = xmax - xmin + 2.0, ymax - ymin + 2.0
-        side = max(math.sqrt(w * h / (per_rank * nranks)), 1.0)
-        nx, ny = math.ceil(w / side), math.ceil(h / side)
-        grid[plane] = (xmin - 1.0, ymin - 1.0, side, nx, ny, first)
-        first += nx * ny
-    return grid
-
-
-def line_tiles(lines, grid):
-    """(line index, tile id) for every tile whose half-open square meets a line's widened box."""
-    idx, tiles = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for plane, (ox, oy, side, nx, _ny, first) in grid.items():
-        sel = np.flatnonzero(lines["plane"] == plane)
-        li, ix, iy = xover.covered_cells(lines[sel], ox, oy, side)
-        idx.append(sel[li])
-        tiles.append(first + iy * nx + ix)
-    return np.concatenate(idx), np.concatenate(tiles)
-
-
-def _crossings(a, d, dt_max, keep=None):
-    """Columns of the crossings of lines ``a`` x ``d`` (``keep(x, y)``: which points are ours), plus plane."""
-    ia, jd, s, u, x, y = xover.find_crossings(a, d)
-    if keep is not None:
-        k = keep(x, y)
-        ia, jd, s, u, x, y = ia[k], jd[k], s[k], u[k], x[k], y[k]
-    cols = xover.crossover_columns(a, d, ia, jd, s, u, x, y)
-    cols["plane"] = a["plane"][ia]
-    if dt_max is not None:
-        k = cols["dt"] <= dt_max
-        cols = {n: v[k] for n, v in cols.items()}
-    return cols
-
-
-def _extents(comm, a, d):
-    """``{plane: (xmin, xmax, ymin, ymax)}`` of every rank's lines (collective)."""
-    ext = {}
-    for plane in (0, 1):
-        sel = [v[v["plane"] == plane] for v in (a, d)]
-        xs = np.concatenate([v[n] for v in sel for n in ("x0", "x1")])
-        ys = np.concatenate([v[n] for v in sel for n in ("y0", "y1")])
-        every = [e for e in comm.allgather((xs.min(), xs.max(), ys.min(), ys.max()) if xs.size else None)
-                 if e is not None]
-        if every:
-            e = np.array(every)
-            ext[plane] = (e[:, 0].min(), e[:, 1].max(), e[:, 2].min(), e[:, 3].max())
-    return ext
-
-
-def tile_records(a, d, grid):
-    """One ``EXCHANGE_DTYPE`` record per (line, tile its widened box meets); ascending lines first."""
-    both = np.concatenate([a, d])
-    li, tile = line_tiles(both, grid)
-    rec = np.empty(li.size, EXCHANGE_DTYPE)
-    rec["line"], rec["tile"], rec["ascending"] = both[li], tile, li < a.size
-    return rec
-
-
-def crossings_by_tile(rec, grid, dt_max):
-    """Columns of the crossings of each tile's records whose point lies in that tile (half-open)."""
-    plane_of = np.concatenate([np.full(g[3] * g[4], p, np.int64) for p, g in grid.items()] + [np.zeros(0, np.int64)])
-    rec = rec[np.argsort(rec["tile"], kind="stable")]
-    ids, starts = np.unique(rec["tile"], return_index=True)
-    out = []
-    for t, lo, hi in zip(ids, starts, np.append(starts[1:], rec.size)):
-        part, asc = rec["line"][lo:hi], rec["ascending"][lo:hi]
-        ox, oy, side, nx, _ny, first = grid[int(plane_of[t])]
-
-        def ours(x, y, t=t, ox=ox, oy=oy, side=side, nx=nx, first=first):
-            return first + xover.tile_of(x, y, (ox, oy), side, nx) == t
-        out.append(_crossings(part[asc], part[~asc], dt_max, ours))
-    return out
-
-
-def tiled_crossings(comm, a, d, dt_max):
-    """Crossings found tile by tile across the ranks (collective): this rank's list of columns.
-    Tiles go to ranks by their line counts (largest first onto the least loaded rank)."""
-    grid = tile_grid(_extents(comm, a, d), comm.size)
-    ntiles = sum(g[3] * g[4] for g in grid.values())
-    rec = tile_records(a, d, grid)
-    load = np.sum(comm.allgather(np.bincount(rec["tile"], minlength=ntiles)), axis=0)
-    owner = np.zeros(ntiles, np.int64)
-    for r, tiles in enumerate(assign([int(v) for v in load], comm.size)):
-        owner[tiles] = r
-    return crossings_by_tile(exchange(comm, rec, owner[rec["tile"]]), grid, dt_max)
-
-
 # ---------------------------------------------------------------- the command
-def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwrite=False, params=None):
+def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwrite=False, params=None,
+              since=None, append=False):
     """The whole ``readatl06 xover`` command (docs/crossovers.md), called on every rank alike.
 
     Rank 0 checks the options and lists the tracks; every rank reads its share of their lines;
@@ -265,6 +174,10 @@ def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwr
         overwrite: replace an existing ``output`` (``--overwrite``); never an input.
         params: the parameter-set key (``--parameters KEY``) of the per-beam files to cross when an
             OUTDIR mixes several; None otherwise.
+        since: ``--since T`` (ISO date or date-time, UTC): only the crossings in which at least one
+            track's granule starts at or after T (the time in its name); None for all.
+        append: ``--append``: add the rows to the existing table ``output`` (made with the same
+            options from this product), each crossing once: the result is a full run's table.
 
     An OUTDIR is read as merge reads it: under its shared lock, only the granules with a complete
     record of one parameter set, every file checked against its recorded checksum.
@@ -276,30 +189,42 @@ def run_xover(comm, source, output, crs=None, max_gap=100.0, dt_max=None, overwr
     """
     t0 = time.perf_counter()
     held = locks.Held()
+    opts = {"crs": crs, "max_gap": max_gap, "dt_max": dt_max, "since": since, "append": append}
     try:
-        plan, damaged = _plan(comm, source, output, crs, max_gap, dt_max, overwrite, params, held)
+        plan, damaged, table = _plan(comm, source, output, opts, overwrite, params, held)
         if plan is None:
             return 2
-        return _run(comm, plan, source, output, crs, max_gap, dt_max, t0, damaged)
+        return _run(comm, plan, source, output, opts, t0, damaged, table)
     finally:
         held.release()
 
 
-def _plan(comm, source, output, crs, max_gap, dt_max, overwrite, params, held):
-    """(tracks, damaged lines) on every rank, or (None, []) after rank 0 printed the usage error.
-    Rank 0 checks the options, takes an OUTDIR's shared lock and reads it as merge does (granules
-    with a complete record of one parameter set), reserves the output; every file is checked
-    against its recorded checksum (spread over the ranks); rank 0 lists the tracks."""
+def _check_options(output, opts):
+    """Rank 0: UsageError for a bad option; ``--since`` parsed in ``opts``."""
+    xover_write.format_of(output)
+    if opts["crs"]:
+        check_crs(opts["crs"])
+    if not opts["max_gap"] > 0:
+        raise UsageError(f"xover --max-gap {opts['max_gap']}: must be more than 0 m")
+    if opts["dt_max"] is not None and not opts["dt_max"] >= 0:
+        raise UsageError(f"xover --dt-max {opts['dt_max']}: must be 0 days or more")
+    if isinstance(opts["since"], str):
+        opts["since"] = since_mod.since_time(opts["since"])
+    if opts["append"] and not os.path.isfile(output):
+        raise UsageError(f"xover --append: {output}: no such crossover table (run once without --append)")
+
+
+def _plan(comm, source, output, opts, overwrite, params, held):
+    """((tracks, new granule keys, parameters key), damaged lines, appended table) on every rank
+    (the table on rank 0 only), or (None, [], None) after rank 0 printed the usage error. Rank 0
+    checks the options, takes an OUTDIR's shared lock and reads it as merge does (granules with a
+    complete record of one parameter set), reserves the output; every file is checked against its
+    recorded checksum (spread over the ranks); rank 0 lists the tracks and, with ``--since`` or
+    ``--append``, the new granules."""
     view = None
     if comm.rank == 0:
         try:
-            xover_write.format_of(output)
-            if crs:
-                check_crs(crs)
-            if not max_gap > 0:
-                raise UsageError(f"xover --max-gap {max_gap}: must be more than 0 m")
-            if dt_max is not None and not dt_max >= 0:
-                raise UsageError(f"xover --dt-max {dt_max}: must be 0 days or more")
+            _check_options(output, opts)
             inputs = [source]
             if os.path.isdir(source):
                 held.append(locks.Lock(source, "xover", shared=True))
@@ -309,56 +234,119 @@ def _plan(comm, source, output, crs, max_gap, dt_max, overwrite, params, held):
                     print(f"readatl06 xover: note: {note}", file=sys.stderr)
             elif params is not None:
                 raise UsageError("xover --parameters: applies to an OUTDIR only")
-            held.append(locks.reserve("-o", output, inputs, overwrite, "xover"))
+            held.append(locks.reserve("-o", output, inputs, overwrite or opts["append"], "xover"))
         except UsageError as exc:
             print(f"readatl06 xover: error: {exc}", file=sys.stderr)
             view = 2
     view = comm.bcast(view, root=0)
     if view == 2:
-        return None, []
+        return None, [], None
     damaged = verify_all(comm, view) if view is not None else []
-    plan = None
+    plan, table = None, None
     if comm.rank == 0:
         try:
             for line in damaged:
                 print(f"readatl06 xover: error: {line}", file=sys.stderr)
             if view is not None and not view.files:
                 raise UsageError(f"xover: {source}: no per-beam files ({BEAM_FILES_SHOWN}) to cross in this folder")
-            plan = list_tracks(source, None if view is None else view.files)
+            tracks = list_tracks(source, None if view is None else view.files)
+            key = view.key if view is not None else _parameters_key(source)
+            keys = None
+            if opts["since"] is not None or opts["append"]:
+                keys, table = _new_granules(source, output, view, key, opts)
+            plan = (tracks, keys, key)
         except UsageError as exc:
             print(f"readatl06 xover: error: {exc}", file=sys.stderr)
-    return comm.bcast(plan, root=0), damaged
+    plan = comm.bcast(plan, root=0)
+    return plan, damaged, table
 
 
-def _run(comm, plan, source, output, crs, max_gap, dt_max, t0, damaged):
+def _parameters_key(path):
+    """The key of a merged file's reduction parameters (its root attribute ``parameters``), or None."""
+    from readatl06.hdf5.attrs import text
+    from readatl06.outputs.manifest import params_key
+    with h5py.File(path, "r") as f:
+        par = text(f.attrs.get("parameters"))
+    return params_key(par) if par else None
+
+
+def _new_granules(source, output, view, key, opts):
+    """Rank 0: (keys of the new granules, the appended table or None); prints what is new."""
+    from readatl06.atl06.names import parse_name
+    from readatl06.listing.command import product_granules
+    granules = [parse_name(n) for n in view.granules] if view is not None else product_granules(source)
+    table, cols = None, None
+    if opts["append"]:
+        try:
+            cols, attrs = xover_write.read(output)
+            cols = since_mod.table_columns(cols)
+        except (OSError, KeyError, ValueError, TypeError) as exc:        # not a table, or not ours
+            raise UsageError(f"xover --append: {output}: not a readatl06 crossover table ({one_line(exc)})") from None
+        held = since_mod.held_keys(granules)
+        since_mod.check_table(output, attrs, cols, _meta(source, opts, key, set()), held)
+        table = (cols, held, attrs.get("since"))
+    new, replacing = since_mod.new_granules(granules, opts["since"], cols)
+    what = f"since {opts['since'].isoformat()}" if opts["since"] is not None else "(no --since: all)"
+    print(f"readatl06 xover: {new.size} of {len(granules)} granules new {what}"
+          + (f", {replacing} of them replacing another release or revision in {output}" if replacing else ""),
+          file=sys.stderr)
+    return new, table
+
+
+def _meta(source, opts, key, planes):
+    """The table's metadata (docs/crossovers.md); ``planes``: the hemispheres of the lines."""
+    crs, dt_max = opts["crs"], opts["dt_max"]
+    return {"source": os.path.abspath(source), "crs": crs or crs_text(planes),
+            "crs_rule": crs or crs_text({0, 1}), "max_gap": float(opts["max_gap"]),
+            "dt_max": None if dt_max is None else float(dt_max), "parameters_key": key,
+            "since": None if opts["since"] is None else opts["since"].isoformat()}
+
+
+def _run(comm, plan, source, output, opts, t0, damaged, table):
+    tracks, keys, key = plan
+    crs, max_gap, dt_max = opts["crs"], opts["max_gap"], opts["dt_max"]
+    new = None if keys is None else since_mod.is_new(keys)
     mine = {direction: [np.zeros(0, xover.LINE_DTYPE)] for direction in DIRECTIONS}
-    for i, lo, hi in shares([t[4] for t in plan], comm.size, comm.rank):
-        mine[plan[i][3]].append(read_lines(plan[i], lo, hi, max_gap, crs))
+    for i, lo, hi in shares([t[4] for t in tracks], comm.size, comm.rank):
+        mine[tracks[i][3]].append(read_lines(tracks[i], lo, hi, max_gap, crs))
     a, d = (np.concatenate(mine[direction]) for direction in DIRECTIONS)
     if comm.size == 1:
-        parts = [_crossings(a, d, dt_max)]
+        parts = [pair_crossings(a, d, dt_max, new=new)]
     else:
-        parts = tiled_crossings(comm, a, d, dt_max)
-    cols = _concat(parts)
+        parts = tiled_crossings(comm, a, d, dt_max, new)
+    cols = concat(parts)
     for plane in np.unique(cols["plane"]):
         sel = cols["plane"] == plane
         c = crs or HEMISPHERE_CRS[plane]
         cols["lon"][sel], cols["lat"][sel] = transformer("EPSG:4326", c).transform(cols["x"][sel], cols["y"][sel])
-    counts = comm.allgather((a.size, d.size, set(np.unique(a["plane"])) | set(np.unique(d["plane"]))))
-    every = comm.gather(cols, root=0)
+    counts = allreduce_array(comm, np.array([a.size, d.size] + [np.any(a["plane"] == p) or np.any(d["plane"] == p)
+                                                                for p in (0, 1)], np.int64), "sum")
+    rows = gatherv(comm, to_rows(cols))          # compact rows, ROW_DTYPE.itemsize bytes each
     if comm.rank != 0:
         return 1 if damaged else 0
-    cols = xover.sort_rows(_concat(every))
-    del cols["plane"]
-    planes = set().union(*(c[2] for c in counts))
-    meta = {"source": os.path.abspath(source), "crs": crs or crs_text(planes), "max_gap": float(max_gap),
-            "dt_max": None if dt_max is None else float(dt_max)}
+    cols = {n: rows[n] for n in ROW_DTYPE.names if n != "plane"}
+    meta = _meta(source, opts, key, {p for p in (0, 1) if counts[2 + p]})
+    note = ""
+    if table is not None:
+        old, held, old_since = table
+        added = cols["x"].size
+        cols, kept = since_mod.append(old, cols, keys, held)
+        meta["since"] = since_mod.since_of(old_since, opts["since"])
+        note = f", {kept} of {old['x'].size} rows kept, {added} added"
+    cols = xover.sort_rows(cols)
     xover_write.write(output, cols, meta)
-    n_a, n_d = (sum(c[k] for c in counts) for k in (0, 1))
-    what = f"{len(plan)} per-beam files" if os.path.isdir(source) else f"{len(plan)} groups"
-    print(f"readatl06 xover: {cols['x'].size} crossings of {n_a} ascending x {n_d} descending lines "
-          f"({what}, {meta['crs']}) -> {output} in {time.perf_counter() - t0:.1f} s on {comm.size} rank(s)")
+    what = f"{len(tracks)} per-beam files" if os.path.isdir(source) else f"{len(tracks)} groups"
+    print(f"readatl06 xover: {cols['x'].size} crossings of {counts[0]} ascending x {counts[1]} descending lines "
+          f"({what}, {meta['crs']}{note}) -> {output} in {time.perf_counter() - t0:.1f} s on {comm.size} rank(s)")
     return 1 if damaged else 0
+
+
+def to_rows(cols):
+    """Columns (:func:`readatl06.xover.tiles.concat`) as one compact ``ROW_DTYPE`` array (what rank 0 gathers)."""
+    rows = np.empty(cols["x"].size, ROW_DTYPE)
+    for n in ROW_DTYPE.names:
+        rows[n] = cols[n]
+    return rows
 
 
 def crs_text(planes):
@@ -366,18 +354,3 @@ def crs_text(planes):
     if len(planes) == 1:
         return HEMISPHERE_CRS[int(next(iter(planes)))]
     return f"{HEMISPHERE_CRS[0]} where lat < 0, {HEMISPHERE_CRS[1]} where lat >= 0"
-
-
-def _concat(parts):
-    """One set of columns from several; lon and lat are NaN where the parts have none yet."""
-    out = {}
-    for name in xover.COLUMNS + ("plane",):
-        got = [p[name] for p in parts if name in p]
-        out[name] = np.concatenate(got) if got else np.zeros(0)
-    for name in ("lon", "lat"):
-        if out[name].size != out["x"].size:
-            out[name] = np.full(out["x"].size, np.nan)
-    for name, dtype in (("orbit_1", np.int64), ("orbit_2", np.int64), ("beam_1", np.int8), ("beam_2", np.int8),
-                        ("plane", np.int8)):
-        out[name] = out[name].astype(dtype)
-    return out

@@ -49,7 +49,8 @@ def format_of(path):
 
 
 def write(path, cols, meta):
-    """Write the sorted columns (beams as codes 1..6) with ``meta`` (source, crs, max_gap, dt_max)."""
+    """Write the sorted columns (beams as codes 1..6) with ``meta`` (source, crs, crs_rule, max_gap,
+    dt_max, parameters_key, since)."""
     from readatl06.outputs.folder import check_claim, claim, tmp_name
     tmp = tmp_name(path, os.getpid())
     cols = dict(cols, beam_1=BEAM_NAMES[cols["beam_1"]], beam_2=BEAM_NAMES[cols["beam_2"]])
@@ -65,9 +66,12 @@ def write(path, cols, meta):
 
 def _meta_attrs(meta):
     out = {"software": f"readatl06 {__version__}", "source": meta["source"], "crs": meta["crs"],
-           "max_gap": meta["max_gap"], "max_gap_units": "m"}
+           "crs_rule": meta["crs_rule"], "max_gap": meta["max_gap"], "max_gap_units": "m"}
     if meta.get("dt_max") is not None:
         out["dt_max"], out["dt_max_units"] = meta["dt_max"], "days"
+    for key in ("parameters_key", "since"):          # absent when unknown (no parameters) / a full table
+        if meta.get(key) is not None:
+            out[key] = meta[key]
     return out
 
 
