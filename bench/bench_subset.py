@@ -20,11 +20,9 @@ figures can be read with and without it. Contenders run interleaved, the best of
 The box outputs of readatl06 with and without --full-read are compared value for value.
 """
 import argparse
-import glob
 import os
 import shutil
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_reduce import BEAMS, SOURCES, granules, timed, write_parts  # noqa: E402

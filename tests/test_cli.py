@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import DATA, OTHER, REAL, run_cli
+from conftest import DATA, OTHER, REAL
 from readatl06.cli import main
 
 GOOD = ["ATL06_20230816161508_08782002_006_02.h5", "processed_ATL06_20181115223845_07380102_001_01.h5"]

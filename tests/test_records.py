@@ -11,7 +11,6 @@ import shutil
 import subprocess
 
 import h5py
-import numpy as np
 import pytest
 
 from conftest import DATA, run_cli
