@@ -266,3 +266,14 @@ def _remove_unmapped(output, parts):
             if os.path.isfile(path) and not os.path.islink(path):
                 os.remove(path)
 
+
+
+def drop_parts(output):
+    """Rank 0, after a full merge renamed a plain file to ``output``: the parts of the appended product
+    it replaced (``output.parts/``) are removed, and the folder when nothing else is in it."""
+    folder = parts_folder(output)
+    if not os.path.isdir(folder) or os.path.islink(folder):
+        return
+    _remove_unmapped(output, [])
+    if not os.listdir(folder):
+        os.rmdir(folder)

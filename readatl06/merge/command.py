@@ -94,6 +94,8 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
         n = merge_tracks(comm, granules, held_tracks, output, parameters=parameters, memory=memory,
                          compression=compression)
         if comm.rank == 0:
+            from readatl06.merge.append import drop_parts
+            drop_parts(output)                 # the parts of an appended product it replaced
             print(f"readatl06 merge: {n} points from {len(files)} files of {len(granules)} granules -> {output}"
                   f"{rounds_note()}")
         return 1 if damaged else 0
