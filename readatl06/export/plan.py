@@ -15,7 +15,6 @@ import dataclasses
 import os
 import sys
 
-import h5py
 import numpy as np
 
 from readatl06.outputs import folder, locks

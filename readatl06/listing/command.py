@@ -67,7 +67,6 @@ def product_granules(path):
     """``([GranuleName] in /granules order, {name: the file holding it})`` of a merged product: the
     product itself, or for an appended one its part (readatl06.outputs.merged); UsageError when it is
     not one."""
-    import h5py
     import numpy as np
     from readatl06.atl06.names import parse_name
     from readatl06.errors import UsageError
