@@ -35,42 +35,58 @@ def _same(a, b):
 
 
 def _group_vars(f, beam, direction):
-    """{var: (dtype str, attrs, fill)} of the group in the open part ``f``."""
-    out = {}
+    """{var: (dtype str, fill)} of the group in the open part ``f`` (attributes: :func:`_attrs`)."""
     grp = f[beam][direction]
+    out = {}
     for name in grp:
         d = grp[name]
-        if is_dimension(d):
-            continue
-        attrs = {k: v for k, v in d.attrs.items() if k not in DIMENSION_ATTRS}
-        out[name] = (d.dtype.str, attrs, d.fillvalue)
+        if not is_dimension(d):
+            out[name] = (d.dtype.str, d.fillvalue)
     return out
 
 
+def _attrs(f, beam, direction, var):
+    d = f[beam][direction][var]
+    return {k: v for k, v in d.attrs.items() if k not in DIMENSION_ATTRS}
+
+
 def describe_parts(folder, parts, members):
-    """Per group, the product's ``[(var, dtype, attrs, fill, [(part, has points)])]`` and the parts
-    whose mapped variables disagree with it (dtype or fill value): ``(specs, clashes)``."""
+    """Per group, the product's ``[(var, dtype, attrs, fill, [parts having it])]`` and the parts
+    whose mapped variables disagree with it (dtype or fill value): ``(specs, clashes)``. Every part's
+    dtypes and fill values are read; attributes only from the part each variable takes them from."""
     shown = [[(row, n) for _, row, n in ms if row >= 0] for ms in members]
     seen = []
     for p in parts:
         with h5py.File(os.path.join(folder, p), "r") as f:
             seen.append([_group_vars(f, b, d) for b, d in GROUPS])
     first_any = [min([r for r, _ in rows] or [np.inf]) for rows in shown]
-    specs, clashes = [], set()
-    for k in range(len(GROUPS)):
-        first = [min([r for r, n in rows if n[k] > 0] or [np.inf]) for rows in shown]
-        order = sorted(range(len(parts)), key=lambda p: (first[p], first_any[p], p))
-        names = sorted({v for p in order for v in seen[p][k]} - {GI}) + [GI]
-        group = []
-        for var in names:
-            have = [p for p in order if var in seen[p][k]]
-            dtype, attrs, fill = seen[have[0]][k][var]
-            for p in have:
-                if first[p] < np.inf and (seen[p][k][var][0] != dtype or not _same(seen[p][k][var][2], fill)):
-                    clashes.add(parts[p])
-            group.append((var, dtype, attrs, fill, have))
-        specs.append(group)
+    specs, clashes, opened = [], set(), {}
+    try:
+        for k in range(len(GROUPS)):
+            specs.append(_describe_group(k, folder, parts, shown, seen, first_any, clashes, opened))
+    finally:
+        for f in opened.values():
+            f.close()
     return specs, sorted(clashes)
+
+
+def _describe_group(k, folder, parts, shown, seen, first_any, clashes, opened):
+    """One group of :func:`describe_parts` (``opened``: the parts open for their attributes)."""
+    beam, direction = GROUPS[k]
+    first = [min([r for r, n in rows if n[k] > 0] or [np.inf]) for rows in shown]
+    order = sorted(range(len(parts)), key=lambda p: (first[p], first_any[p], p))
+    names = sorted({v for p in order for v in seen[p][k]} - {GI}) + [GI]
+    group = []
+    for var in names:
+        have = [p for p in order if var in seen[p][k]]
+        dtype, fill = seen[have[0]][k][var]
+        for p in have:
+            if first[p] < np.inf and (seen[p][k][var][0] != dtype or not _same(seen[p][k][var][1], fill)):
+                clashes.add(parts[p])
+        if have[0] not in opened:
+            opened[have[0]] = h5py.File(os.path.join(folder, parts[have[0]]), "r")
+        group.append((var, dtype, _attrs(opened[have[0]], beam, direction, var), fill, have))
+    return group
 
 
 def runs(n_rows, parts, members):
