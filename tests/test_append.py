@@ -275,3 +275,18 @@ def test_append_under_mpi_gives_the_same_files(mpi_tmp_path):
         if comm.rank == 0:
             assert run_cli("merge", d / "out", "-o", d / "full.h5").returncode == 0
             assert_equal_products(d / "full.h5", d / "M.h5")
+
+
+def test_open_tracks_refuses_a_missing_part(cycles, tmp_path):
+    from readatl06 import open_tracks
+    from readatl06.errors import BadFileError
+    out, m = _start(cycles, tmp_path)
+    _reduce(cycles / "g2", out)
+    assert _cli("merge", out, "-o", m, "--append") == 0
+    tree = open_tracks(m)
+    assert tree["granules"].ds.sizes["granule"] == 4
+    tree.close()
+    os.remove(f"{m}.parts/part-0000.h5")
+    for group in (None, "gt1l/ascending"):
+        with pytest.raises(BadFileError, match="part-0000.h5 is missing"):
+            open_tracks(m, group)
