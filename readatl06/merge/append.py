@@ -185,7 +185,7 @@ def append_product(comm, view, output, memory=None, compression="deflate"):
             the_plan = plan(view, output)
             for note in the_plan.notes:
                 print(f"readatl06 merge: note: {note}", file=sys.stderr)
-            if the_plan.changed:
+            if the_plan.changed and the_plan.granules:
                 _prepare(output, the_plan)
         except (ReadATL06Error, OSError) as exc:
             print(f"readatl06 merge: error: {exc}", file=sys.stderr)
@@ -193,6 +193,11 @@ def append_product(comm, view, output, memory=None, compression="deflate"):
     the_plan = comm.bcast(the_plan, root=0) if comm.size > 1 else the_plan
     if the_plan == 2:
         return 2
+    if not the_plan.granules:
+        if comm.rank == 0:
+            print(f"readatl06 merge: error: no complete granule in {view.folder}; {output} is left as it was",
+                  file=sys.stderr)
+        return 1
     if not the_plan.changed:
         if comm.rank == 0:
             print(f"readatl06 merge: nothing new in {view.folder}: {output} already holds its "
