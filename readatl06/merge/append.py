@@ -226,7 +226,8 @@ def append_product(comm, view, output, memory=None, compression="deflate"):
             print(f"readatl06 merge: note: {clashes[0]}: a variable's dtype or fill value differs from the "
                   f"product's (another release); the whole product is merged again as one part", file=sys.stderr)
         names = [g.name for g in the_plan.granules]
-        nxt = _numbers(os.path.join(folder, os.path.dirname(the_plan.new)), parts)
+        nxt = _numbers(os.path.join(folder, os.path.dirname(the_plan.new)), parts) if comm.rank == 0 else None
+        nxt = comm.bcast(nxt, root=0) if comm.size > 1 else nxt
         the_plan = dataclasses.replace(the_plan, new=_rel(output, PART_NAME.format(nxt)))
         status, new = _write_part(comm, view, names, list(range(len(names))), the_plan, output, memory, compression)
         if status:
@@ -254,8 +255,9 @@ def append_product(comm, view, output, memory=None, compression="deflate"):
         if error is None:
             _remove_unmapped(output, parts)
             n_new = len(the_plan.write) if not clashes else len(the_plan.granules)
-            print(f"readatl06 merge: {n_new} granules written in {the_plan.new}; {output} holds "
-                  f"{len(the_plan.granules)} granules in {len(parts)} parts", file=sys.stderr)
+            what = f"{n_new} granules written in {the_plan.new}" if n_new else "no granule written"
+            print(f"readatl06 merge: {what}; {output} holds {len(the_plan.granules)} granules in "
+                  f"{len(parts)} parts", file=sys.stderr)
     _bcast_error(comm, error)
     return 0
 

@@ -142,8 +142,8 @@ def _virtual(parent, name, dtype, fill, total, mapped, source):
     return h5py.h5d.create(parent, name.encode(), ftype, h5py.h5s.create_simple((total,)), dcpl=dcpl)
 
 
-def _table(root, group, dim, cols):
-    """A small group of 1-D columns sharing one netCDF dimension ``dim``."""
+def _table(root, group, cols):
+    """A small group of 1-D columns (their netCDF dimension is attached in :func:`_fill`)."""
     g = h5py.h5g.create(root, group.encode(), gcpl=_gcpl())
     for key, values in cols.items():
         values = np.ascontiguousarray(values)
@@ -151,7 +151,6 @@ def _table(root, group, dim, cols):
                             h5py.h5s.create_simple(values.shape), dcpl=plists().plain)
         if values.size:
             d.write(h5py.h5s.ALL, h5py.h5s.ALL, values, mtype=plists().type_of(values.dtype)[1])
-    return dim
 
 
 def _strings(values):
@@ -204,8 +203,8 @@ def _fill(f, granules, parameters, parts, members, specs):
             rows.setdefault("row", []).append(row)
             rows.setdefault("n", []).append(n)
     counts = np.array(rows.get("n", []), np.int64).reshape(-1, len(GROUPS))
-    _table(root, PARTS, PART_DIMENSION, {"file": _strings(parts)})
-    _table(root, MEMBERS, MEMBER_DIMENSION,
+    _table(root, PARTS, {"file": _strings(parts)})
+    _table(root, MEMBERS,
            {"name": _strings(rows.get("name", [])), "part": np.array(rows.get("part", []), np.int32),
             "row": np.array(rows.get("row", []), np.int32),
             **{count_name(b, d): counts[:, k] for k, (b, d) in enumerate(GROUPS)}})
