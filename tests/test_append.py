@@ -290,3 +290,18 @@ def test_open_tracks_refuses_a_missing_part(cycles, tmp_path):
     for group in (None, "gt1l/ascending"):
         with pytest.raises(BadFileError, match="part-0000.h5 is missing"):
             open_tracks(m, group)
+
+
+def test_granules_gone_from_outdir_leave_without_a_new_part(cycles, tmp_path, capsys):
+    out, m = _start(cycles, tmp_path)
+    _reduce(cycles / "g2", out)
+    assert _cli("merge", out, "-o", m, "--append") == 0
+    gone = _granules(f"{m}.parts/part-0001.h5")
+    for p in out.glob("ATL06_2019040*_gt*.h5"):          # batch 2's per-beam files: its records incomplete
+        p.unlink()
+    capsys.readouterr()
+    assert _cli("merge", out, "-o", m, "--append") == 0
+    assert "no granule written" in capsys.readouterr().err
+    assert _granules(m) == _granules(f"{m}.parts/part-0000.h5") and not set(gone) & set(_granules(m))
+    assert_equal_products(_full(out, tmp_path / "full.h5"), m)
+    assert os.listdir(f"{m}.parts") == ["part-0000.h5"]
