@@ -239,12 +239,17 @@ def open_tracks(path, group=None):
         hold their ``_FillValue``; or xarray.DataTree of a whole merged file, one node per
         ``/<beam>/<direction>`` and ``/granules``. These are what ``xarray.open_dataset(path)``
         and ``xarray.open_datatree(path)`` give with no other argument (docs/output.md).
+
+    Raises:
+        readatl06.errors.BadFileError: a part of an appended product is missing (docs/merge.md,
+            "Appending"), where HDF5 would give fill values.
     """
     import h5py
     import xarray
+    from readatl06.outputs.merged import open_merged
     path = os.fspath(path)
+    with open_merged(path) as f:          # an appended product: every part present (BadFileError)
+        merged = isinstance(f.get("granules"), h5py.Group)
     if group is not None:
         return xarray.open_dataset(path, group=group)
-    with h5py.File(path, "r") as f:
-        merged = isinstance(f.get("granules"), h5py.Group)
     return xarray.open_datatree(path) if merged else xarray.open_dataset(path)

@@ -31,9 +31,9 @@ if [ -z "${MPICC:-}${HDF5_DIR:-}${CRAYPE_VERSION:-}" ] && [ "$(id -u)" -eq 0 ] &
 fi
 
 if [ "$MODE" = debian ]; then
-  step "Debian packages (Open MPI, parallel HDF5, SLURM and sshd for the tests)"
+  step "Debian packages (Open MPI, parallel HDF5, SLURM, sshd and netCDF-C's ncdump for the tests)"
   PKGS="openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools pkg-config slurm-wlm slurm-wlm-torque
-        openssh-server python3-venv"
+        openssh-server python3-venv netcdf-bin"
   missing=""
   for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   if [ -n "$missing" ]; then

@@ -15,7 +15,6 @@ import dataclasses
 import os
 import sys
 
-import h5py
 import numpy as np
 
 from readatl06.outputs import folder, locks
@@ -112,11 +111,15 @@ def _scan(comm, items, fn):
 
 def merged_head(path):
     """Rank 0: the granule names and parameters of a merged file; UsageError for anything else."""
+    from readatl06.errors import BadFileError
+    from readatl06.outputs.merged import open_merged
     try:
-        f = h5py.File(path, "r")
+        f = open_merged(path)           # every part of an appended product present
     except OSError as exc:
         raise UsageError(f"{path}: not an HDF5 file ({str(exc).splitlines()[0]}); "
                          "expected a readatl06 merged file or an output folder") from None
+    except BadFileError as exc:
+        raise UsageError(str(exc)) from None
     with f:
         if "granules/name" not in f:
             what = ("a readatl06 per-beam file (give its folder)" if "beam" in f.attrs and "granule" in f.attrs

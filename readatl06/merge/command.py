@@ -13,6 +13,8 @@ def add_arguments(p):
     p.add_argument("outdir", metavar="OUTDIR")
     p.add_argument("-o", "--output", required=True, metavar="MERGED.h5")
     p.add_argument("--overwrite", action="store_true", help="replace an existing MERGED.h5")
+    p.add_argument("--append", action="store_true", help="add to MERGED.h5 the granules new since it was "
+                   "written (a new part in MERGED.h5.parts/, MERGED.h5 becomes their index; docs/merge.md)")
     p.add_argument("--parameters", metavar="KEY", help="merge only the per-beam files of this parameter "
                    "set (the key that a refusal lists) when OUTDIR mixes several")
     p.add_argument("--compression", choices=COMPRESSIONS, default="deflate",
@@ -21,17 +23,22 @@ def add_arguments(p):
 
 
 def run(args, comm):
+    if args.append and args.overwrite:
+        from readatl06.errors import UsageError
+        raise UsageError("--append and --overwrite: choose one (--overwrite merges everything again)")
     return merge_outdir(comm, args.outdir, args.output, args.overwrite, args.parameters,
-                        memory=args.merge_memory, compression=args.compression)
+                        memory=args.merge_memory, compression=args.compression, append=args.append)
 
 
-def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None, compression="deflate"):
+def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None, compression="deflate",
+                 append=False):
     """``readatl06 merge OUTDIR -o MERGED.h5``: ranks open disjoint per-beam files for their metadata,
     then the merge streams the points from the files, every rank reading the slices of its chunks,
     round by round (``memory``: ``--merge-memory`` MB; ``compression``: deflate|none). Only the
     granules with a complete record are merged (:func:`readatl06.outputs.outdir.read_outdir`), each
     file checked against its recorded checksum first. Returns the exit status (2: bad target or
-    mixed parameter sets, before any work; 1: no file to merge, or a damaged file's granule left out)."""
+    mixed parameter sets, before any work; 1: no file to merge, or a damaged file's granule left out).
+    ``append``: an existing ``output`` is extended (:mod:`readatl06.merge.append`), not replaced."""
     from readatl06.atl06.names import parse_name
     from readatl06.errors import UsageError
     from readatl06.merge.writer import merge_tracks, rounds_note
@@ -40,13 +47,14 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
     from readatl06.merge.redistribute import open_tracks
     from readatl06.parallel import schedule
     from readatl06.parallel.world import first_error
-    view, held = None, locks.Held()
+    view, held, extend = None, locks.Held(), False
     if comm.rank == 0:
         try:
             if not os.path.isdir(outdir):
                 raise UsageError(f"{outdir}: no such folder")
             held.append(locks.Lock(outdir, "merge", shared=True))
-            view = plan_outdir(outdir, output, overwrite, params, held, "merge")
+            extend = append and os.path.lexists(output)
+            view = plan_outdir(outdir, output, overwrite or extend, params, held, "merge")
             folder.check_space("-o", output, sum(view.sizes) // folder.SPACE_SHARE)
             for note in ([held[0].note] if held[0].note else []) + view.notes:
                 print(f"readatl06 merge: note: {note}", file=sys.stderr)
@@ -57,6 +65,9 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
     try:
         if view == 2:
             return 2
+        if comm.bcast(extend if comm.rank == 0 else None, root=0):
+            from readatl06.merge.append import append_product
+            return append_product(comm, view, output, memory=memory, compression=compression)
         damaged = verify_all(comm, view)
         if comm.rank == 0:
             for line in damaged:
@@ -83,6 +94,8 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
         n = merge_tracks(comm, granules, held_tracks, output, parameters=parameters, memory=memory,
                          compression=compression)
         if comm.rank == 0:
+            from readatl06.merge.append import drop_parts
+            drop_parts(output)                 # the parts of an appended product it replaced
             print(f"readatl06 merge: {n} points from {len(files)} files of {len(granules)} granules -> {output}"
                   f"{rounds_note()}")
         return 1 if damaged else 0

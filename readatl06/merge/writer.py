@@ -189,7 +189,8 @@ def _plans(comm, held, items, budget):
     return plans, tracks
 
 
-def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=None, compression=None):
+def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=None, compression=None,
+                 rows=None):
     """Write the merged file (docs/merge.md), called on every rank alike.
 
     Every rank describes what it holds, one allgather gives every rank the same plan; rank 0 makes
@@ -211,6 +212,8 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=
             those are not given.
         parameters: the JSON string stored as the file's ``parameters`` attribute (default:
             ``opts.parameters()``; None when neither is given).
+        rows: the ``granule_index`` of each granule of ``granules`` (a part of an appended product,
+            docs/merge.md "Appending": its rows in the whole product); default its position.
         memory: ``--merge-memory`` in MB, the most each rank holds for the merge; None: 512.
         compression: ``"deflate"`` (chunked, shuffle + deflate) or ``"none"`` (contiguous,
             unfiltered); default: ``opts.compression``, else ``"deflate"``.
@@ -229,11 +232,15 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=
     items = [ml.datasets(vars_) for vars_ in ml.group_vars(meta)]
     budget = memory_bytes(memory) * ROUND_SHARE
     plans, tracks = _plans(comm, held, items, budget)
+    counts = [(gp.rows.tolist(), gp.count.tolist()) for gp in plans]   # per group: (granule, points)
+    if rows is not None:
+        for gp in plans:
+            gp.rows = np.asarray(rows, np.int64)[gp.rows]
     if parameters is None and opts is not None:
         parameters = opts.parameters()
     stats = {"rounds": 0, "rounds_per_group": [], "largest_buffer": 0, "chunks": [gp.chunk for gp in plans],
              "held_bytes": sum(track_bytes(t) for _, t in held if not isinstance(t, TrackFile)),
-             "budget": budget, "compression": compression}
+             "budget": budget, "compression": compression, "counts": counts}
 
     # Written under a temporary name in the target's folder (rank 0's name, the same on every rank)
     # and renamed by rank 0 when complete: a killed merge never leaves a file under the final name,

@@ -95,6 +95,12 @@ def _read(ds, fill_to_nan=False):
 
 
 # ---------------------------------------------------------------- what is this file?
+def check_parts(h5, path):
+    """The parts of an appended product all present (readatl06.outputs.merged)."""
+    from readatl06.outputs.merged import check_parts as check
+    check(h5, path)
+
+
 def classify(h5):
     """``beamfile`` | ``merged`` | ``raw`` | None for an open h5py.File."""
     if "h_elv" in h5 and "lat" in h5 and "lon" in h5:
@@ -306,6 +312,8 @@ def load_tracks(paths, extra=False, granules=None, beams=None, warn=True):
                 if kind is None:
                     skipped.append(f"{path}: not a readatl06 output or an ATL06 granule with land_ice_segments")
                     continue
+                if kind == "merged":
+                    check_parts(h5, path)        # a missing part refuses the plot (BadFileError), one line
                 found = [_finite(t) for t in _READERS[kind](h5, path, extra, granules, beams)]
         except GranuleError as exc:
             skipped.append(f"{path}: {exc.cause}")

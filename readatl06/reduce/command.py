@@ -48,6 +48,8 @@ def _add_run(p):
     add_jobs(g)
     g.add_argument("--merge", metavar="MERGED.h5", help="merge all tracks into one parallel-HDF5 file")
     g.add_argument("--no-per-beam", action="store_true", help="with --merge: do not write per-beam files")
+    g.add_argument("--append", action="store_true", help="with --merge: add to an existing MERGED.h5 the "
+                   "granules of OUTDIR it lacks (merge --append, after the reduce)")
     add_merge_memory(g)
     g.add_argument("--resume", action="store_true", help="skip granules whose outputs are complete")
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -75,6 +77,9 @@ def check(args):
     from readatl06.reduce.granule import ReduceOptions
     if args.no_per_beam and not args.merge:
         raise UsageError("--no-per-beam needs --merge MERGED.h5")
+    if args.append and (not args.merge or args.no_per_beam):
+        raise UsageError("--append needs --merge MERGED.h5 and the per-beam files (not --no-per-beam): "
+                         "the new part is merged from OUTDIR")
     from readatl06.sources.local import all_inside
     if all_inside(args.sources, args.outdir):
         raise UsageError(f"-o {args.outdir}: every SOURCE ({' '.join(args.sources)}) lies inside the output "
@@ -103,8 +108,12 @@ def run(args, comm):
     progress = True if args.progress is None else args.progress
     status = run_reduce(comm, args.sources, args.selection, args.reduce_options, args.outdir,
                         resume=args.resume, overwrite=args.overwrite, write=not args.no_per_beam,
-                        progress=progress, log=args.log, merge_path=args.merge, schedule_how=args.schedule,
-                        merge_memory=args.merge_memory, timings=args.timings)
+                        progress=progress, log=args.log, merge_path=None if args.append else args.merge,
+                        schedule_how=args.schedule, merge_memory=args.merge_memory, timings=args.timings)
+    if args.append and status != 2:      # OUTDIR's complete granules appended to MERGED.h5
+        from readatl06.merge.command import merge_outdir
+        status = max(status, merge_outdir(comm, args.outdir, args.merge, memory=args.merge_memory,
+                                          compression=args.compression, append=True))
     if args.plot and comm.rank == 0:
         from readatl06.plot.command import plot_after_run
         plot_after_run(args.outdir, args.merge)

@@ -291,6 +291,8 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
               file=sys.stderr)
     n = merge_tracks(comm, granules, held, merge_path, opts, memory=merge_memory)
     if comm.rank == 0:
+        from readatl06.merge.append import drop_parts
+        drop_parts(merge_path)                 # the parts of an appended product it replaced
         print(f"readatl06 merge: {n} points of {len(granules)} granules -> {merge_path}{rounds_note()}")
     return 0
 

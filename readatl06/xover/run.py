@@ -74,8 +74,10 @@ def list_tracks(path, files=None):
         return out
     if not os.path.isfile(path):
         raise UsageError(f"xover: {path}: no such file or folder")
+    from readatl06.errors import BadFileError
+    from readatl06.outputs.merged import open_merged
     try:
-        with h5py.File(path, "r") as f:
+        with open_merged(path) as f:          # every part of an appended product present
             if "granules" not in f:
                 raise UsageError(f"xover: {path}: not a readatl06 merged file (no /granules)")
             for b in BEAMS:
@@ -85,6 +87,8 @@ def list_tracks(path, files=None):
                         out.append((path, f"/{b}/{d}", b, d, _rows(f"{path}:/{b}/{d}", shapes)))
     except OSError as exc:
         raise UsageError(f"xover: {path}: not an HDF5 file ({exc})") from None
+    except BadFileError as exc:
+        raise UsageError(f"xover: {exc}") from None
     return out
 
 
