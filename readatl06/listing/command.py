@@ -63,54 +63,11 @@ def is_product(source):
     return False
 
 
-def product_granules(path):
-    """``([GranuleName] in /granules order, {name: the file holding it})`` of a merged product: the
-    product itself, or for an appended one its part (readatl06.outputs.merged); UsageError when it is
-    not one."""
-    import numpy as np
-    from readatl06.atl06.names import parse_name
-    from readatl06.errors import UsageError
-    from readatl06.hdf5.attrs import text
-    from readatl06.errors import BadFileError
-    from readatl06.outputs.merged import open_merged
-    try:
-        with open_merged(path) as f:          # every part of an appended product present
-            if "granules/name" not in f:
-                raise UsageError(f"{path}: no /granules/name; expected a merged file of readatl06 "
-                                 "(reduce --merge or merge)")
-            raw = f["granules/name"][()]
-            where = _parts(f, path)
-    except BadFileError as exc:
-        raise UsageError(str(exc)) from None
-    except OSError as exc:
-        raise UsageError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]}); expected a merged "
-                         "file of readatl06") from None
-    if raw.dtype.kind == "S" and raw.dtype.itemsize == 1 and raw.ndim == 2:   # a netCDF char array
-        raw = np.array([b"".join(row) for row in raw])
-    try:
-        granules = [parse_name(text(n)) for n in np.atleast_1d(raw)]
-        return granules, {g.name: where.get(g.name, path) for g in granules}
-    except (ValueError, ReadATL06Error) as exc:
-        raise UsageError(f"{path}: /granules/name holds {exc}; expected ATL06 granule names") from None
-
-
-def _parts(f, path):
-    """{granule name: its part, as a path beside ``path``} of an appended product (else empty)."""
-    import os
-    from readatl06.hdf5.attrs import granule_names
-    from readatl06.outputs.merged import MEMBERS, PARTS
-    if PARTS not in f or MEMBERS not in f:
-        return {}
-    parts = granule_names(f[PARTS]["file"], path)
-    names, part, row = granule_names(f[MEMBERS]["name"], path), f[MEMBERS]["part"][()], f[MEMBERS]["row"][()]
-    folder = os.path.dirname(path)
-    return {n: os.path.join(folder, parts[int(p)]) for n, p, r in zip(names, part, row) if r >= 0}
-
-
 def list_products(products, others, out, err):
     """One line per granule of each product (name, release, revision, the file holding it) and a
     summary of its cycles and releases on stderr."""
-    from readatl06.errors import UsageError
+    from readatl06.errors import BadFileError
+    from readatl06.outputs.merged import product_granules
     if others:
         print(f"readatl06 list: error: give merged products alone (found {len(others)} other SOURCEs "
               f"beside {products[0]})", file=err)
@@ -118,7 +75,7 @@ def list_products(products, others, out, err):
     for path in products:
         try:
             granules, where = product_granules(path)
-        except UsageError as exc:
+        except BadFileError as exc:
             print(f"readatl06 list: error: {exc}", file=err)
             return 2
         for g in granules:

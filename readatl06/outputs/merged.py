@@ -130,3 +130,16 @@ def read_product(path, counts=True):
     for i, name in enumerate(names):
         members[int(part[i])].append((name, int(row[i]), n[i]))
     return Product(path, granules, parts, members, parameters)
+
+
+def product_granules(path):
+    """``([GranuleName] in /granules order, {name: the file holding it})`` of the merged product
+    ``path``: the product itself, or for an appended one its part. BadFileError when it is not one."""
+    from readatl06.atl06.names import parse_name
+    product = read_product(path, counts=False)
+    try:
+        granules = [parse_name(n) for n in product.granules]
+    except ValueError as exc:
+        raise BadFileError(f"{path}: /granules/name holds {exc}; expected ATL06 granule names") from None
+    part, folder = product.part_of(), os.path.dirname(path)
+    return granules, {g.name: os.path.join(folder, part[g.name]) if part.get(g.name) else path for g in granules}

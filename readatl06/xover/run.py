@@ -25,7 +25,7 @@ import numpy as np
 from readatl06.outputs import locks
 from readatl06.xover import crossings as xover
 from readatl06.xover import write as xover_write
-from readatl06.errors import ReadATL06Error, UsageError, one_line
+from readatl06.errors import BadFileError, ReadATL06Error, UsageError, one_line
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.subset import transformer
 from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, read_outdir, verify_all
@@ -259,7 +259,7 @@ def _plan(comm, source, output, opts, overwrite, params, held):
             if opts["since"] is not None or opts["append"]:
                 keys, table = _new_granules(source, output, view, key, opts)
             plan = (tracks, keys, key)
-        except UsageError as exc:
+        except (UsageError, BadFileError) as exc:
             print(f"readatl06 xover: error: {exc}", file=sys.stderr)
     plan = comm.bcast(plan, root=0)
     return plan, damaged, table
@@ -269,7 +269,8 @@ def _parameters_key(path):
     """The key of a merged file's reduction parameters (its root attribute ``parameters``), or None."""
     from readatl06.hdf5.attrs import text
     from readatl06.outputs.manifest import params_key
-    with h5py.File(path, "r") as f:
+    from readatl06.outputs.merged import open_merged
+    with open_merged(path) as f:
         par = text(f.attrs.get("parameters"))
     return params_key(par) if par else None
 
@@ -277,8 +278,8 @@ def _parameters_key(path):
 def _new_granules(source, output, view, key, opts):
     """Rank 0: (keys of the new granules, the appended table or None); prints what is new."""
     from readatl06.atl06.names import parse_name
-    from readatl06.listing.command import product_granules
-    granules = [parse_name(n) for n in view.granules] if view is not None else product_granules(source)
+    from readatl06.outputs.merged import product_granules
+    granules = [parse_name(n) for n in view.granules] if view is not None else product_granules(source)[0]
     table, cols = None, None
     if opts["append"]:
         try:
