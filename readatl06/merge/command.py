@@ -39,6 +39,7 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
     from readatl06.outputs.outdir import BEAM_FILES_SHOWN, plan_outdir, verify_all
     from readatl06.merge.redistribute import open_tracks
     from readatl06.parallel import schedule
+    from readatl06.parallel.exchange import bcast_object
     from readatl06.parallel.world import first_error
     view, held = None, locks.Held()
     if comm.rank == 0:
@@ -53,7 +54,7 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
         except UsageError as exc:
             print(f"readatl06 merge: error: {exc}", file=sys.stderr)
             view = 2
-    view = comm.bcast(view, root=0)
+    view = bcast_object(comm, view)          # the file list of 10^6 files: bytes in pieces below 2^31
     try:
         if view == 2:
             return 2

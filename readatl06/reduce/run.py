@@ -267,7 +267,7 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     over = comm.allgather(held.bytes if getattr(held, "over", False) else 0)
     row = {g.name: i for i, g in enumerate(granules)}
     held = [(row[plan.items[i][0].name], t) for i, t in held]
-    sizes = [os.path.getsize(p) for p in plan.resumed]
+    sizes = [plan.resumed_sizes.get(p, 0) for p in plan.resumed]     # from rank 0's one listing: no stat here
     opened, error = open_tracks([plan.resumed[i] for i in schedule.assign(sizes, comm.size)[comm.rank]])
     error = first_error(comm, error)
     if error:

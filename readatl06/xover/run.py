@@ -31,7 +31,7 @@ from readatl06.parallel.schedule import assign
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.subset import transformer
 from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, read_outdir, verify_all
-from readatl06.parallel.exchange import exchange
+from readatl06.parallel.exchange import bcast_object, exchange
 
 HEMISPHERE_CRS = ("EPSG:3031", "EPSG:3413")      # plane 0: lat < 0 (south), plane 1: lat >= 0 (north)
 READ = ("lat", "lon", "h_elv", "t_year", "t_sec", "orbit")
@@ -313,7 +313,7 @@ def _plan(comm, source, output, crs, max_gap, dt_max, overwrite, params, held):
         except UsageError as exc:
             print(f"readatl06 xover: error: {exc}", file=sys.stderr)
             view = 2
-    view = comm.bcast(view, root=0)
+    view = bcast_object(comm, view)          # the file list: bytes in pieces below 2^31
     if view == 2:
         return None, []
     damaged = verify_all(comm, view) if view is not None else []
@@ -327,7 +327,7 @@ def _plan(comm, source, output, crs, max_gap, dt_max, overwrite, params, held):
             plan = list_tracks(source, None if view is None else view.files)
         except UsageError as exc:
             print(f"readatl06 xover: error: {exc}", file=sys.stderr)
-    return comm.bcast(plan, root=0), damaged
+    return bcast_object(comm, plan), damaged
 
 
 def _run(comm, plan, source, output, crs, max_gap, dt_max, t0, damaged):
