@@ -15,8 +15,11 @@ chunked path run on small data): in a round a rank sends at most ``limit / P`` b
 (so it receives at most ``limit`` in all), and the number of rounds is agreed with one ``Allreduce``.
 The received bytes are the same whatever the limit.
 
-**Counted.** :data:`sent` holds the bytes this process has sent through these helpers (payload to
-other ranks, counts included), for the tests and the bench: :func:`reset_sent`.
+**Counted.** :data:`sent` holds the bytes this process has put into these helpers' collectives, for
+the tests and the bench (:func:`reset_sent`): its own payload once, counts included, whatever the
+MPI library's algorithm forwards — ``Alltoallv``: what it sends to other ranks (and 8 bytes per rank of
+counts when they are exchanged), ``Gatherv`` and ``Allgatherv``: its buffer and its 8-byte count,
+``Bcast``: the root's buffer.
 """
 import contextlib
 import os
@@ -159,7 +162,7 @@ def _counts(comm, n):
     """Every rank's ``n`` (int64, rank order): one ``Allgather`` of 8 bytes each."""
     counts = np.empty(comm.size, np.int64)
     comm.Allgather(np.array([n], np.int64), counts)
-    _count(8 * (comm.size - 1))
+    _count(8)
     return counts
 
 
@@ -208,7 +211,7 @@ def allgatherv(comm, buf):
     per = max(1, chunk_bytes() // max(buf.dtype.itemsize, 1) // comm.size)
     rounds = -(-int(counts.max()) // per) if counts.any() else 0
     starts = _starts(counts)
-    _count(buf.nbytes * (comm.size - 1))
+    _count(buf.nbytes)
     with mpi_type(buf.dtype) as datatype:
         for j in range(rounds):
             if rounds == 1:
