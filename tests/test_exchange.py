@@ -122,6 +122,7 @@ def test_chunked_collectives_equal_the_unchunked(monkeypatch, limit):
 
 
 def test_chunk_setting_is_checked(monkeypatch):
+    from readatl06.errors import UsageError
     from readatl06.parallel import exchange as ex
     monkeypatch.setenv(ex.CHUNK_ENV, "")
     assert ex.chunk_bytes() == ex.DEFAULT_CHUNK_BYTES == 1 << 30
@@ -129,7 +130,7 @@ def test_chunk_setting_is_checked(monkeypatch):
     assert ex.chunk_bytes() == 64
     for bad in ("0", "2gb", str(1 << 31)):
         monkeypatch.setenv(ex.CHUNK_ENV, bad)
-        with pytest.raises(ValueError, match=f"{ex.CHUNK_ENV}={bad!r}: expected a whole number"):
+        with pytest.raises(UsageError, match=f"{ex.CHUNK_ENV}={bad!r}: expected a whole number"):
             ex.chunk_bytes()
 
 

@@ -43,7 +43,9 @@ def _count(nbytes):
 
 def chunk_bytes():
     """The most bytes one MPI call of these helpers moves (``READATL06_MPI_CHUNK_BYTES``, default
-    2^30); ValueError naming the variable for a value that is not a whole number of bytes >= 1."""
+    2^30); UsageError naming the variable for a value that is not a whole number of bytes from 1 to
+    2^31 - 1 (the same on every rank: every rank raises it at the same call)."""
+    from readatl06.errors import UsageError
     raw = os.environ.get(CHUNK_ENV, "").strip()
     if not raw:
         return DEFAULT_CHUNK_BYTES
@@ -52,7 +54,7 @@ def chunk_bytes():
     except ValueError:
         value = 0
     if not 1 <= value < 1 << 31:
-        raise ValueError(f"environment {CHUNK_ENV}={raw!r}: expected a whole number of bytes from 1 to 2^31 - 1")
+        raise UsageError(f"environment {CHUNK_ENV}={raw!r}: expected a whole number of bytes from 1 to 2^31 - 1")
     return value
 
 

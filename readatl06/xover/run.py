@@ -32,6 +32,7 @@ from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.subset import transformer
 from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, read_outdir, verify_all
 from readatl06.parallel.exchange import bcast_object, exchange
+from readatl06.parallel.spread import spread_records
 
 HEMISPHERE_CRS = ("EPSG:3031", "EPSG:3413")      # plane 0: lat < 0 (south), plane 1: lat >= 0 (north)
 READ = ("lat", "lon", "h_elv", "t_year", "t_sec", "orbit")
@@ -61,13 +62,7 @@ def list_tracks(path, files=None):
     out = []
     if os.path.isdir(path):
         for p in list_beam_files(path).paths() if files is None else files:
-            try:
-                t = TrackFile.open(p, variables=READ)
-            except (OSError, RuntimeError) as exc:          # truncated, not HDF5
-                raise UsageError(f"xover: {p}: cannot be read ({one_line(exc)})") from None
-            if t.beam not in BEAMS or t.direction not in DIRECTIONS:
-                raise UsageError(f"xover: {p}: not a readatl06 per-beam file (attributes beam, direction)")
-            out.append((p, "/", t.beam, t.direction, _rows(p, t.shapes)))
+            out.append(_file_track(p))
         if not out:
             raise UsageError(f"xover: {path}: no per-beam files ({BEAM_FILES_SHOWN}) in this folder")
         return out
@@ -85,6 +80,31 @@ def list_tracks(path, files=None):
     except OSError as exc:
         raise UsageError(f"xover: {path}: not an HDF5 file ({exc})") from None
     return out
+
+
+def _file_track(p):
+    """``(file, "/", beam, direction, rows)`` of a per-beam file; UsageError naming it."""
+    try:
+        t = TrackFile.open(p, variables=READ)
+    except (OSError, RuntimeError) as exc:          # truncated, not HDF5
+        raise UsageError(f"xover: {p}: cannot be read ({one_line(exc)})") from None
+    if t.beam not in BEAMS or t.direction not in DIRECTIONS:
+        raise UsageError(f"xover: {p}: not a readatl06 per-beam file (attributes beam, direction)")
+    return (p, "/", t.beam, t.direction, _rows(p, t.shapes))
+
+
+TRACK_ROW = np.dtype([("rows", "<i8"), ("beam", "i1"), ("direction", "i1")])
+
+
+def spread_tracks(comm, files):
+    """:func:`list_tracks` of an OUTDIR's ``files`` (collective): each file opened by one rank, a
+    10-byte row per file travels (``parallel.spread.spread_records``); UsageError on every rank."""
+    def one(p):
+        _, _, beam, direction, rows = _file_track(p)
+        return (rows, BEAMS.index(beam), DIRECTIONS.index(direction)), None
+    rows, _, _ = spread_records(comm, files, one, TRACK_ROW, catch=UsageError)
+    return [(p, "/", BEAMS[int(r["beam"])], DIRECTIONS[int(r["direction"])], int(r["rows"]))
+            for p, r in zip(files, rows)]
 
 
 def _rows(where, shapes):
@@ -303,8 +323,9 @@ def _plan(comm, source, output, crs, max_gap, dt_max, overwrite, params, held):
             inputs = [source]
             if os.path.isdir(source):
                 held.append(locks.Lock(source, "xover", shared=True))
-                view = read_outdir(source, params)
-                inputs = list_beam_files(source).paths()
+                listed = list_beam_files(source)
+                view = read_outdir(source, params, listed=listed, defer=True)    # settled by verify_all
+                inputs = listed.paths()
                 for note in ([held[0].note] if held[0].note else []) + view.notes:
                     print(f"readatl06 xover: note: {note}", file=sys.stderr)
             elif params is not None:
@@ -317,14 +338,22 @@ def _plan(comm, source, output, crs, max_gap, dt_max, overwrite, params, held):
     if view == 2:
         return None, []
     damaged = verify_all(comm, view) if view is not None else []
+    if comm.rank == 0:
+        for line in damaged:
+            print(f"readatl06 xover: error: {line}", file=sys.stderr)
+    if view is not None and view.files:          # an OUTDIR: its files opened a share per rank
+        try:
+            return spread_tracks(comm, view.files), damaged
+        except UsageError as exc:
+            if comm.rank == 0:
+                print(f"readatl06 xover: error: {exc}", file=sys.stderr)
+            return None, []
     plan = None
     if comm.rank == 0:
         try:
-            for line in damaged:
-                print(f"readatl06 xover: error: {line}", file=sys.stderr)
-            if view is not None and not view.files:
+            if view is not None:
                 raise UsageError(f"xover: {source}: no per-beam files ({BEAM_FILES_SHOWN}) to cross in this folder")
-            plan = list_tracks(source, None if view is None else view.files)
+            plan = list_tracks(source)
         except UsageError as exc:
             print(f"readatl06 xover: error: {exc}", file=sys.stderr)
     return bcast_object(comm, plan), damaged
