@@ -108,3 +108,62 @@ def test_bytes_a_rank_sends_grow_with_its_own_tracks_only(mpi_tmp_path):
         for r, s in enumerate(every[:-1]):
             assert s["A"] == s["B"], (r, s)
         assert every[-1]["B"]["bytes"] > every[-1]["A"]["bytes"] + 32 * len(extra)
+
+
+def test_outdir_without_manifest_is_read_a_share_per_rank(mpi_tmp_path, monkeypatch):
+    """Without a manifest, no rank opens every per-beam file: each rank reads the attributes of its
+    round-robin share (``outdir._attributes``) for merge, export and xover, and xover opens a share per
+    rank (``spread_tracks``); the merged file and the table are the bytes of the folder with its
+    manifest, the crossings the same rows, and the tracks xover lists those of one process."""
+    import shutil
+
+    import h5py
+    import numpy as np
+    from mpi4py import MPI
+
+    from readatl06.export.writer import run_export
+    from readatl06.merge.command import merge_outdir
+    from readatl06.outputs import manifest, outdir
+    from readatl06.xover import run as xover_run
+    comm = MPI.COMM_WORLD
+    d = mpi_tmp_path
+    out = _outdir(comm, d)
+    bare = d / "bare"
+    if comm.rank == 0:
+        shutil.copytree(out, bare)
+        (bare / manifest.MAIN).unlink()
+    comm.Barrier()
+    n = len([p for p in os.listdir(bare) if outdir.BEAM_FILE_RE.fullmatch(p)])
+    calls = {"attributes": 0, "tracks": 0}
+    real_attributes, real_track = outdir._attributes, xover_run._file_track
+
+    def attributes(path):
+        calls["attributes"] += 1
+        return real_attributes(path)
+
+    def track(path):
+        calls["tracks"] += 1
+        return real_track(path)
+    monkeypatch.setattr(outdir, "_attributes", attributes)
+    monkeypatch.setattr(xover_run, "_file_track", track)
+    share = len(range(comm.rank, n, comm.size))
+    got = {}
+    for name, src in (("with", out), ("bare", bare)):
+        before = dict(calls)
+        assert merge_outdir(comm, str(src), str(d / f"{name}.h5")) == 0
+        assert run_export(comm, str(src), str(d / f"{name}.parquet")) == 0
+        assert xover_run.run_xover(comm, str(src), str(d / f"x-{name}.h5")) == 0
+        got[name] = (calls["attributes"] - before["attributes"], calls["tracks"] - before["tracks"])
+    files = sorted(str(bare / p) for p in os.listdir(bare) if outdir.BEAM_FILE_RE.fullmatch(p))
+    plan = xover_run.spread_tracks(comm, files)
+    with every_rank(comm):
+        assert plan == xover_run.list_tracks(str(bare)) and len(plan) == n and plan[0][4] > 0
+        assert got["with"] == (0, share) and got["bare"] == (3 * share, share), (got, share, n)
+        if comm.rank == 0:
+            assert sha256(d / "with.h5") == sha256(d / "bare.h5")
+            assert sha256(d / "with.parquet") == sha256(d / "bare.parquet")
+            with h5py.File(d / "x-with.h5", "r") as a, h5py.File(d / "x-bare.h5", "r") as b:
+                ga, gb = a["xovers"], b["xovers"]
+                assert sorted(ga) == sorted(gb)
+                assert all(np.array_equal(ga[k][()], gb[k][()]) for k in ga), sorted(ga)
+    comm.Barrier()
