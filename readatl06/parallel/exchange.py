@@ -152,6 +152,20 @@ def alltoallv(comm, buf, scounts, rcounts=None):
     return out
 
 
+def allreduce_sum(comm, arr):
+    """The element-wise sum of every rank's ``arr`` (the same shape and dtype on every rank), on every
+    rank: one ``Allreduce`` (O(size) per rank, where an allgather of the arrays is O(size x P))."""
+    arr = np.ascontiguousarray(arr)
+    if comm.size == 1:
+        return arr.copy()
+    if not _is_mpi(comm):
+        return comm.allreduce(arr)
+    out = np.empty_like(arr)
+    _count(arr.nbytes)
+    comm.Allreduce(arr, out)
+    return out
+
+
 def exchange(comm, records, dest):
     """Every record to its destination rank ``dest`` (one per record); returns the records received,
     by source rank, each source's in their order here (a stable sort by destination)."""

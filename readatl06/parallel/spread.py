@@ -1,5 +1,6 @@
 """Work spread over the ranks, results on every rank: each item to one rank (round robin), every rank
-gets every result in item order (one allgather), or every rank raises the same error."""
+gets every result in item order (one allgather; :func:`spread_records` for tables: compact
+records), or every rank raises the same error."""
 
 
 def spread(comm, items, fn, catch=()):
@@ -13,7 +14,8 @@ def spread(comm, items, fn, catch=()):
         except catch as exc:
             error = (i, type(exc), str(exc))
             break
-    every = comm.allgather((mine, error)) if comm.size > 1 else [(mine, error)]
+    from readatl06.parallel.exchange import allgather_objects
+    every = allgather_objects(comm, [(mine, error)])        # bytes over Allgatherv: no 2^31 limit
     errors = sorted((e for _, e in every if e), key=lambda e: e[0])
     if errors:
         raise errors[0][1](errors[0][2])

@@ -31,7 +31,7 @@ from readatl06.parallel.schedule import assign
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.subset import transformer
 from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, read_outdir, verify_all
-from readatl06.parallel.exchange import bcast_object, exchange
+from readatl06.parallel.exchange import allreduce_sum, bcast_object, exchange
 from readatl06.parallel.spread import spread_records
 
 HEMISPHERE_CRS = ("EPSG:3031", "EPSG:3413")      # plane 0: lat < 0 (south), plane 1: lat >= 0 (north)
@@ -255,7 +255,7 @@ def tiled_crossings(comm, a, d, dt_max):
     grid = tile_grid(_extents(comm, a, d), comm.size)
     ntiles = sum(g[3] * g[4] for g in grid.values())
     rec = tile_records(a, d, grid)
-    load = np.sum(comm.allgather(np.bincount(rec["tile"], minlength=ntiles)), axis=0)
+    load = allreduce_sum(comm, np.bincount(rec["tile"], minlength=ntiles).astype(np.int64))   # O(tiles), not O(tiles x P)
     owner = np.zeros(ntiles, np.int64)
     for r, tiles in enumerate(assign([int(v) for v in load], comm.size)):
         owner[tiles] = r
