@@ -114,7 +114,8 @@ def test_outdir_without_manifest_is_read_a_share_per_rank(mpi_tmp_path, monkeypa
     """Without a manifest, no rank opens every per-beam file: each rank reads the attributes of its
     round-robin share (``outdir._attributes``) for merge, export and xover, and xover opens a share per
     rank (``spread_tracks``); the merged file and the table are the bytes of the folder with its
-    manifest, the crossings the same rows, and the tracks xover lists those of one process."""
+    manifest, the crossings the same rows, and the tracks xover lists those of one process; a
+    second parameter set among the files is refused on every rank alike (exit status 2)."""
     import shutil
 
     import h5py
@@ -166,4 +167,9 @@ def test_outdir_without_manifest_is_read_a_share_per_rank(mpi_tmp_path, monkeypa
                 ga, gb = a["xovers"], b["xovers"]
                 assert sorted(ga) == sorted(gb)
                 assert all(np.array_equal(ga[k][()], gb[k][()]) for k in ga), sorted(ga)
+                with h5py.File(files[0], "r+") as f:          # a second parameter set: refused on every rank
+                    f.attrs["parameters"] = '{"other": 1}'
     comm.Barrier()
+    assert merge_outdir(comm, str(bare), str(d / "mixed.h5")) == 2
+    assert xover_run.run_xover(comm, str(bare), str(d / "x-mixed.h5")) == 2
+    assert not (d / "mixed.h5").exists() and not (d / "x-mixed.h5").exists()

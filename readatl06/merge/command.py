@@ -58,7 +58,12 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
     try:
         if view == 2:
             return 2
-        damaged = verify_all(comm, view)
+        try:
+            damaged = verify_all(comm, view)
+        except UsageError as exc:      # no manifest: a file not readatl06's, mixed parameter sets (every rank)
+            if comm.rank == 0:
+                print(f"readatl06 merge: error: {exc}", file=sys.stderr)
+            return 2
         if comm.rank == 0:
             for line in damaged:
                 print(f"readatl06 merge: error: {line}", file=sys.stderr)

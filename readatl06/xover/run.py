@@ -337,7 +337,12 @@ def _plan(comm, source, output, crs, max_gap, dt_max, overwrite, params, held):
     view = bcast_object(comm, view)          # the file list: bytes in pieces below 2^31
     if view == 2:
         return None, []
-    damaged = verify_all(comm, view) if view is not None else []
+    try:
+        damaged = verify_all(comm, view) if view is not None else []
+    except UsageError as exc:          # no manifest: a file not readatl06's, mixed parameter sets (every rank)
+        if comm.rank == 0:
+            print(f"readatl06 xover: error: {exc}", file=sys.stderr)
+        return None, []
     if comm.rank == 0:
         for line in damaged:
             print(f"readatl06 xover: error: {line}", file=sys.stderr)
