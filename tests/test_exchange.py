@@ -89,8 +89,8 @@ def test_chunked_collectives_equal_the_unchunked(monkeypatch, limit):
     """With ``READATL06_MPI_CHUNK_BYTES`` tiny, every helper splits its collective into many rounds
     (so the path that keeps counts below 2^31 runs on small data) and returns what each rank must
     receive, element for element: Alltoallv (counts known and exchanged), Gatherv, Allgatherv, the
-    bytes and objects built on it, Bcast of an array and of an object; and the sum of every rank's
-    array (xover's tile loads)."""
+    bytes and objects built on it, objects gathered to rank 0, Bcast of an array and of an object;
+    and the sum of every rank's array (xover's tile loads)."""
     from mpi4py import MPI
 
     from readatl06.parallel import exchange as ex
@@ -118,6 +118,9 @@ def test_chunked_collectives_equal_the_unchunked(monkeypatch, limit):
     grid = np.arange(1000, dtype=np.int64).reshape(10, 100) * 7
     verdicts.append(np.array_equal(ex.bcast_array(comm, grid if rank == 0 else None), grid))
     verdicts.append(ex.bcast_object(comm, {"files": ["a" * 100] * 30} if rank == 0 else None) == {"files": ["a" * 100] * 30})
+    got = ex.gather_objects(comm, {"rank": rank, "records": list(range(rank * 7))})
+    verdicts.append(got == [{"rank": s, "records": list(range(s * 7))} for s in range(size)] if rank == 0
+                    else got is None)
     load = np.arange(12, dtype=np.int64) * (rank + 1)
     verdicts.append(np.array_equal(ex.allreduce_sum(comm, load), np.arange(12) * sum(range(1, size + 1))))
     every_verdict = comm.allgather(verdicts)

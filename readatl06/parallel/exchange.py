@@ -1,8 +1,9 @@
 """Data exchanges as numeric MPI collectives (no pickling), of arrays of any numpy dtype, structured
 ones included: ``Alltoallv`` of a buffer to its destination ranks (:func:`alltoallv`; :func:`exchange`
 sorts records by destination first), ``Gatherv`` to rank 0 (:func:`gatherv`), ``Allgatherv`` to every
-rank (:func:`allgatherv`, :func:`allgather_bytes`) and ``Bcast`` of a whole array or object
-(:func:`bcast_array`, :func:`bcast_object`).
+rank (:func:`allgatherv`, :func:`allgather_bytes`), ``Bcast`` of a whole array or object
+(:func:`bcast_array`, :func:`bcast_object`), objects gathered to rank 0 as bytes
+(:func:`gather_objects`) and a sum on every rank (:func:`allreduce_sum`).
 
 One element of the array travels as one element of an MPI datatype: the numpy dtype's own
 (``mpi4py.util.dtlib.from_numpy_dtype``: a predefined type for numbers, a struct of the fields for
@@ -258,6 +259,23 @@ def allgather_objects(comm, objs):
     """``objs`` (a list of picklable objects on each rank) of every rank, concatenated in rank order,
     through :func:`allgather_bytes` (for the few, small objects that are no table: no 2^31 limit)."""
     return [pickle.loads(b) for b in allgather_bytes(comm, [pickle.dumps(o, protocol=5) for o in objs])]
+
+
+def gather_objects(comm, obj):
+    """Every rank's ``obj`` on rank 0 as a list in rank order (None elsewhere), pickled and sent as
+    bytes with :func:`gatherv` (no 2^31 limit: the records of 10^5 granules)."""
+    if comm.size == 1:
+        return [obj]
+    if not _is_mpi(comm):
+        return comm.gather(obj, root=0)
+    data = np.frombuffer(pickle.dumps(obj, protocol=5), np.uint8)
+    lengths = gatherv(comm, np.array([data.size], np.int64))
+    blob = gatherv(comm, data)
+    if comm.rank != 0:
+        return None
+    ends = np.cumsum(lengths).tolist()
+    raw = blob.tobytes()
+    return [pickle.loads(raw[e - n:e]) for e, n in zip(ends, lengths.tolist())]
 
 
 def bcast_array(comm, arr, root=0):
