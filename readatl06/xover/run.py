@@ -31,7 +31,7 @@ from readatl06.parallel.schedule import assign
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.subset import transformer
 from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, read_outdir, verify_all
-from readatl06.parallel.exchange import allreduce_sum, bcast_object, exchange
+from readatl06.parallel.exchange import allreduce_sum, bcast_object, exchange, gather_objects
 from readatl06.parallel.spread import spread_records
 
 HEMISPHERE_CRS = ("EPSG:3031", "EPSG:3413")      # plane 0: lat < 0 (south), plane 1: lat >= 0 (north)
@@ -379,7 +379,7 @@ def _run(comm, plan, source, output, crs, max_gap, dt_max, t0, damaged):
         c = crs or HEMISPHERE_CRS[plane]
         cols["lon"][sel], cols["lat"][sel] = transformer("EPSG:4326", c).transform(cols["x"][sel], cols["y"][sel])
     counts = comm.allgather((a.size, d.size, set(np.unique(a["plane"])) | set(np.unique(d["plane"]))))
-    every = comm.gather(cols, root=0)
+    every = gather_objects(comm, cols)        # bytes in pieces below 2^31: every crossing to rank 0
     if comm.rank != 0:
         return 1 if damaged else 0
     cols = xover.sort_rows(_concat(every))
