@@ -143,7 +143,7 @@ def test_chunk_setting_is_checked(monkeypatch):
 @pytest.mark.mpi(min_size=2)
 def test_rounds_are_counted_and_sent_bytes_are_the_payload(monkeypatch):
     """A 1-byte limit makes Allgatherv of n float64 per rank take n rounds (one element per round);
-    the counter says this rank put in its own bytes once plus its 8-byte count."""
+    the counter says this rank put in its own bytes once plus 16 bytes (its count and its limit)."""
     from mpi4py import MPI
 
     from readatl06.parallel import exchange as ex
@@ -165,5 +165,27 @@ def test_rounds_are_counted_and_sent_bytes_are_the_payload(monkeypatch):
     ex.reset_sent()
     got, _ = ex.allgatherv(Counting(), np.full(5, float(comm.rank)))
     ok = [np.array_equal(got, np.repeat(np.arange(comm.size, dtype=float), 5)), len(calls) == 5,
-          ex.sent["bytes"] == 5 * 8 + 8]
+          ex.sent["bytes"] == 5 * 8 + 16]
     assert comm.allgather(ok) == [[True] * 3] * comm.size
+
+
+@pytest.mark.mpi(min_size=2)
+def test_ranks_given_different_limits_agree_on_the_smallest(monkeypatch):
+    """A limit set on some ranks only (rank 0 the default, the others 1 byte): the ranks agree on
+    the rounds (the smallest limit) and every helper returns what it must — no hang, no mix-up."""
+    from mpi4py import MPI
+
+    from readatl06.parallel import exchange as ex
+    comm = MPI.COMM_WORLD
+    rank, size = comm.rank, comm.size
+    monkeypatch.setenv(ex.CHUNK_ENV, "" if rank == 0 else "1")
+    rec, dest = records(PACKED, rank, size)
+    verdicts = [same(exchange(comm, rec, dest), expected(PACKED, rank, size))]
+    got, _ = ex.allgatherv(comm, rec)
+    verdicts.append(same(got, np.concatenate([records(PACKED, s, size)[0] for s in range(size)])))
+    got = ex.gatherv(comm, rec)
+    verdicts.append(same(got, np.concatenate([records(PACKED, s, size)[0] for s in range(size)])) if rank == 0
+                    else got is None)
+    grid = np.arange(300, dtype=np.float32)
+    verdicts.append(np.array_equal(ex.bcast_array(comm, grid if rank == 0 else None), grid))
+    assert comm.allgather(verdicts) == [[True] * 4] * size

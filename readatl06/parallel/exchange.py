@@ -13,13 +13,14 @@ a structured dtype), so counts and displacements are in elements, whatever the i
 rounds so that no count, displacement or buffer of one call exceeds ``chunk_bytes()`` (default
 2^30 bytes; the environment variable ``READATL06_MPI_CHUNK_BYTES`` sets it, e.g. 64 to make the
 chunked path run on small data): in a round a rank sends at most ``limit / P`` bytes to each peer
-(so it receives at most ``limit`` in all), and the number of rounds is agreed with one ``Allreduce``.
+(so it receives at most ``limit`` in all); the limit (the smallest any rank was given) and the number
+of rounds are agreed with the counts (one ``Allreduce`` or ``Allgather``).
 The received bytes are the same whatever the limit.
 
 **Counted.** :data:`sent` holds the bytes this process has put into these helpers' collectives, for
 the tests and the bench (:func:`reset_sent`): its own payload once, counts included, whatever the
 MPI library's algorithm forwards — ``Alltoallv``: what it sends to other ranks (and 8 bytes per rank of
-counts when they are exchanged), ``Gatherv`` and ``Allgatherv``: its buffer and its 8-byte count,
+counts when they are exchanged), ``Gatherv`` and ``Allgatherv``: its buffer and 16 bytes (its count and its limit),
 ``Bcast``: the root's buffer.
 """
 import contextlib
@@ -59,19 +60,21 @@ def chunk_bytes():
     return value
 
 
-def _per_peer(comm, itemsize):
-    """Elements one rank may send to one peer in one round."""
-    return max(1, chunk_bytes() // max(int(itemsize), 1) // comm.size)
+def _per_peer(comm, limit, itemsize):
+    """Elements one rank may send to one peer in one round, under ``limit`` bytes a call."""
+    return max(1, int(limit) // max(int(itemsize), 1) // comm.size)
 
 
-def _rounds(comm, need, per):
-    """The number of rounds every rank agrees on: the most any rank needs for ``need`` elements to or
-    from one peer, ``per`` a round."""
+def _plan_rounds(comm, need, itemsize):
+    """(elements per peer and round, rounds), the same on every rank: one ``Allreduce`` gives the
+    most any rank needs to or from one peer (``need`` elements here) and the smallest limit any
+    rank was given (a setting that differed between ranks cannot make them disagree)."""
     from mpi4py import MPI
-    mine = np.array([-(-int(need) // per) if need else 0], np.int64)
-    out = np.empty(1, np.int64)
+    mine = np.array([int(need), -chunk_bytes()], np.int64)
+    out = np.empty(2, np.int64)
     comm.Allreduce(mine, out, op=MPI.MAX)
-    return int(out[0])
+    per = _per_peer(comm, -out[1], itemsize)
+    return per, -(-int(out[0]) // per)
 
 
 def _is_mpi(comm):
@@ -136,8 +139,8 @@ def alltoallv(comm, buf, scounts, rcounts=None):
         _count(8 * (comm.size - 1))
     rcounts = np.asarray(rcounts, np.int64)
     out = np.empty(int(np.sum(rcounts)), buf.dtype)
-    per = _per_peer(comm, buf.dtype.itemsize)
-    rounds = _rounds(comm, max(int(scounts.max(initial=0)), int(rcounts.max(initial=0))), per)
+    per, rounds = _plan_rounds(comm, max(int(scounts.max(initial=0)), int(rcounts.max(initial=0))),
+                               buf.dtype.itemsize)
     sstart, rstart = _starts(scounts), _starts(rcounts)
     _count((int(scounts.sum()) - int(scounts[comm.rank])) * buf.dtype.itemsize)
     with mpi_type(buf.dtype) as datatype:
@@ -176,11 +179,12 @@ def exchange(comm, records, dest):
 
 
 def _counts(comm, n):
-    """Every rank's ``n`` (int64, rank order): one ``Allgather`` of 8 bytes each."""
-    counts = np.empty(comm.size, np.int64)
-    comm.Allgather(np.array([n], np.int64), counts)
-    _count(8)
-    return counts
+    """(every rank's ``n`` (int64, rank order), the smallest limit any rank was given): one
+    ``Allgather`` of 16 bytes each."""
+    both = np.empty((comm.size, 2), np.int64)
+    comm.Allgather(np.array([n, chunk_bytes()], np.int64), both)
+    _count(16)
+    return both[:, 0].copy(), int(both[:, 1].min())
 
 
 def gatherv(comm, buf):
@@ -191,9 +195,9 @@ def gatherv(comm, buf):
         parts = comm.gather(np.ascontiguousarray(buf), root=0)
         return np.concatenate(parts) if comm.rank == 0 else None
     buf = np.ascontiguousarray(buf)
-    counts = _counts(comm, buf.size)
+    counts, limit = _counts(comm, buf.size)
     out = np.empty(int(counts.sum()), buf.dtype) if comm.rank == 0 else None
-    per = max(1, chunk_bytes() // max(buf.dtype.itemsize, 1) // comm.size)
+    per = _per_peer(comm, limit, buf.dtype.itemsize)
     rounds = -(-int(counts.max()) // per) if counts.any() else 0
     starts = _starts(counts)
     if comm.rank != 0:
@@ -223,9 +227,9 @@ def allgatherv(comm, buf):
     if not _is_mpi(comm):
         parts = comm.allgather(buf)
         return np.concatenate(parts), np.array([p.size for p in parts], np.int64)
-    counts = _counts(comm, buf.size)
+    counts, limit = _counts(comm, buf.size)
     out = np.empty(int(counts.sum()), buf.dtype)
-    per = max(1, chunk_bytes() // max(buf.dtype.itemsize, 1) // comm.size)
+    per = _per_peer(comm, limit, buf.dtype.itemsize)
     rounds = -(-int(counts.max()) // per) if counts.any() else 0
     starts = _starts(counts)
     _count(buf.nbytes)
@@ -285,12 +289,12 @@ def bcast_array(comm, arr, root=0):
         return arr
     if not _is_mpi(comm):
         return comm.bcast(arr, root=root)
-    head = comm.bcast((arr.dtype, arr.shape) if comm.rank == root else None, root=root)
+    head = comm.bcast((arr.dtype, arr.shape, chunk_bytes()) if comm.rank == root else None, root=root)
     out = np.ascontiguousarray(arr) if comm.rank == root else np.empty(head[1], head[0])
     flat = out.reshape(-1)
     if comm.rank == root:
         _count(out.nbytes)
-    per = max(1, chunk_bytes() // max(out.dtype.itemsize, 1))
+    per = max(1, head[2] // max(out.dtype.itemsize, 1))          # the root's limit
     with mpi_type(out.dtype) as datatype:
         for a in range(0, flat.size, per):
             comm.Bcast([flat[a:a + per], datatype], root=root)
