@@ -74,3 +74,20 @@ def test_timings_printed_and_recorded(tmp_path):
     assert f"{total / 1e6:.1f} MB read" in line
     sizes = sum(p.stat().st_size for p in (DATA / "atl06").glob("*.h5"))
     assert 0 < total < sizes                       # data chunks only, never more than the files
+
+
+@pytest.mark.mpi(min_size=2)
+def test_points_past_2_31_do_not_wrap():
+    """The shared counter of points is int64: three granules of 1.5e9 points on each rank add up to
+    4.5e9 x ranks (an int32 window wrapped past 2.1e9)."""
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    err = io.StringIO()
+    p = Progress(comm, 3 * comm.size, every=0.0, terminal=False, err=err if comm.rank == 0 else None)
+    for r in [{"status": "done", "points": 1_500_000_000}] * 3:
+        p.update(r)
+    p.close()
+    with every_rank(comm):
+        if comm.rank == 0:
+            total = 3 * comm.size * 1_500_000_000
+            assert f"{total:,} points kept" in err.getvalue().splitlines()[-1], err.getvalue()

@@ -20,7 +20,8 @@ import numpy as np
 from readatl06.outputs import folder, locks
 from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.outputs.geoparquet import ROW_GROUP, bounds, union
-from readatl06.parallel.spread import spread
+from readatl06.parallel.exchange import bcast_object
+from readatl06.parallel.spread import spread, spread_records
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.hdf5.attrs import granule_names, text
 from readatl06.export.batch import Source
@@ -179,6 +180,25 @@ def _scan_file(path, row_of):
     return row_of[attrs["granule"]], k, n, vars_, box, attrs["parameters"]
 
 
+FILE_ROW = np.dtype([("granule", "<i8"), ("group", "<i4"), ("n", "<i8"), ("box", "<f8", (4,))])
+
+
+def _scan_files(comm, paths, row_of):
+    """:func:`_scan_file` of every path, spread over the ranks, in path order on every rank. What
+    travels is a ``FILE_ROW`` (44 bytes) per file and each rank's distinct (variables, parameters)
+    once (``parallel.spread.spread_records``), not a dict per file."""
+    def one(path):
+        g, k, n, vars_, box, par = _scan_file(path, row_of)
+        return (g, k, n, [np.nan] * 4 if box is None else box), (vars_, par)
+    rows, objs, which = spread_records(comm, paths, one, FILE_ROW, catch=UsageError)
+    out = []
+    for r, w in zip(rows, which.tolist()):
+        box = r["box"].tolist()
+        out.append((int(r["granule"]), int(r["group"]), int(r["n"]), objs[w][0],
+                    box if np.isfinite(box).all() else None, objs[w][1]))
+    return out
+
+
 def _culprit(outdir):
     """The first per-beam file name in ``outdir`` that merge's listing cannot take, with the reason."""
     from readatl06.atl06.names import parse_name
@@ -263,7 +283,7 @@ def make_plan(comm, source, output, overwrite=False, params=None):
         except UsageError as exc:
             head = str(exc)
             held.release()
-    head = comm.bcast(head, root=0)
+    head = bcast_object(comm, head)           # the OUTDIR's file list: bytes in pieces below 2^31
     if isinstance(head, str):
         raise UsageError(head)
     try:
@@ -298,7 +318,7 @@ def _plan(comm, source, head):
         parameters = head[3]
     else:
         row_of = {n: i for i, n in enumerate(names)}
-        groups = _scan(comm, paths, lambda p: _scan_file(p, row_of))
+        groups = _scan_files(comm, paths, row_of)
         by_piece = {}
         for path, (g, k, n, vars_, _box, _par) in zip(paths, groups):
             if (g, k) in by_piece:

@@ -19,7 +19,7 @@ import re
 import shutil
 import sys
 
-from readatl06.errors import ReadATL06Error
+from readatl06.errors import ReadATL06Error, UsageError
 from readatl06.outputs.merged import PART_NAME, parts_folder
 
 PART_RE = re.compile(r"part-(\d+)\.h5")
@@ -143,7 +143,12 @@ def _write_part(comm, view, names, rows, the_plan, output, memory, compression):
     keep = [i for i, p in enumerate(view.files) if BEAM_FILE_RE.fullmatch(os.path.basename(p))["stem"] in stems]
     sub = dataclasses.replace(view, files=[view.files[i] for i in keep], sizes=[view.sizes[i] for i in keep],
                               granules=list(names))
-    damaged = verify_all(comm, sub)              # only the files of the new part are read
+    try:
+        damaged = verify_all(comm, sub)          # only the files of the new part are read
+    except UsageError as exc:                    # no manifest: a file not readatl06's, mixed parameter sets
+        if comm.rank == 0:
+            print(f"readatl06 merge: error: {exc}", file=sys.stderr)
+        return 2, None
     if damaged:
         if comm.rank == 0:
             for line in damaged:

@@ -46,6 +46,7 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
     from readatl06.outputs.outdir import BEAM_FILES_SHOWN, plan_outdir, verify_all
     from readatl06.merge.redistribute import open_tracks
     from readatl06.parallel import schedule
+    from readatl06.parallel.exchange import bcast_object
     from readatl06.parallel.world import first_error
     view, held, extend = None, locks.Held(), False
     if comm.rank == 0:
@@ -61,14 +62,19 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
         except UsageError as exc:
             print(f"readatl06 merge: error: {exc}", file=sys.stderr)
             view = 2
-    view = comm.bcast(view, root=0)
+    view = bcast_object(comm, view)          # the file list of 10^6 files: bytes in pieces below 2^31
     try:
         if view == 2:
             return 2
         if comm.bcast(extend if comm.rank == 0 else None, root=0):
             from readatl06.merge.append import append_product
             return append_product(comm, view, output, memory=memory, compression=compression)
-        damaged = verify_all(comm, view)
+        try:
+            damaged = verify_all(comm, view)
+        except UsageError as exc:      # no manifest: a file not readatl06's, mixed parameter sets (every rank)
+            if comm.rank == 0:
+                print(f"readatl06 merge: error: {exc}", file=sys.stderr)
+            return 2
         if comm.rank == 0:
             for line in damaged:
                 print(f"readatl06 merge: error: {line}", file=sys.stderr)

@@ -4,8 +4,8 @@ A *source* is one track of the merge, (granule row, group, points), either held 
 rank that reduced it (a ``Track``) or in a per-beam file any rank can read (``TrackFile``: its
 metadata only, the points are read a slice at a time). ``HeldTracks`` is what ``reduce --merge``
 keeps while it reduces: Tracks up to its share of ``--merge-memory``, TrackFiles beyond. Every rank
-knows the whole source table (one allgather of small tuples), so every rank computes the same plan
-without further talk:
+knows the whole source table (:func:`source_table`: one ``Allgatherv`` of 32-byte records and one of
+the per-beam files' path bytes, no pickles), so every rank computes the same plan without further talk:
 
 * ``chunk_for(n)``: elements per chunk of a dataset of ``n`` elements, a function of ``n`` alone
   (the file's layout does not depend on the number of ranks);
@@ -96,6 +96,40 @@ def open_tracks(paths):
                 first = f"no attribute {first}"
             return out, f"{p}: not a readable readatl06 per-beam file ({first})"
     return out, None
+
+
+SOURCE = np.dtype([("row", "<i8"), ("n", "<i8"), ("path", "<i8"), ("holder", "<i4"), ("group", "<i4")])
+
+
+def source_table(comm, held, groups):
+    """Per group of ``groups``: ``[(row, n, holder, path)]`` of every rank's non-empty tracks
+    (``held``: this rank's ``[(row, track)]``), sorted by row; ``holder`` the rank that has the
+    points in memory, -1 for a per-beam file at ``path``. Collective: the records travel as one
+    ``SOURCE`` array (32 bytes a track) and the paths as bytes (``parallel.exchange``), so a rank
+    sends 32 bytes per track it holds plus its files' paths."""
+    from readatl06.parallel.exchange import allgather_bytes, allgatherv
+    mine = [(row, t) for row, t in held if len(t)]
+    local = np.zeros(len(mine), SOURCE)
+    paths = []
+    for j, (row, t) in enumerate(mine):
+        k = groups.index((t.beam, t.direction))
+        if isinstance(t, TrackFile):
+            local[j] = (row, len(t), len(paths), -1, k)
+            paths.append(os.fsencode(t.path))
+        else:
+            local[j] = (row, len(t), -1, comm.rank, k)
+    table, counts = allgatherv(comm, local)
+    names = [os.fsdecode(p) for p in allgather_bytes(comm, paths)]
+    rank_of = np.repeat(np.arange(comm.size), counts)
+    per_rank = np.bincount(rank_of[table["path"] >= 0], minlength=comm.size)
+    path_base = (np.cumsum(per_rank) - per_rank)[rank_of]        # a rank's paths follow the previous ranks'
+    out = [[] for _ in groups]
+    order = np.lexsort((table["row"], table["group"]))
+    for i in order.tolist():
+        r = table[i]
+        path = names[int(path_base[i] + r["path"])] if r["path"] >= 0 else None
+        out[int(r["group"])].append((int(r["row"]), int(r["n"]), int(r["holder"]), path))
+    return out
 
 
 def memory_bytes(memory):

@@ -34,7 +34,7 @@ from readatl06 import __version__
 from readatl06.hdf5.codecs import encode
 from readatl06.merge import layout as ml
 from readatl06.merge import redistribute as rd
-from readatl06.parallel.exchange import alltoallv
+from readatl06.parallel.exchange import allgather_objects, alltoallv
 from readatl06.merge.layout import GI, GROUPS, GZIP_LEVEL, combine, describe, fill_for  # noqa: F401 (API)
 from readatl06.merge.redistribute import memory_bytes, track_bytes
 from readatl06.outputs.outdir import TrackFile  # noqa: F401 (API)
@@ -165,13 +165,7 @@ def _finish(f, granules):
 
 def _plans(comm, held, items, budget):
     """Per group: the GroupPlan from every rank's sources, and {source index: Track} of this rank's."""
-    local = [(row, GROUPS.index((t.beam, t.direction)), len(t), t.path if isinstance(t, TrackFile) else None)
-             for row, t in held if len(t)]
-    table = comm.allgather(local) if comm.size > 1 else [local]
-    by_group = [[] for _ in GROUPS]
-    for rank, entries in enumerate(table):
-        for row, k, n, path in entries:
-            by_group[k].append((row, n, -1 if path is not None else rank, path))
+    by_group = rd.source_table(comm, held, GROUPS)
     mine = {(row, GROUPS.index((t.beam, t.direction))): t for row, t in held
             if len(t) and not isinstance(t, TrackFile)}
     plans, tracks = [], []
@@ -225,7 +219,7 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=
     compression = compression or getattr(opts, "compression", None) or "deflate"
     ml.check_compression(compression)              # a bad value fails here, on every rank alike
     held = sorted(held, key=lambda rt: (rt[0], GROUPS.index((rt[1].beam, rt[1].direction))))
-    meta = combine(comm.allgather(describe(held)))
+    meta = combine(allgather_objects(comm, [describe(held)]))
     if comm.rank == 0:
         for note in ml.dtype_notes(meta, [g.name for g in granules]):
             print(f"readatl06 merge: note: {note}", file=sys.stderr)

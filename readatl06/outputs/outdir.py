@@ -127,6 +127,8 @@ class OutdirView:
     granules: list         # names of the granules taken, those without points (empty) included
     key: str               # the parameter set's key (None: no per-beam file and no record)
     notes: list            # one line each: no manifest, records skipped, files left out
+    pending: tuple = None  # (params, any_params) while the files' attributes are still to be read
+                           # (no manifest): :func:`settle`, collective, reads them spread over the ranks
 
     def drop(self, bad_paths):
         """Leave out every granule that has a file in ``bad_paths``; returns their names."""
@@ -180,29 +182,28 @@ def _left_out(outdir, listed, taken, other_key):
             f"{' '.join(stems[:3])}{' ...' if len(stems) > 3 else ''}"]
 
 
-def read_outdir(outdir, params=None, any_params=False):
+def read_outdir(outdir, params=None, any_params=False, listed=None, defer=False):
     """Rank 0: the per-beam files an OUTDIR's readers (merge, export, xover, plot) take. With a run
     manifest: only the granules whose last record is complete (done or empty, its files exactly the
     recorded ones at the recorded sizes, :func:`manifest.complete`), of one parameter set
     (``params``, or the only one; a mixture is a UsageError unless ``any_params``); the others are
     named in one note with their count. Without a manifest: every per-beam file, grouped by its
-    ``parameters`` attribute, with a note. Checksums are checked by the reader (:func:`verify`)."""
+    ``parameters`` attribute, with a note: the files' attributes are read by :func:`settle` (on every
+    rank, a share each, when ``defer``: the caller calls it, or :func:`verify_all` does; else here,
+    serially). ``listed``: the folder's listing when the caller has it. Checksums are checked by the
+    reader (:func:`verify`)."""
     from readatl06.outputs import manifest
-    listed = list_beam_files(outdir)
+    listed = list_beam_files(outdir) if listed is None else listed
     notes = []
     if not manifest.has_manifest(outdir):
         notes.append(f"{outdir}: no run manifest ({manifest.MAIN}): every per-beam file is taken as it is, "
                      "unchecked")
-        by_key = {}
-        for p in listed.paths():
-            par = TrackFile.open(p, variables=False).attrs.get("parameters", "{}")
-            by_key.setdefault(manifest.params_key(str(par)), []).append(p)
-        key = None if any_params else _choose(outdir, by_key, params, "files")
-        files = [p for k, v in by_key.items() if any_params or k == key for p in v]
-        files.sort()
-        granules = _in_order({str(TrackFile.open(p, variables=False).attrs["granule"]) for p in files})
-        return OutdirView(outdir, files, [listed.sizes[os.path.basename(p)] for p in files], {}, granules,
-                          key, notes)
+        view = OutdirView(outdir, listed.paths(), list(listed.sizes.values()), {}, [], None, notes,
+                          pending=(params, any_params))
+        if not defer:
+            from readatl06.parallel.world import SerialComm
+            settle(SerialComm(), view)
+        return view
     records = manifest.latest(manifest.read_records(outdir, notes))
     by_key, other_key = {}, set()
     for name, r in sorted(records.items()):
@@ -229,6 +230,50 @@ def read_outdir(outdir, params=None, any_params=False):
                       _in_order(granules), key, notes)
 
 
+def _attributes(path):
+    """(parameter set key, granule name) of a per-beam file, from its attributes; UsageError naming it."""
+    from readatl06.atl06.names import parse_name
+    from readatl06.errors import ReadATL06Error, UsageError
+    from readatl06.hdf5.attrs import text
+    from readatl06.outputs import manifest
+    try:
+        attrs = TrackFile.open(path, variables=False).attrs
+    except OSError as exc:
+        raise UsageError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]}); "
+                         "expected a readatl06 per-beam file") from None
+    if attrs.get("granule") is None:
+        raise UsageError(f"{path}: not a readatl06 per-beam file (no attribute granule)")
+    try:
+        granule = parse_name(text(attrs["granule"])).name
+    except (ValueError, ReadATL06Error) as exc:
+        raise UsageError(f"{path}: attribute granule is not an ATL06 granule name ({exc})") from None
+    return (0,), (manifest.params_key(str(attrs.get("parameters", "{}"))), granule)
+
+
+def settle(comm, view):
+    """Collective, ``view`` the same on every rank: a view read without a manifest gets its files (one
+    parameter set, or every one) and granules from the files' attributes, each file opened by one rank
+    (``parallel.spread.spread_records``: a byte per file and each distinct (key, granule) travel).
+    UsageError on every rank alike: a file that is no readatl06 per-beam file, or a mixture of
+    parameter sets without ``--parameters``."""
+    if view.pending is None:
+        return
+    import numpy as np
+
+    from readatl06.errors import UsageError
+    from readatl06.parallel.spread import spread_records
+    params, any_params = view.pending
+    _, objs, which = spread_records(comm, view.files, _attributes, np.dtype([("ok", "i1")]), catch=UsageError)
+    by_key = {}
+    for i, w in enumerate(which.tolist()):
+        by_key.setdefault(objs[w][0], []).append(i)
+    key = None if any_params else _choose(view.folder, by_key, params, "files")
+    keep = sorted(i for k, v in by_key.items() if any_params or k == key for i in v)
+    view.granules = _in_order({objs[which[i]][1] for i in keep})
+    view.files, view.sizes = [view.files[i] for i in keep], [view.sizes[i] for i in keep]
+    view.key, view.pending = key, None
+
+
 def verify(view, paths=None):
     """One line per file of ``paths`` (default: all of ``view``) whose bytes are not the recorded
     ones: ``[(path, line)]``."""
@@ -242,21 +287,24 @@ def verify(view, paths=None):
 
 
 def plan_outdir(outdir, output, overwrite, params, held, command="merge"):
-    """Rank 0, under the folder's lock: the OutdirView to merge or export (:func:`read_outdir`), the
-    target checked and reserved (``held`` receives the reservation); UsageError when the target is
+    """Rank 0, under the folder's lock: the OutdirView to merge or export (:func:`read_outdir`, its
+    files' attributes read later by :func:`verify_all` when there is no manifest), the target checked
+    and reserved (``held`` receives the reservation); UsageError when the target is
     not allowed or the folder mixes parameter sets and ``params`` does not say which."""
     from readatl06.outputs import locks
-    view = read_outdir(outdir, params)
-    held.append(locks.reserve("-o", output, list_beam_files(outdir).paths(), overwrite,
-                              command))
+    listed = list_beam_files(outdir)
+    view = read_outdir(outdir, params, listed=listed, defer=True)
+    held.append(locks.reserve("-o", output, listed.paths(), overwrite, command))
     return view
 
 
 def verify_all(comm, view):
     """Collective, ``view`` the same on every rank: every file checked against its recorded checksum,
     the files spread over the ranks; the granules of damaged files are left out of ``view`` on every
-    rank. Returns one line per damaged file (for rank 0 to print)."""
+    rank. Returns one line per damaged file (for rank 0 to print). A view read without a manifest is
+    settled first (:func:`settle`; UsageError on every rank alike)."""
     from readatl06.outputs import manifest
+    settle(comm, view)
     mine = []                           # only damaged files travel: the gather stays small at 10^6 files
     for i in range(comm.rank, len(view.files), comm.size):
         line = manifest.damaged(view.files[i], view.digests.get(view.files[i]))

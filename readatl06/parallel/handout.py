@@ -20,7 +20,8 @@ class _LocalCounter:
 @contextlib.contextmanager
 def shared_counter(comm):
     """A counter every rank of ``comm`` draws from (0, 1, 2, ... each value to exactly one rank):
-    ``mpi4py.util.sync.Counter`` (an MPI window, Fetch_and_op) — no rank idles as a master. With
+    ``mpi4py.util.sync.Counter`` (an MPI window of one int64, Fetch_and_op: the points of a continent,
+    past 2^31, do not wrap) — no rank idles as a master. With
     one rank or without mpi4py, a plain local counter; local workers (``-j``, :mod:`.local`) share
     one in memory. Creation and release are collective."""
     if comm.size == 1 or isinstance(comm, SerialComm):
@@ -30,7 +31,7 @@ def shared_counter(comm):
         yield comm.shared_counter()
         return
     from mpi4py.util.sync import Counter
-    counter = Counter(comm=comm)
+    counter = Counter(comm=comm, typecode="q")
     try:
         yield counter
     finally:

@@ -25,6 +25,7 @@ class Plan:
     list_seconds: float = 0.0
     superseded: dict = dataclasses.field(default_factory=dict)   # new granule -> older ones in OUTDIR it replaces
     trusted: list = dataclasses.field(default_factory=list)      # [(item, [(output, sha256)])] of the skipped
+    resumed_sizes: dict = dataclasses.field(default_factory=dict)  # resumed file -> bytes (from the listing)
 
 
 def check_targets(outdir, inputs, merge_path, log, overwrite, resume, held=None):
@@ -64,7 +65,7 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
     records = manifest.latest(records)
     beam_files = list_beam_files(outdir)          # one listing of OUTDIR, whatever the number of granules
     replaced = superseded_in_outdir(sel.granules, records, beam_files) if resume or overwrite else {}
-    items, skipped, resumed, changed, unfinished, trusted = [], [], [], [], [], []
+    items, skipped, resumed, changed, unfinished, trusted, sizes = [], [], [], [], [], [], {}
     for g, p in sel.granules:
         on_disk = beam_files.of(g.stem)
         if g.name in replaced:      # an older release's files are stale files of this granule: (re)done
@@ -74,6 +75,7 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
             if r.get("params") == params_key and manifest.complete(r, on_disk):
                 skipped.append(g.name)     # its checksums are checked by every rank, a share each
                 resumed.extend(os.path.join(outdir, o) for o in r.get("outputs", []))
+                sizes.update({os.path.join(outdir, o): on_disk.get(o, 0) for o in r.get("outputs", [])})
                 trusted.append(((g, p, size_of(p), list(on_disk)),
                                 [(o, manifest.digest_of(r, o)) for o in r.get("outputs", [])]))
                 continue
@@ -93,7 +95,7 @@ def make_plan(sources, selection, outdir, params_key, resume, overwrite=False, m
     if unfinished:
         messages.append(f"--resume: {len(unfinished)} granules have files but no complete record "
                         f"(interrupted) and are redone: {' '.join(unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}")
-    return Plan(items, skipped, resumed, messages, trusted=trusted,
+    return Plan(items, skipped, resumed, messages, trusted=trusted, resumed_sizes=sizes,
                 superseded={new: [old for old, _ in olds] for new, olds in replaced.items()})
 
 

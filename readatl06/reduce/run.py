@@ -110,7 +110,8 @@ def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path,
             plan = Plan([], [], [], [], str(exc))
         if plan.error:
             lock.release()
-    return comm.bcast(plan, root=0), lock
+    from readatl06.parallel.exchange import bcast_object
+    return bcast_object(comm, plan), lock
 
 
 def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrite=False, write=True,
@@ -223,7 +224,8 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
     finally:
         writer.close()
     shown.close()
-    gathered = comm.gather((records, stopped), root=0)
+    from readatl06.parallel.exchange import bcast_object, gather_objects
+    gathered = gather_objects(comm, (records, stopped))      # bytes in pieces below 2^31
     status, reduced = 0, None
     if comm.rank == 0:
         flat = sorted((r for rs, _ in gathered for r in rs), key=lambda r: r["granule"])
@@ -237,7 +239,7 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
             status = 1
         report(flat, plan, comm.size, time.perf_counter() - t0, log, stops, timings)
         reduced = {r["granule"] for r in flat if r["status"] != "failed"}
-    status, reduced = comm.bcast((status, reduced), root=0)
+    status, reduced = bcast_object(comm, (status, reduced))
     if merge_path and not together:
         everyone = comm.gather(list(held), root=0)
         if comm.rank != 0:
@@ -267,7 +269,7 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     over = comm.allgather(held.bytes if getattr(held, "over", False) else 0)
     row = {g.name: i for i, g in enumerate(granules)}
     held = [(row[plan.items[i][0].name], t) for i, t in held]
-    sizes = [os.path.getsize(p) for p in plan.resumed]
+    sizes = [plan.resumed_sizes.get(p, 0) for p in plan.resumed]     # from rank 0's one listing: no stat here
     opened, error = open_tracks([plan.resumed[i] for i in schedule.assign(sizes, comm.size)[comm.rank]])
     error = first_error(comm, error)
     if error:

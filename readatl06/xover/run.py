@@ -29,7 +29,8 @@ from readatl06.errors import BadFileError, ReadATL06Error, UsageError, one_line
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
 from readatl06.atl06.subset import transformer
 from readatl06.outputs.outdir import BEAM_FILES_SHOWN, TrackFile, list_beam_files, read_outdir, verify_all
-from readatl06.parallel.exchange import allreduce_array, gatherv
+from readatl06.parallel.exchange import allreduce_array, bcast_object, gatherv
+from readatl06.parallel.spread import spread_records
 from readatl06.xover import since as since_mod
 from readatl06.xover.tiles import concat, pair_crossings, tiled_crossings
 
@@ -62,13 +63,7 @@ def list_tracks(path, files=None):
     out = []
     if os.path.isdir(path):
         for p in list_beam_files(path).paths() if files is None else files:
-            try:
-                t = TrackFile.open(p, variables=READ)
-            except (OSError, RuntimeError) as exc:          # truncated, not HDF5
-                raise UsageError(f"xover: {p}: cannot be read ({one_line(exc)})") from None
-            if t.beam not in BEAMS or t.direction not in DIRECTIONS:
-                raise UsageError(f"xover: {p}: not a readatl06 per-beam file (attributes beam, direction)")
-            out.append((p, "/", t.beam, t.direction, _rows(p, t.shapes)))
+            out.append(_file_track(p))
         if not out:
             raise UsageError(f"xover: {path}: no per-beam files ({BEAM_FILES_SHOWN}) in this folder")
         return out
@@ -90,6 +85,31 @@ def list_tracks(path, files=None):
     except BadFileError as exc:
         raise UsageError(f"xover: {exc}") from None
     return out
+
+
+def _file_track(p):
+    """``(file, "/", beam, direction, rows)`` of a per-beam file; UsageError naming it."""
+    try:
+        t = TrackFile.open(p, variables=READ)
+    except (OSError, RuntimeError) as exc:          # truncated, not HDF5
+        raise UsageError(f"xover: {p}: cannot be read ({one_line(exc)})") from None
+    if t.beam not in BEAMS or t.direction not in DIRECTIONS:
+        raise UsageError(f"xover: {p}: not a readatl06 per-beam file (attributes beam, direction)")
+    return (p, "/", t.beam, t.direction, _rows(p, t.shapes))
+
+
+TRACK_ROW = np.dtype([("rows", "<i8"), ("beam", "i1"), ("direction", "i1")])
+
+
+def spread_tracks(comm, files):
+    """:func:`list_tracks` of an OUTDIR's ``files`` (collective): each file opened by one rank, a
+    10-byte row per file travels (``parallel.spread.spread_records``); UsageError on every rank."""
+    def one(p):
+        _, _, beam, direction, rows = _file_track(p)
+        return (rows, BEAMS.index(beam), DIRECTIONS.index(direction)), None
+    rows, _, _ = spread_records(comm, files, one, TRACK_ROW, catch=UsageError)
+    return [(p, "/", BEAMS[int(r["beam"])], DIRECTIONS[int(r["direction"])], int(r["rows"]))
+            for p, r in zip(files, rows)]
 
 
 def _rows(where, shapes):
@@ -232,8 +252,9 @@ def _plan(comm, source, output, opts, overwrite, params, held):
             inputs = [source]
             if os.path.isdir(source):
                 held.append(locks.Lock(source, "xover", shared=True))
-                view = read_outdir(source, params)
-                inputs = list_beam_files(source).paths()
+                listed = list_beam_files(source)
+                view = read_outdir(source, params, listed=listed, defer=True)    # settled by verify_all
+                inputs = listed.paths()
                 for note in ([held[0].note] if held[0].note else []) + view.notes:
                     print(f"readatl06 xover: note: {note}", file=sys.stderr)
             elif params is not None:
@@ -242,10 +263,23 @@ def _plan(comm, source, output, opts, overwrite, params, held):
         except UsageError as exc:
             print(f"readatl06 xover: error: {exc}", file=sys.stderr)
             view = 2
-    view = comm.bcast(view, root=0)
+    view = bcast_object(comm, view)          # the file list: bytes in pieces below 2^31
     if view == 2:
         return None, [], None
-    damaged = verify_all(comm, view) if view is not None else []
+    try:
+        damaged = verify_all(comm, view) if view is not None else []
+    except UsageError as exc:          # no manifest: a file not readatl06's, mixed parameter sets (every rank)
+        if comm.rank == 0:
+            print(f"readatl06 xover: error: {exc}", file=sys.stderr)
+        return None, [], None
+    tracks = None
+    if view is not None and view.files:          # an OUTDIR: its files opened a share per rank
+        try:
+            tracks = spread_tracks(comm, view.files)
+        except UsageError as exc:
+            if comm.rank == 0:
+                print(f"readatl06 xover: error: {exc}", file=sys.stderr)
+            return None, [], None
     plan, table = None, None
     if comm.rank == 0:
         try:
@@ -253,15 +287,17 @@ def _plan(comm, source, output, opts, overwrite, params, held):
                 print(f"readatl06 xover: error: {line}", file=sys.stderr)
             if view is not None and not view.files:
                 raise UsageError(f"xover: {source}: no per-beam files ({BEAM_FILES_SHOWN}) to cross in this folder")
-            tracks = list_tracks(source, None if view is None else view.files)
+            listed = list_tracks(source) if tracks is None else None     # a merged file: checked here first
             key = view.key if view is not None else _parameters_key(source)
             keys = None
             if opts["since"] is not None or opts["append"]:
                 keys, table = _new_granules(source, output, view, key, opts)
-            plan = (tracks, keys, key)
+            plan = (listed, keys, key)
         except (UsageError, BadFileError) as exc:
             print(f"readatl06 xover: error: {exc}", file=sys.stderr)
-    plan = comm.bcast(plan, root=0)
+    plan = bcast_object(comm, plan)              # bytes in pieces below 2^31
+    if plan is not None and tracks is not None:
+        plan = (tracks,) + plan[1:]
     return plan, damaged, table
 
 
@@ -326,7 +362,7 @@ def _run(comm, plan, source, output, opts, t0, damaged, table):
         cols["lon"][sel], cols["lat"][sel] = transformer("EPSG:4326", c).transform(cols["x"][sel], cols["y"][sel])
     counts = allreduce_array(comm, np.array([a.size, d.size] + [np.any(a["plane"] == p) or np.any(d["plane"] == p)
                                                                 for p in (0, 1)], np.int64), "sum")
-    rows = gatherv(comm, to_rows(cols))          # compact rows, ROW_DTYPE.itemsize bytes each
+    rows = gatherv(comm, to_rows(cols))          # compact rows, ROW_DTYPE.itemsize bytes each, in pieces below 2^31
     if comm.rank != 0:
         return 1 if damaged else 0
     cols = {n: rows[n] for n in ROW_DTYPE.names if n != "plane"}
