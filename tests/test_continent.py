@@ -1,0 +1,76 @@
+"""Issue 23: the whole pipeline on 8 ranks (oversubscribed) is one rank's, byte for byte, and the
+benches' byte counter (READATL06_TRAFFIC) adds up across ranks."""
+import glob
+import hashlib
+import json
+import os
+
+import h5py
+import pyarrow.parquet as pq
+
+from conftest import run_cli
+from readatl06.cli import main
+
+SOUTH = "EPSG:3031"
+BOX = ("-865000", "-855000", "-865000", "-855000")      # a 10 km box inside the Kamb box: tracks cross
+OUTPUTS = ("reduced.h5", "merged.h5", "table.parquet", "xovers.h5")
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def pipeline(d, ranks, env=None):
+    """reduce --merge, merge OUTDIR, export OUTDIR, xover MERGED of ../granules in the new folder ``d``
+    on ``ranks`` (None: no mpirun), with the same relative paths for every run (xover records its
+    source's); {output: sha256}, the per-beam files by name."""
+    steps = [("reduce", "../granules", "-o", "out", "--merge", "reduced.h5", "--merge-memory", "0.05", "--no-progress"),
+             ("merge", "out", "-o", "merged.h5", "--merge-memory", "0.05"),
+             ("export", "out", "-o", "table.parquet"),
+             ("xover", "reduced.h5", "-o", "xovers.h5")]
+    d.mkdir()
+    for step in steps:
+        r = run_cli(*step, ranks=ranks, timeout=120, env=env, cwd=d)
+        assert r.returncode == 0, (step[0], ranks, r.stderr[-2000:])
+    beams = sorted(glob.glob(str(d / "out" / "*_gt??_[AD].h5")))
+    return {**{name: sha(d / name) for name in OUTPUTS}, **{os.path.basename(p): sha(p) for p in beams}}
+
+
+def test_pipeline_on_8_ranks_equals_one_rank_byte_for_byte(tmp_path):
+    src = tmp_path / "granules"
+    assert main(["synth", str(src), "--granules", "10", "--segments-per-beam", "300", "--segments", "10", "12",
+                 "--bbox-xy", *BOX, "--crs", SOUTH]) == 0
+    traffic = tmp_path / "traffic"
+    one = pipeline(tmp_path / "one", None)
+    eight = pipeline(tmp_path / "eight", 8, env={"READATL06_TRAFFIC": str(traffic)})
+    assert sorted(eight) == sorted(one) and len(one) > len(OUTPUTS) + 12
+    assert eight == one
+
+    # the outputs hold the data: an independent read of the per-beam files, the merged file, the table
+    d = tmp_path / "eight"
+    per_beam = 0
+    for p in glob.glob(str(d / "out" / "*_gt??_[AD].h5")):
+        with h5py.File(p, "r") as f:
+            per_beam += f["lat"].shape[0]
+    with h5py.File(d / "merged.h5", "r") as f:
+        merged = sum(f[f"{b}/{w}/lat"].shape[0] for b in f if b.startswith("gt") for w in f[b])
+        assert f["granules/name"].shape[0] == 10
+    assert per_beam == merged > 1000
+    assert pq.ParquetFile(d / "table.parquet").metadata.num_rows == merged
+    with h5py.File(d / "xovers.h5", "r") as f:
+        assert f["xovers/x"].shape[0] > 0
+
+    # the byte counter of the last command (xover: READATL06_TRAFFIC is overwritten by each command)
+    reports = [json.load(open(traffic / f"rank-{r}.json")) for r in range(8)]
+    assert all(x["rank"] == r and x["size"] == 8 and x["maxrss_kib"] > 10_000 for r, x in enumerate(reports))
+    ops = {op for x in reports for op in x["ops"]}
+    assert "allgather" in ops
+
+    def total(op, what):
+        return [x["ops"].get(op, {}).get(what, 0) for x in reports]
+    for op in ops & {"allgather", "Allgatherv"}:      # everybody receives what everybody sent
+        assert set(total(op, "received")) == {sum(total(op, "sent"))}, op
+    for op in ops & {"gather", "Gatherv"}:             # rank 0 receives what everybody sent
+        assert total(op, "received")[0] == sum(total(op, "sent")) and not any(total(op, "received")[1:]), op
+    for op in ops & {"bcast", "Alltoallv", "Alltoall", "p2p", "scatter"}:   # what is sent is received
+        assert sum(total(op, "sent")) * (7 if op == "bcast" else 1) == sum(total(op, "received")), op
