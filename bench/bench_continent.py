@@ -176,8 +176,8 @@ COMMANDS = ("reduce --merge", "merge OUTDIR", "export OUTDIR", "xover MERGED")
 
 
 def pipeline(src, root, ranks, merge_memory):
-    """The four commands on ``ranks`` ranks in the folder ``root`` (relative paths there: xover records
-    its source's): {command: figures}, {output: sha256}, {output: bytes}."""
+    """The four commands on ``ranks`` ranks in the folder ``root``: {command: figures}, {output: sha256},
+    {output: bytes}."""
     out, merged = os.path.join(root, "out"), os.path.join(root, "reduced.h5")
     steps = {
         "reduce --merge": ["reduce", src, "-o", "out", "--merge", "reduced.h5", "--merge-memory", merge_memory,
@@ -230,7 +230,7 @@ def part_b(args, results):
     print(head + "\n" + "-" * len(head))
     rows, reference, ok = {}, None, True
     for p in args.ranks:
-        root = os.path.join(args.cache, f"run-{n}-{p}")
+        root = os.path.join(args.cache, f"run-{n}")     # one path for all (xover records its source's)
         shutil.rmtree(root, ignore_errors=True)
         os.makedirs(root)
         figures, digests, sizes = pipeline(src, root, p, args.merge_memory)

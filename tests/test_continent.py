@@ -17,13 +17,14 @@ OUTPUTS = ("reduced.h5", "merged.h5", "table.parquet", "xovers.h5")
 
 
 def sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def pipeline(d, ranks, env=None):
     """reduce --merge, merge OUTDIR, export OUTDIR, xover MERGED of ../granules in the new folder ``d``
-    on ``ranks`` (None: no mpirun), with the same relative paths for every run (xover records its
-    source's); {output: sha256}, the per-beam files by name."""
+    on ``ranks`` (None: no mpirun); {output: sha256}, the per-beam files by name. Every run is made in
+    the same folder (xover records its source's absolute path), then renamed."""
     steps = [("reduce", "../granules", "-o", "out", "--merge", "reduced.h5", "--merge-memory", "0.05", "--no-progress"),
              ("merge", "out", "-o", "merged.h5", "--merge-memory", "0.05"),
              ("export", "out", "-o", "table.parquet"),
@@ -41,13 +42,14 @@ def test_pipeline_on_8_ranks_equals_one_rank_byte_for_byte(tmp_path):
     assert main(["synth", str(src), "--granules", "10", "--segments-per-beam", "300", "--segments", "10", "12",
                  "--bbox-xy", *BOX, "--crs", SOUTH]) == 0
     traffic = tmp_path / "traffic"
-    one = pipeline(tmp_path / "one", None)
-    eight = pipeline(tmp_path / "eight", 8, env={"READATL06_TRAFFIC": str(traffic)})
+    one = pipeline(tmp_path / "run", None)
+    (tmp_path / "run").rename(tmp_path / "one")
+    eight = pipeline(tmp_path / "run", 8, env={"READATL06_TRAFFIC": str(traffic)})
     assert sorted(eight) == sorted(one) and len(one) > len(OUTPUTS) + 12
     assert eight == one
 
     # the outputs hold the data: an independent read of the per-beam files, the merged file, the table
-    d = tmp_path / "eight"
+    d = tmp_path / "run"
     per_beam = 0
     for p in glob.glob(str(d / "out" / "*_gt??_[AD].h5")):
         with h5py.File(p, "r") as f:
@@ -61,7 +63,7 @@ def test_pipeline_on_8_ranks_equals_one_rank_byte_for_byte(tmp_path):
         assert f["xovers/x"].shape[0] > 0
 
     # the byte counter of the last command (xover: READATL06_TRAFFIC is overwritten by each command)
-    reports = [json.load(open(traffic / f"rank-{r}.json")) for r in range(8)]
+    reports = [json.loads((traffic / f"rank-{r}.json").read_text()) for r in range(8)]
     assert all(x["rank"] == r and x["size"] == 8 and x["maxrss_kib"] > 10_000 for r, x in enumerate(reports))
     ops = {op for x in reports for op in x["ops"]}
     assert "allgather" in ops
