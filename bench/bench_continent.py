@@ -287,7 +287,8 @@ def chunk_costs(tmp, datasets=24, chunks=400):
     holes = ChunkHoles(os.path.join(tmp, "chunks.h5"))
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_fileobj_driver(h5py.h5fd.fileobj_driver, holes)
-    fid = h5py.h5f.create(b"chunks", h5py.h5f.ACC_TRUNC, fapl=fapl)
+    f = h5py.File(h5py.h5f.create(b"chunks", h5py.h5f.ACC_TRUNC, fapl=fapl))
+    fid = f.id
     n = CHUNK * chunks
     t0 = time.perf_counter()
     dsets = [h5py.h5d.create(fid, f"v{i}".encode(), h5py.h5t.IEEE_F64LE, h5py.h5s.create_simple((n,)),
@@ -297,7 +298,8 @@ def chunk_costs(tmp, datasets=24, chunks=400):
         for d in dsets:
             holes.allocate(d, c * CHUNK, 30000 + c % 7)
     t2 = time.perf_counter()
-    fid.close()
+    del dsets
+    f.close()                                     # every object of the file, then the file object
     holes.close()
     return (t1 - t0) / datasets, (t2 - t1) / (datasets * chunks)
 
@@ -324,16 +326,53 @@ def typical_granule(args):
     return g
 
 
-def fit_messages(rows, command):
-    """Received bytes of the busiest rank as c0 + c1*P + c2*P^2 at the measured N (P > 1 only)."""
+DATA_OPS = ("Alltoallv", "Alltoall", "p2p", "scatter")   # a rank's share of the data: N/P, plus counts per rank
+
+
+def nonnegative_fit(columns, y):
+    """Least squares with coefficients >= 0: the best over every subset of the columns."""
+    import itertools
     import numpy as np
-    ps = [int(p) for p in rows if int(p) > 1]
-    if not ps:
-        return 0.0, 0.0, 0.0
-    y = np.array([rows[str(p)]["figures"][command]["received"] for p in ps], float)
-    cols = [np.ones(len(ps)), np.array(ps, float), np.array(ps, float) ** 2][:max(1, min(3, len(ps)))]
-    c = np.linalg.lstsq(np.column_stack(cols), y, rcond=None)[0].clip(0)
-    return tuple(float(x) for x in c) + (0.0,) * (3 - len(c))
+    best = (np.inf, np.zeros(len(columns)))
+    for k in range(1, len(columns) + 1):
+        for subset in itertools.combinations(range(len(columns)), k):
+            if k > len(y):
+                continue
+            a = np.column_stack([columns[i] for i in subset])
+            c = np.linalg.lstsq(a, y, rcond=None)[0]
+            if np.all(c >= 0):
+                err = float(np.sum((a @ c - y) ** 2))
+                if err < best[0] - 1e-9 * max(1.0, float(y @ y)):
+                    full = np.zeros(len(columns))
+                    full[list(subset)] = c
+                    best = (err, full)
+    return best[1]
+
+
+def fit_messages(rows, command, nb):
+    """(a, b, c, d): the busiest rank of ``command`` receives R(N,P) = a N + b N/P + c P + d P^2 bytes,
+    fitted per operation over the measured P > 1 at N = nb (coefficients >= 0): tables (broadcast,
+    gathers) as a N + c P + d P^2, a rank's share of the points (DATA_OPS) as b N/P + c P."""
+    import numpy as np
+    ps = np.array([int(p) for p in rows if int(p) > 1], float)
+    coef = np.zeros(4)
+    if not ps.size:
+        return tuple(coef)
+    ops = {op for p in ps for op in rows[str(int(p))]["figures"][command]["ops"]}
+    for op in ops:
+        y = np.array([rows[str(int(p))]["figures"][command]["ops"].get(op, 0) for p in ps], float)
+        if op in DATA_OPS:
+            b, c = nonnegative_fit([nb / ps, ps], y)
+            coef += (0, b, c, 0)
+        else:
+            a, c, d = nonnegative_fit([np.full(ps.size, float(nb)), ps, ps ** 2], y)
+            coef += (a, 0, c, d)
+    return tuple(float(x) for x in coef)
+
+
+def received(fit, n, p):
+    a, b, c, d = fit
+    return a * n + b * n / p + c * p + d * p * p
 
 
 def part_c(args, results):
@@ -354,7 +393,9 @@ def part_c(args, results):
     nb, rows = b["granules"], b["ranks"]
     one = rows[min(rows, key=int)]["figures"]["reduce --merge"]
     plan_us = a["us_per_granule"] if a else one["list"] / nb * 1e6
-    fits = {c: fit_messages(rows, c) for c in COMMANDS}
+    fits = {c: fit_messages(rows, c, nb) for c in COMMANDS}
+    scale = g["points"] / (one["points"] / nb)      # the points travel: b per granule grows with its points
+    fits = {c: (fa, fb * scale, fc, fd) for c, (fa, fb, fc, fd) in fits.items()}
     if m and len(m["granules"]) >= 2:
         (n1, r1), (n2, r2) = sorted(((int(k), v["peak_mib"]) for k, v in m["granules"].items()))[:2]
         slope = (r2 - r1) / (n2 - n1)
@@ -371,9 +412,11 @@ def part_c(args, results):
           f"{g['points']:,} points, per-beam files {g['per_beam'] / 1e6:.2f} MB, merged {g['merged'] / 1e6:.2f} MB, "
           f"{vars_} datasets per group; reduce CPU {g['cpu']:.2f} s, merge {g['merge']:.2f} s on 1 rank")
     print(f"  start-up   {startup:8.2f} s (Python + numpy + h5py + mpi4py + readatl06 imports, one process)")
-    for c, (c0, c1, c2) in fits.items():
-        print(f"  messages   {c:<15} busiest rank receives R(N,P) = {c0:,.0f} B x N/{nb} + {c1:,.0f} B x P + {c2:,.1f} B x P^2 "
-              "(least squares over the measured P > 1)")
+    print(f"  messages   the busiest rank receives R(N,P) = a N + b N/P + c P + d P^2 bytes (fitted per operation "
+          f"over the measured P > 1 at N = {nb}: tables a N + c P + d P^2, {'/'.join(DATA_OPS)} b N/P + c P, "
+          f"b times {scale:.0f} = the typical granule's points / the bench granule's {one['points'] / nb:.0f}):")
+    for c, (fa, fb, fc, fd) in fits.items():
+        print(f"             {c:<15} a = {fa:,.0f}, b = {fb:,.0f}, c = {fc:,.0f}, d = {fd:,.1f}")
     print(f"  memory     peak per rank M(N) = {r1:.1f} MiB + {slope * 1024:.2f} KiB x (N - {n1}) (part (m)"
           f"{'' if m else ' missing: slope 0'}), at --merge-memory {b['merge_memory']}")
     print("modelled (the formulas, per phase of reduce --merge):")
@@ -382,27 +425,26 @@ def part_c(args, results):
           f"{g['merged'] / 1e6:.2f}) MB / bandwidth; rank 0 HDF5 = 12 x {vars_} datasets x {t_dset * 1e3:.2f} ms + "
           f"chunks x {t_chunk * 1e6:.1f} us, chunks = ceil(N x {g['points']:,} / 12 / 16384) x 12 x {vars_} = {chunks:,}; "
           f"merge CPU = N x {g['merge']:.2f} s / P; messages = R_reduce(N,P) / network; start-up {startup:.1f} s; "
-          f"memory = M(N) + R_reduce(N,P) (every received table held at once)")
+          f"memory = M(N) + (c P + d P^2) of reduce --merge (what grows with P, which part (m) at fixed P does not see)")
     head = (f"{'ranks':>6} {'start':>6} {'plan':>6} {'reduce':>7} {'I/O':>6} {'rank0 HDF5':>10} {'merge CPU':>9} "
             f"{'msgs MiB/rank':>13} {'msgs s':>6} {'memory MiB/rank':>15} {'total min':>9}")
     print(head + "\n" + "-" * len(head))
     model = {}
     for p in args.model_ranks:
-        c0, c1, c2 = fits["reduce --merge"]
-        recv = c0 * N / nb + c1 * p + c2 * p * p
+        recv = received(fits["reduce --merge"], N, p)
         parts = {"start": startup, "plan": N * plan_us * 1e-6, "reduce": N * args.granule_cpu / p + args.granule_cpu,
                  "io": N * (g["read"] + g["per_beam"] + g["merged"]) / bw, "rank0": 12 * vars_ * t_dset + chunks * t_chunk,
                  "merge": N * g["merge"] / p, "msgs": recv / net}
         total = sum(parts.values())
-        mem = r1 + slope * (N - n1) + recv / 2 ** 20
+        fa, fb, fc, fd = fits["reduce --merge"]
+        mem = r1 + slope * (N - n1) + (fc * p + fd * p * p) / 2 ** 20
         model[p] = {"total": total, "memory": mem, **parts}
         print(f"{p:>6} {parts['start']:>6.1f} {parts['plan']:>6.1f} {parts['reduce']:>7.1f} {parts['io']:>6.1f} "
               f"{parts['rank0']:>10.1f} {parts['merge']:>9.1f} {recv / 2 ** 20:>13.1f} {parts['msgs']:>6.2f} {mem:>15.0f} "
               f"{total / 60:>9.1f}")
     for c in COMMANDS[1:]:
-        c0, c1, c2 = fits[c]
-        print(f"  {c}: the busiest rank receives {(c0 * N / nb + c1 * 256 + c2 * 256 ** 2) / 2 ** 20:,.1f} MiB at 256 ranks, "
-              f"{(c0 * N / nb + c1 * 4096 + c2 * 4096 ** 2) / 2 ** 20:,.1f} MiB at 4,096")
+        print(f"  {c}: the busiest rank receives " + ", ".join(
+            f"{received(fits[c], N, p) / 2 ** 20:,.1f} MiB at {p:,} ranks" for p in args.model_ranks))
     t = model[args.model_ranks[0]]["total"] if args.model_ranks else float("nan")
     print(f"\nHEADLINE: Antarctica ({N:,} granules, regions 10-12, {g['segments']}-segment granules) on "
           f"{args.model_ranks[0]} ranks, reduce --merge end to end at {args.bandwidth:g} GB/s: {t / 60:.1f} min modelled "
