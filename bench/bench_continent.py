@@ -21,9 +21,10 @@ the bytes the busiest rank sent and received in MPI calls (``READATL06_TRAFFIC``
 readatl06/parallel/traffic.py), reduce's ``--timings``; and the sha256 of every output (the per-beam
 files as one digest), which must be the same at every rank count (exit status 1 otherwise).
 
-(m) ``--memory-granules``, ``--memory-ranks``: peak memory per rank of ``reduce --merge --no-per-beam``
-at a fixed ``--merge-memory`` for 10^3 and 10^4 granules (past the 2,000 distinct synthetic ones: hard
-links to them under the names of later cycles, 91 days on).
+(m) ``--memory-granules``, ``--memory-ranks``: peak memory per rank of ``reduce --merge`` at a fixed
+``--merge-memory`` (per-beam files written: with ``--no-per-beam`` a rank keeps all its tracks) for
+10^3 and 10^4 granules (past the 2,000 distinct synthetic ones: hard links to them under the names of
+later cycles, 91 days on).
 
 (c) ``--model-*``, ``--bandwidth``: 10^5 granules on 256, 1,024 and 4,096 ranks modelled from the
 figures of (a), (b) and (m) (kept in ``--results``, so each part can run alone), from rank 0's HDF5
@@ -252,7 +253,7 @@ def part_b(args, results):
 # ---- part (m): memory per rank against the number of granules ------------------------------------
 
 def part_m(args, results):
-    print(f"\n(m) memory per rank: reduce --merge --no-per-beam --merge-memory {args.merge_memory} on "
+    print(f"\n(m) memory per rank: reduce --merge --merge-memory {args.merge_memory} on "
           f"{args.memory_ranks} ranks, {args.segments_per_beam} segments per beam; load {os.getloadavg()[0]:.2f}")
     head = f"{'granules':>8} {'wall s':>7} {'peak MiB (max rank)':>19} {'rank0 MiB':>9} {'recv KiB':>9} {'ratio':>6}"
     print(head + "\n" + "-" * len(head))
@@ -264,7 +265,7 @@ def part_m(args, results):
         os.makedirs(root)
         folder = os.path.join(root, "traffic")
         wall, _ = mpirun(args.memory_ranks, ["reduce", src, "-o", os.path.join(root, "out"), "--merge",
-                                             os.path.join(root, "m.h5"), "--no-per-beam", "--merge-memory",
+                                             os.path.join(root, "m.h5"), "--merge-memory",
                                              args.merge_memory, "--no-progress"], traffic=folder)
         t = traffic(folder)
         peak = max(r["mib"] for r in t)
