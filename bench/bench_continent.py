@@ -15,9 +15,9 @@ granule and their ratio to the smallest N's (flat = O(N)). Best of ``--repeat``.
 
 (b) ``--pipeline-granules``, ``--ranks``: the whole pipeline over small synthetic granules
 (``readatl06 synth``, ``--segments-per-beam``, made once on 2 ranks and kept in ``--cache``) on each
-rank count, oversubscribed: ``reduce --merge``, ``merge OUTDIR``, ``export OUTDIR``, ``xover
-MERGED``. Per command: wall seconds of the whole ``mpirun``, the largest rank's peak resident memory,
-the bytes the busiest rank sent and received in MPI calls (``READATL06_TRAFFIC``,
+rank count, oversubscribed: ``reduce --merge``, ``merge OUTDIR``, ``export`` and ``xover`` of the
+merged file (of OUTDIR with ``--from-outdir``). Per command: wall seconds of the whole ``mpirun``,
+the largest rank's peak resident memory, the bytes the busiest rank sent and received in MPI calls (``READATL06_TRAFFIC``,
 readatl06/parallel/traffic.py), reduce's ``--timings``; and the sha256 of every output (the per-beam
 files as one digest), which must be the same at every rank count (exit status 1 otherwise).
 
@@ -173,10 +173,10 @@ def traffic(folder):
     return sorted(rows, key=lambda x: x["rank"])
 
 
-COMMANDS = ("reduce --merge", "merge OUTDIR", "export OUTDIR", "xover MERGED")
+COMMANDS = ("reduce --merge", "merge OUTDIR", "export", "xover")
 
 
-def pipeline(src, root, ranks, merge_memory):
+def pipeline(src, root, ranks, merge_memory, from_outdir=False):
     """The four commands on ``ranks`` ranks in the folder ``root``: {command: figures}, {output: sha256},
     {output: bytes}."""
     out, merged = os.path.join(root, "out"), os.path.join(root, "reduced.h5")
@@ -184,8 +184,8 @@ def pipeline(src, root, ranks, merge_memory):
         "reduce --merge": ["reduce", src, "-o", "out", "--merge", "reduced.h5", "--merge-memory", merge_memory,
                            "--timings", "--no-progress"],
         "merge OUTDIR": ["merge", "out", "-o", "merged.h5", "--merge-memory", merge_memory],
-        "export OUTDIR": ["export", "out", "-o", "table.parquet"],
-        "xover MERGED": ["xover", "reduced.h5", "-o", "xovers.h5"],
+        "export": ["export", "out" if from_outdir else "reduced.h5", "-o", "table.parquet"],
+        "xover": ["xover", "out" if from_outdir else "reduced.h5", "-o", "xovers.h5"],
     }
     figures = {}
     for name, args in steps.items():
@@ -224,7 +224,7 @@ def part_b(args, results):
     src = source_folder(args.cache, args.pipeline_granules, args.segments_per_beam)
     n = args.pipeline_granules
     print(f"\n(b) the pipeline: {n} synthetic granules ({args.segments_per_beam} segments per beam), "
-          f"--merge-memory {args.merge_memory}; load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
+          f"--merge-memory {args.merge_memory}, export and xover of {'OUTDIR' if args.from_outdir else 'MERGED'}; load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
     print("    wall s: the whole mpirun; peak MiB: the largest rank's ru_maxrss; sent/received: the busiest rank's")
     print("    bytes in MPI calls (pickled objects as pickled, buffers as counted); list/merge s: reduce --timings")
     head = f"{'ranks':>5} {'command':<15} {'wall s':>7} {'peak MiB':>8} {'rank0 MiB':>9} {'sent KiB':>9} {'recv KiB':>9}  phases"
@@ -234,7 +234,7 @@ def part_b(args, results):
         root = os.path.join(args.cache, f"run-{n}")     # one path for all (xover records its source's)
         shutil.rmtree(root, ignore_errors=True)
         os.makedirs(root)
-        figures, digests, sizes = pipeline(src, root, p, args.merge_memory)
+        figures, digests, sizes = pipeline(src, root, p, args.merge_memory, args.from_outdir)
         for name, f in figures.items():
             phases = ", ".join(f"{k} {f[k]:.2f}" for k in ("list", "read", "filter", "write", "merge") if k in f)
             print(f"{p:>5} {name:<15} {f['wall']:>7.1f} {f['peak_mib']:>8.0f} {f['rank0_mib']:>9.0f} "
@@ -488,6 +488,7 @@ def main():
     g.add_argument("--ranks", nargs="+", type=int, default=[1, 4, 16, 64])
     g.add_argument("--segments-per-beam", type=int, default=300)
     g.add_argument("--merge-memory", type=int, default=64, help="MB (--merge-memory of reduce and merge)")
+    g.add_argument("--from-outdir", action="store_true", help="export and xover read OUTDIR (default: the merged file)")
     g.add_argument("--memory-granules", nargs="+", type=int, default=[1000, 10000])
     g.add_argument("--memory-ranks", type=int, default=2)
     g = ap.add_argument_group("(c) model")
