@@ -76,3 +76,34 @@ def test_pipeline_on_8_ranks_equals_one_rank_byte_for_byte(tmp_path):
         assert total(op, "received")[0] == sum(total(op, "sent")) and not any(total(op, "received")[1:]), op
     for op in ops & {"bcast", "Alltoallv", "Alltoall", "p2p", "scatter"}:   # what is sent is received
         assert sum(total(op, "sent")) * (7 if op == "bcast" else 1) == sum(total(op, "received")), op
+
+
+def test_streamed_manifest_equals_the_one_built_in_memory(tmp_path):
+    """consolidate(keep=False), the end of a run: the records stream from the part files; the manifest,
+    the rejected lines and the removed parts are those of consolidate(keep=True), byte for byte."""
+    from readatl06.outputs import manifest
+
+    def rec(i, run="r1", rank=0):
+        return {"granule": f"g{i:05d}", "status": "done", "run": run, "rank": rank, "started": f"t{i}",
+                "outputs": [f"g{i:05d}_gt1l_A.h5"], "sizes": {f"g{i:05d}_gt1l_A.h5": i}}
+    folders = []
+    for keep in (True, False):
+        d = tmp_path / f"keep{keep}"
+        d.mkdir()
+        main = [json.dumps(rec(i, "r0"), sort_keys=True) for i in range(50)]
+        (d / manifest.MAIN).write_text("\n".join(main[:20] + ["not json {"] + main[20:]) + "\n")
+        for rank in (0, 1, 10):      # rank 10's part holds records already consolidated (a kill before cleanup)
+            lines = [rec(i, "r1", rank) for i in range(100 * rank, 100 * rank + 30)] if rank != 10 \
+                else [rec(i, "r0") for i in range(5)] + [rec(2000, "r1", 10), [1, 2]]
+            (d / manifest.PART.format(rank=rank)).write_text("".join(json.dumps(x, sort_keys=True) + "\n" for x in lines))
+        notes = []
+        out = manifest.consolidate(str(d), [rec(3000, "r1", 1), rec(0, "r1", 0)], notes=notes, keep=keep)
+        assert (out is None) == (not keep) and len(notes) == 2
+        assert not manifest.part_paths(str(d))
+        folders.append(d)
+    (a, b) = folders
+    assert (a / manifest.MAIN).read_bytes() == (b / manifest.MAIN).read_bytes()
+    assert (a / manifest.REJECTED).read_bytes() == (b / manifest.REJECTED).read_bytes()
+    records = [json.loads(x) for x in (b / manifest.MAIN).read_text().splitlines()]
+    assert len(records) == 50 + 30 + 30 + 1 + 1 and len({(r["run"], r["granule"], r["started"], r["rank"]) for r in records}) == len(records)
+    assert records[:50] == [rec(i, "r0") for i in range(50)]
