@@ -62,6 +62,19 @@ def test_pipeline_on_8_ranks_equals_one_rank_byte_for_byte(tmp_path):
     with h5py.File(d / "xovers.h5", "r") as f:
         assert f["xovers/x"].shape[0] > 0
 
+    # per-beam files of two granules, same beam and direction: their variables' attributes are one
+    # shared dict each (memory per rank flat in the granules), equal to h5py's own read
+    from readatl06.outputs.outdir import TrackFile
+    a, b = sorted(glob.glob(str(d / "out" / "*_gt1l_[AD].h5")))[:2]
+    ta, tb = TrackFile.open(a), TrackFile.open(b)
+    assert ta.granule != tb.granule and sorted(ta.var_attrs) == sorted(tb.var_attrs)
+    with h5py.File(b, "r") as f:
+        for name, attrs in tb.var_attrs.items():
+            assert attrs is ta.var_attrs[name]
+            assert sorted(attrs) == sorted(k for k in f[name].attrs if k not in ("DIMENSION_LIST", "REFERENCE_LIST"))
+            assert str(attrs["units"]) == str(f[name].attrs["units"].decode() if isinstance(
+                f[name].attrs["units"], bytes) else f[name].attrs["units"])
+
     # the byte counter of the last command (xover: READATL06_TRAFFIC is overwritten by each command)
     reports = [json.loads((traffic / f"rank-{r}.json").read_text()) for r in range(8)]
     assert all(x["rank"] == r and x["size"] == 8 and x["maxrss_kib"] > 10_000 for r, x in enumerate(reports))
