@@ -9,6 +9,7 @@ take the main file and any leftover parts; the last record of a granule wins.
 """
 import glob
 import hashlib
+import itertools
 import json
 import os
 
@@ -63,7 +64,11 @@ def _read_lines(path, nofollow=False, rejected=None):
     """The records of a manifest file (``nofollow``: a part file, never read through a symbolic link).
     A line that is not a record (not UTF-8, not JSON, JSON but no record; a line cut by a kill) is
     skipped: ``rejected`` (a list) receives ``(path, line number, raw bytes, why)`` for each."""
-    out = []
+    return list(_each_record(path, nofollow, rejected))
+
+
+def _each_record(path, nofollow=False, rejected=None):
+    """:func:`_read_lines` one record at a time."""
     if nofollow and os.path.islink(path):
         raise planted(path)
     with open(path, "rb") as fh:
@@ -78,10 +83,9 @@ def _read_lines(path, nofollow=False, rejected=None):
             except json.JSONDecodeError:
                 why = "not JSON (a line cut by a kill?)"
             if why is None:
-                out.append(value)
+                yield value
             elif rejected is not None:
                 rejected.append((path, number, raw.rstrip(b"\n"), why))
-    return out
 
 
 def rejection_notes(rejected):
@@ -124,52 +128,101 @@ def _key(r):
     return (r.get("run"), r.get("granule"), r.get("started"), r.get("rank"))
 
 
-def consolidate(outdir, records=(), notes=None):
+def consolidate(outdir, records=(), notes=None, keep=True):
     """Rank 0, under the folder's lock: add the records of the part files (this run's, or a killed
     run's) and ``records`` to the main manifest, each record once, then drop the part files. The main
     file is replaced atomically (written under a temporary name, renamed), so a kill at any moment
     leaves either the old or the new manifest, and records already consolidated are never repeated.
     Lines that are no record are moved to ``REJECTED`` (one JSON line each: file, line, why, text),
     never dropped silently; ``notes`` (a list) receives one line each. Returns every record now in
-    the manifest, oldest first (what :func:`read_records` would read next: no second read)."""
+    the manifest, oldest first (what :func:`read_records` would read next: no second read); with
+    ``keep=False`` None, and the records stream through: memory is a 16-byte digest per record,
+    not the records (the end of a run, whatever the number of granules)."""
     main = os.path.join(outdir, MAIN)
     rejected = []
-    existing = _read_lines(main, rejected=rejected) if os.path.exists(main) else []
-    seen = {_key(r) for r in existing}
-    new = []
-    for r in [r for p in part_paths(outdir) for r in _read_lines(p, nofollow=True, rejected=rejected)] + list(records):
-        if _key(r) not in seen:
-            seen.add(_key(r))
-            new.append(r)
-    if rejected:                     # kept aside before the manifest is rewritten without them
-        fd = open_existing(os.path.join(outdir, REJECTED), os.O_WRONLY | os.O_APPEND)
-        with os.fdopen(fd, "ab") as fh:
-            for path, number, raw, why in rejected:
-                fh.write(json.dumps({"file": os.path.basename(path), "line": number, "why": why,
-                                     "text": raw.decode("utf-8", "backslashreplace")}).encode() + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    if new or rejected:
-        tmp = os.path.join(outdir, f".{MAIN}.tmp-{os.getpid()}")
-        fd = open_new(tmp)                  # PlantedError for a link planted at the name
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                for r in existing + new:
-                    fh.write(json.dumps(r, sort_keys=True) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            crash_point("consolidate-before-rename")
-            os.replace(tmp, main)
-        except BaseException:
-            if os.path.lexists(tmp):
-                os.remove(tmp)
-            raise
+    if not keep:
+        _stream(outdir, main, records, rejected)
+    else:
+        existing = _read_lines(main, rejected=rejected) if os.path.exists(main) else []
+        seen = {_key(r) for r in existing}
+        new = []
+        for r in [r for p in part_paths(outdir) for r in _read_lines(p, nofollow=True, rejected=rejected)] + list(records):
+            if _key(r) not in seen:
+                seen.add(_key(r))
+                new.append(r)
+        _keep_rejected(outdir, rejected)
+        if new or rejected:
+            _replace(outdir, main, existing + new)
     if notes is not None:
         notes.extend(f"{path} line {number}: {why}; moved to {REJECTED}" for path, number, _, why in rejected)
     crash_point("consolidate-before-cleanup")
     for p in part_paths(outdir):
         os.remove(p)
-    return existing + new
+    return existing + new if keep else None
+
+
+def _keep_rejected(outdir, rejected):
+    """The lines that are no record, kept aside (before the manifest is rewritten without them)."""
+    if not rejected:
+        return
+    fd = open_existing(os.path.join(outdir, REJECTED), os.O_WRONLY | os.O_APPEND)
+    with os.fdopen(fd, "ab") as fh:
+        for path, number, raw, why in rejected:
+            fh.write(json.dumps({"file": os.path.basename(path), "line": number, "why": why,
+                                 "text": raw.decode("utf-8", "backslashreplace")}).encode() + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _replace(outdir, main, records, before_rename=None):
+    """``main`` replaced by ``records`` (an iterable: written as they come) under a temporary name,
+    fsynced and renamed; ``before_rename()`` runs between; returns what it returns (False: the
+    temporary file is dropped and ``main`` left as it is)."""
+    tmp = os.path.join(outdir, f".{MAIN}.tmp-{os.getpid()}")
+    fd = open_new(tmp)                  # PlantedError for a link planted at the name
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(r, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if before_rename is not None and not before_rename():
+            os.remove(tmp)
+            return False
+        crash_point("consolidate-before-rename")
+        os.replace(tmp, main)
+        return True
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _stream(outdir, main, records, rejected):
+    """consolidate(keep=False): the main manifest, then every new record of the parts and ``records``,
+    written one at a time; replaces ``main`` only when something was new or rejected."""
+    seen, new = set(), [False]
+
+    def digest(r):
+        return hashlib.blake2b(repr(_key(r)).encode(), digest_size=16).digest()
+
+    def each():
+        if os.path.exists(main):
+            for r in _each_record(main, rejected=rejected):
+                seen.add(digest(r))
+                yield r
+        for r in itertools.chain(*(_each_record(p, nofollow=True, rejected=rejected) for p in part_paths(outdir)),
+                                 records):
+            k = digest(r)
+            if k not in seen:
+                seen.add(k)
+                new[0] = True
+                yield r
+
+    def decide():
+        _keep_rejected(outdir, rejected)
+        return new[0] or bool(rejected)
+    _replace(outdir, main, each(), before_rename=decide)
 
 
 def complete(record, on_disk):

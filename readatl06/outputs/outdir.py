@@ -11,6 +11,23 @@ from readatl06.atl06.schema import DIRECTION_CODE
 # A per-beam file's name; a name starting with "." is never one (temporary files: ``.<name>.tmp-*``).
 BEAM_FILE_RE = re.compile(r"(?P<stem>[^.].*)_(?P<beam>gt[123][lr])_(?P<direction>[AD])\.h5")
 BEAM_FILES_SHOWN = "*_gtNx_A|D.h5"        # the pattern as messages show it
+SHARED_MAX = 4096          # distinct attribute sets kept by shared_attrs (beyond: no sharing)
+_shared = {}
+
+
+def shared_attrs(attrs):
+    """One dict per distinct set of a variable's attributes, shared by every TrackFile that has it:
+    a variable's attributes are the same in every track of a run (per beam at most), and a rank that
+    keeps a TrackFile per per-beam file (``reduce --merge`` past its memory share, ``merge OUTDIR``)
+    would otherwise hold ~15 KB of them per track, growing with the granules. Read-only."""
+    import pickle
+    key = tuple(sorted((k, pickle.dumps(v)) for k, v in attrs.items()))
+    found = _shared.get(key)
+    if found is None:
+        found = dict(attrs)
+        if len(_shared) < SHARED_MAX:
+            _shared[key] = found
+    return found
 
 
 def beam_file_name(stem, beam, direction):
@@ -94,7 +111,7 @@ class TrackFile:
                 if not isinstance(obj, h5py.Dataset) or is_dimension(obj):
                     continue
                 dtypes[k], shapes[k] = obj.dtype.str, obj.shape
-                var_attrs[k] = {a: decoded(obj.attrs[a]) for a in obj.attrs if a not in DIMENSION_ATTRS}
+                var_attrs[k] = shared_attrs({a: decoded(obj.attrs[a]) for a in obj.attrs if a not in DIMENSION_ATTRS})
             values = {k: f[k][()] for k in read if k in dtypes}
         try:
             granule = parse_name(text(attrs.get("granule")) or "")
@@ -111,7 +128,7 @@ class TrackFile:
         data = {k: np.asarray(v) for k, v in track.data.items()}
         return cls(path, track.granule, track.beam, track.direction, len(track),
                    {k: v.dtype.str for k, v in data.items()},
-                   {k: dict(v) for k, v in track.var_attrs.items()}, dict(track.attrs),
+                   {k: shared_attrs(v) for k, v in track.var_attrs.items()}, dict(track.attrs),
                    {k: v.shape for k, v in data.items()})
 
 

@@ -33,6 +33,9 @@ def world():
         if launched_by_mpirun():
             raise RuntimeError("started under mpirun but mpi4py cannot be imported") from None
         return SerialComm()
+    if os.environ.get("READATL06_TRAFFIC"):     # the benches' byte and memory counts (parallel/traffic.py)
+        from readatl06.parallel.traffic import counted
+        return counted(MPI.COMM_WORLD)
     return MPI.COMM_WORLD
 
 

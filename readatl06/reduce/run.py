@@ -166,6 +166,15 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
         lock.release()
 
 
+SUMMARY = ("granule", "status", "error", "notes", "points", "timings", "bytes_read", "vars")
+
+
+def summary(record):
+    """What rank 0 needs of a record for the report; the rank's part file holds the whole record,
+    which rank 0 streams into the manifest (memory per record a few hundred bytes, not ~6 KB)."""
+    return {k: record[k] for k in SUMMARY if k in record}
+
+
 def _vars_found_nowhere(records, opts):
     """--vars variables that no reduced granule has (where points were kept): one error line each."""
     looked, found = set(), set()
@@ -200,7 +209,8 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
         if plan.skipped:
             print(f"readatl06: --resume: {len(plan.skipped)} granules already done, skipped", file=sys.stderr)
     writer = manifest.PartWriter(outdir, comm.rank)
-    records, held, stopped = [], HeldTracks(outdir, write, merge_memory if together else 0), None
+    records, unwritten = [], []           # summaries for the report; whole records the part file lacks
+    held, stopped = HeldTracks(outdir, write, merge_memory if together else 0), None
     shown = Progress(comm, len(plan.items), enabled=progress)
     try:
         for i in _work(comm, plan, how):
@@ -213,7 +223,9 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
                     writer.write({"granule": old, "status": "superseded", "by": g.name, "params": key,
                                   "run": plan.run, "rank": comm.rank, "outputs": [], "sizes": {}, "points": 0})
             outdir_mod.crash_point("record-written")
-            records.append(record)
+            records.append(summary(record) if writer.error is None else record)
+            if writer.error is not None:
+                unwritten.append(record)
             if merge_path:
                 held.extend((i, t) for t in tracks)
             shown.update(record)
@@ -225,14 +237,14 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
         writer.close()
     shown.close()
     from readatl06.parallel.exchange import bcast_object, gather_objects
-    gathered = gather_objects(comm, (records, stopped))      # bytes in pieces below 2^31
+    gathered = gather_objects(comm, (records, stopped, unwritten))      # bytes in pieces below 2^31
     status, reduced = 0, None
     if comm.rank == 0:
-        flat = sorted((r for rs, _ in gathered for r in rs), key=lambda r: r["granule"])
-        stops = [s for _, s in gathered if s] + _vars_found_nowhere(flat, opts)
+        flat = sorted((r for rs, _, _ in gathered for r in rs), key=lambda r: r["granule"])
+        stops = [s for _, s, _ in gathered if s] + _vars_found_nowhere(flat, opts)
         status = 1 if stops or any(r["status"] == "failed" for r in flat) else 0
         try:
-            manifest.consolidate(outdir, flat)
+            manifest.consolidate(outdir, [r for _, _, u in gathered for r in u], keep=False)
         except (OSError, outdir_mod.PlantedError) as exc:
             stops.append(f"the manifest cannot be written ({getattr(exc, 'strerror', None) or exc}); "
                          "the part files keep the records")
