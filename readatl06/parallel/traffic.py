@@ -91,6 +91,10 @@ def counting_class():
             super().Alltoallv(sendbuf, recvbuf)
             self._add("Alltoallv", _nbytes(sendbuf), _nbytes(recvbuf))
 
+        def Allgather(self, sendbuf, recvbuf):
+            super().Allgather(sendbuf, recvbuf)
+            self._add("Allgather", _nbytes(sendbuf), _nbytes(recvbuf))
+
         def Allgatherv(self, sendbuf, recvbuf):
             super().Allgatherv(sendbuf, recvbuf)
             self._add("Allgatherv", _nbytes(sendbuf), _nbytes(recvbuf))
