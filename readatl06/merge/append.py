@@ -127,6 +127,20 @@ def _bcast_error(comm, error):
         raise ElsewhereError(f"rank 0 failed appending: {failed}")
 
 
+def _described(comm, folder, parts, members):
+    """Rank 0's :func:`describe_parts` of the parts: (specs on rank 0, clashes on every rank); its
+    error raised on every rank (:func:`_bcast_error`)."""
+    from readatl06.merge.index import describe_parts
+    specs = clashes = error = None
+    if comm.rank == 0:
+        try:
+            specs, clashes = describe_parts(folder, parts, members)
+        except (ReadATL06Error, OSError) as exc:
+            error = exc
+    _bcast_error(comm, error)
+    return specs, (comm.bcast(clashes, root=0) if comm.size > 1 else clashes)
+
+
 def _write_part(comm, view, names, rows, the_plan, output, memory, compression):
     """Collective: the per-beam files of ``names`` (verified, opened where the ranks share them) merged
     into the new part with the product's ``rows``. Returns (status, [(name, row, counts)])."""
@@ -182,7 +196,7 @@ def _write_part(comm, view, names, rows, the_plan, output, memory, compression):
 def append_product(comm, view, output, memory=None, compression="deflate"):
     """Collective (``view`` the same on every rank, ``output`` reserved by rank 0): append; returns
     the exit status (0 done or nothing new, 1 a damaged per-beam file, 2 a refusal)."""
-    from readatl06.merge.index import describe_parts, write_index
+    from readatl06.merge.index import write_index
     from readatl06.outputs.folder import check_claim, crash_point, tmp_name
     the_plan = error = None
     if comm.rank == 0:
@@ -218,14 +232,7 @@ def append_product(comm, view, output, memory=None, compression="deflate"):
         parts.append(the_plan.new)
         members.append(new)
     folder = os.path.dirname(os.path.abspath(output))
-    specs = clashes = None
-    if comm.rank == 0:
-        try:
-            specs, clashes = describe_parts(folder, parts, members)
-        except (ReadATL06Error, OSError) as exc:
-            error = exc
-    _bcast_error(comm, error)
-    clashes = comm.bcast(clashes, root=0) if comm.size > 1 else clashes
+    specs, clashes = _described(comm, folder, parts, members)
     if clashes:                 # dtypes or fill values differ: the whole product as one part
         if comm.rank == 0:
             print(f"readatl06 merge: note: {clashes[0]}: a variable's dtype or fill value differs from the "
@@ -238,12 +245,7 @@ def append_product(comm, view, output, memory=None, compression="deflate"):
         if status:
             return status
         parts, members = [the_plan.new], [new]
-        if comm.rank == 0:
-            try:
-                specs, _ = describe_parts(folder, parts, members)
-            except (ReadATL06Error, OSError) as exc:
-                error = exc
-        _bcast_error(comm, error)
+        specs, _ = _described(comm, folder, parts, members)
     if comm.rank == 0:
         tmp = tmp_name(output, f"{os.getpid()}")
         try:
