@@ -15,19 +15,35 @@ SHARED_MAX = 4096          # distinct attribute sets kept by shared_attrs (beyon
 _shared = {}
 
 
+def _attrs_key(attrs):
+    import pickle
+    return tuple(sorted((k, pickle.dumps(v)) for k, v in attrs.items()))
+
+
+def _interned(key, make):
+    found = _shared.get(key)
+    if found is None:
+        found = make()
+        if len(_shared) < SHARED_MAX:
+            _shared[key] = found
+    return found
+
+
 def shared_attrs(attrs):
     """One dict per distinct set of a variable's attributes, shared by every TrackFile that has it:
     a variable's attributes are the same in every track of a run (per beam at most), and a rank that
     keeps a TrackFile per per-beam file (``reduce --merge`` past its memory share, ``merge OUTDIR``)
     would otherwise hold ~15 KB of them per track, growing with the granules. Read-only."""
-    import pickle
-    key = tuple(sorted((k, pickle.dumps(v)) for k, v in attrs.items()))
-    found = _shared.get(key)
-    if found is None:
-        found = dict(attrs)
-        if len(_shared) < SHARED_MAX:
-            _shared[key] = found
-    return found
+    return _interned(_attrs_key(attrs), lambda: dict(attrs))
+
+
+def shared_variables(dtypes, var_attrs):
+    """``(dtypes, var_attrs)`` of a track's variables (name -> dtype string, name -> attributes), both
+    dicts shared by every TrackFile with the same variables, dtypes and attributes (the tracks of a
+    run): what a held TrackFile costs is then its path and file attributes, ~1 KB. Read-only."""
+    keys = tuple((k, dtypes[k], _attrs_key(var_attrs[k])) for k in dtypes)
+    return _interned(("variables",) + keys,
+                     lambda: (dict(dtypes), {k: _interned(a, lambda k=k: dict(var_attrs[k])) for k, _, a in keys}))
 
 
 def beam_file_name(stem, beam, direction):
@@ -84,7 +100,7 @@ class TrackFile:
     var_dtypes: dict       # name -> dtype string
     var_attrs: dict
     attrs: dict
-    shapes: dict = dataclasses.field(default_factory=dict)     # name -> shape
+    shapes: dict = dataclasses.field(default_factory=dict)     # name -> shape (opened files; of(): empty)
     values: dict = dataclasses.field(default_factory=dict)     # name -> array: the datasets read on opening
 
     def __len__(self):
@@ -123,13 +139,14 @@ class TrackFile:
 
     @classmethod
     def of(cls, track, path):
-        """The file ``track`` was just written to, with the track's own metadata (no reopening)."""
+        """The file ``track`` was just written to, with the track's own metadata (no reopening): its
+        variables' dtypes and attributes shared with the run's other tracks (:func:`shared_variables`),
+        ``shapes`` empty (every variable holds ``n`` values)."""
         import numpy as np
-        data = {k: np.asarray(v) for k, v in track.data.items()}
-        return cls(path, track.granule, track.beam, track.direction, len(track),
-                   {k: v.dtype.str for k, v in data.items()},
-                   {k: shared_attrs(v) for k, v in track.var_attrs.items()}, dict(track.attrs),
-                   {k: v.shape for k, v in data.items()})
+        dtypes = {k: np.asarray(v).dtype.str for k, v in track.data.items()}
+        dtypes, var_attrs = shared_variables(dtypes, {k: track.var_attrs[k] for k in dtypes})
+        return cls(path, track.granule, track.beam, track.direction, len(track), dtypes, var_attrs,
+                   dict(track.attrs))
 
 
 @dataclasses.dataclass
