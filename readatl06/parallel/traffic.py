@@ -36,6 +36,15 @@ def _nbytes(spec):
     return memoryview(buf).nbytes
 
 
+def _both_ways(MPI, name):
+    """The buffer collective ``name`` (every rank sends ``sendbuf`` and receives ``recvbuf``), counted."""
+    def call(self, sendbuf, recvbuf):
+        getattr(MPI.Intracomm, name)(self, sendbuf, recvbuf)
+        self._add(name, _nbytes(sendbuf), _nbytes(recvbuf))
+    call.__name__ = name
+    return call
+
+
 def counting_class():
     from mpi4py import MPI
 
@@ -83,21 +92,8 @@ def counting_class():
             self._add("p2p", 0, _size(out))
             return out
 
-        def Alltoall(self, sendbuf, recvbuf):
-            super().Alltoall(sendbuf, recvbuf)
-            self._add("Alltoall", _nbytes(sendbuf), _nbytes(recvbuf))
-
-        def Alltoallv(self, sendbuf, recvbuf):
-            super().Alltoallv(sendbuf, recvbuf)
-            self._add("Alltoallv", _nbytes(sendbuf), _nbytes(recvbuf))
-
-        def Allgather(self, sendbuf, recvbuf):
-            super().Allgather(sendbuf, recvbuf)
-            self._add("Allgather", _nbytes(sendbuf), _nbytes(recvbuf))
-
-        def Allgatherv(self, sendbuf, recvbuf):
-            super().Allgatherv(sendbuf, recvbuf)
-            self._add("Allgatherv", _nbytes(sendbuf), _nbytes(recvbuf))
+        Alltoall, Alltoallv = _both_ways(MPI, "Alltoall"), _both_ways(MPI, "Alltoallv")
+        Allgather, Allgatherv = _both_ways(MPI, "Allgather"), _both_ways(MPI, "Allgatherv")
 
         def Gatherv(self, sendbuf, recvbuf, root=0):
             super().Gatherv(sendbuf, recvbuf, root)
