@@ -204,6 +204,34 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_temporary_file(synth_dir, tmp_p
     assert len(_records(out)) == 16
 
 
+_IN_A_FINALISER = """
+import signal, sys, weakref
+from readatl06.parallel import local
+signal.signal(signal.SIGINT, local._interrupt_once)
+sys.unraisablehook = local._interrupt_again
+class Held: pass
+def finaliser(_):
+    signal.raise_signal(signal.SIGINT)     # Ctrl-C handled while a weakref callback runs
+held = Held()
+ref = weakref.ref(held, finaliser)
+try:
+    del held
+    for _ in range(10**8):
+        pass
+    print("lost")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_an_interrupt_handled_inside_a_finaliser_is_raised_again_not_lost():
+    # seen once in CI: the rank's KeyboardInterrupt was raised in a weakref callback, printed as
+    # "Exception ignored" and swallowed, and the rank went on working
+    r = subprocess.run([sys.executable, "-c", _IN_A_FINALISER], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONWARNINGS="error"))
+    assert (r.returncode, r.stdout, r.stderr) == (0, "interrupted\n", "")
+
+
 # ----------------------------------------------------------------------------- usage
 def test_j_under_mpirun_is_refused_with_one_line(src, tmp_path):
     r = run_cli("reduce", src, "-o", tmp_path / "out", "--no-progress", "-j", "2", ranks=2)

@@ -167,8 +167,26 @@ def _interrupt_once(signum, frame):
     raise KeyboardInterrupt
 
 
+def _interrupt_again(unraisable, _default=sys.unraisablehook):
+    """Python runs a signal handler wherever the main thread is, also inside a finaliser (a
+    weakref callback, ``__del__``), where the KeyboardInterrupt it raises is printed as "Exception
+    ignored" and lost. Such an interrupt is raised again 10 ms later, by an alarm: anything that
+    marks a signal from here has its handler run here, inside the finaliser again."""
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        _default(unraisable)
+        return
+    signal.signal(signal.SIGALRM, _interrupt_late)
+    signal.setitimer(signal.ITIMER_REAL, 0.01)
+
+
+def _interrupt_late(signum, frame):
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def _rank_main(rank, size, pipes, slots, lock, finished, target):
     signal.signal(signal.SIGINT, _interrupt_once)
+    sys.unraisablehook = _interrupt_again
     links = {}
     for k, (hub_end, rank_end) in enumerate(pipes, start=1):
         if rank == 0:
@@ -209,11 +227,14 @@ def run_local(n, target, command):
         for ends in pipes:
             for end in ends:
                 end.close()
+    hook, sys.unraisablehook = sys.unraisablehook, _interrupt_again
     try:
         lost = _supervise(procs, finished)
     except KeyboardInterrupt:
         _stop(procs)
         return 130
+    finally:
+        sys.unraisablehook = hook
     if lost is not None:
         k, p = lost
         how = f"was killed by {signal.Signals(-p.exitcode).name}" if p.exitcode < 0 else \
