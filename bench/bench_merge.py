@@ -193,8 +193,8 @@ def runs(comm, counts):
     """Per group (total, chunk, this rank's run [a, b)): the merge's split of one round of whole chunks."""
     out = []
     for k in range(len(GROUPS)):
-        sources = [(r, int(counts[r, k]), 0, None) for r in range(counts.shape[0]) if counts[r, k]]
-        gp = rd.GroupPlan(sources, comm.size, 1, 1 << 62)
+        rows = np.flatnonzero(counts[:, k])
+        gp = rd.GroupPlan(rows, counts[rows, k], np.zeros(len(rows), np.int64), comm.size, 1, 1 << 62)
         bounds = gp.bounds(0, gp.total) if gp.total else np.zeros(comm.size + 1, np.int64)
         out.append((gp.total, gp.chunk, int(bounds[comm.rank]), int(bounds[comm.rank + 1])))
     return out

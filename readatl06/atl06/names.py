@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import os
 import re
+import sys
 import urllib.parse
 
 from readatl06.errors import GranuleError, NotATL06Error, UsageError
@@ -37,9 +38,10 @@ class PerBeamOutputError(NotATL06Error):
         GranuleError.__init__(self, name, "a readatl06 per-beam output, not a granule")
 
 
-@dataclasses.dataclass(frozen=True, order=True)
+@dataclasses.dataclass(frozen=True, order=True, slots=True)
 class GranuleName:
-    """The fields of a granule's file name. Ordering = acquisition time, then file name."""
+    """The fields of a granule's file name. Ordering = acquisition time, then file name. Slots and
+    interned short strings: a plan holds one per granule on every rank (10^5 on a continent)."""
 
     time: dt.datetime
     name: str                 # the file name (no folder), e.g. processed_ATL06_..._01.h5
@@ -94,7 +96,8 @@ def parse_name(path):
     if not 1 <= region <= 14:
         raise ValueError(f"{name}: region {region} is outside 1-14")
     return GranuleName(time=time, name=name, rgt=int(m["rgt"]), cycle=int(m["cycle"]), region=region,
-                       release=m["release"], revision=m["revision"], processed=bool(m["prefix"]))
+                       release=sys.intern(m["release"]), revision=sys.intern(m["revision"]),
+                       processed=bool(m["prefix"]))
 
 
 def parse_time(text, end=False):

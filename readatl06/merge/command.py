@@ -45,6 +45,7 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
     from readatl06.outputs import folder, locks
     from readatl06.outputs.outdir import BEAM_FILES_SHOWN, plan_outdir, verify_all
     from readatl06.merge.redistribute import open_tracks
+    from readatl06.merge.sources import Sources
     from readatl06.parallel import schedule
     from readatl06.parallel.exchange import bcast_object
     from readatl06.parallel.world import first_error
@@ -85,18 +86,19 @@ def merge_outdir(comm, outdir, output, overwrite=False, params=None, memory=None
         files, sizes = view.files, view.sizes
         granules = sorted(parse_name(n) for n in view.granules)
         row = {g.name: i for i, g in enumerate(granules)}
-        held_tracks = []
-        parameters = None
-        opened, error = open_tracks([files[i] for i in schedule.assign(sizes, comm.size)[comm.rank]])
+        held_tracks, found = Sources(), []
+
+        def keep(t):
+            if not found and t.attrs.get("parameters"):
+                found.append(t.attrs["parameters"])
+            held_tracks.add(row[t.granule.name], t)
+        _, error = open_tracks([files[i] for i in schedule.assign(sizes, comm.size)[comm.rank]], keep=keep)
         error = first_error(comm, error)
         if error:
             if comm.rank == 0:
                 print(f"readatl06 merge: error: {error}", file=sys.stderr)
             return 2
-        for t in opened:
-            parameters = parameters or t.attrs.get("parameters")
-            held_tracks.append((row[t.granule.name], t))
-        parameters = next((p for p in comm.allgather(parameters) if p), None)
+        parameters = next((p for p in comm.allgather(found[0] if found else None) if p), None)
         n = merge_tracks(comm, granules, held_tracks, output, parameters=parameters, memory=memory,
                          compression=compression)
         if comm.rank == 0:

@@ -20,10 +20,10 @@ import h5py
 import numpy as np
 
 from readatl06.merge import redistribute as rd
-from readatl06.atl06.schema import BEAMS, COMPRESSIONS, COORDINATES, DIRECTIONS
+from readatl06.merge.sources import GROUPS, Sources
+from readatl06.atl06.schema import COMPRESSIONS, COORDINATES
 from readatl06.hdf5.datasets import plists, write_attr
 
-GROUPS = [(b, d) for b in BEAMS for d in DIRECTIONS]
 GI = rd.GI
 GI_ATTRS = {"long_name": "row of this point's granule in /granules", "units": "1",
             "coordinates": " ".join(COORDINATES)}
@@ -77,17 +77,18 @@ def fill_for(dtype, attrs):
 
 
 def describe(held):
-    """Local metadata: {(beam, dir): {var: (granule_row, dtype, attrs)}} keeping the lowest row, and
-    under ``DTYPES`` the census {var: {dtype: (lowest row, tracks)}} of every track."""
+    """Local metadata of ``held`` (``Sources`` or ``[(row, track)]``): {(beam, dir): {var:
+    (granule_row, dtype, attrs)}} keeping the lowest row, and under ``DTYPES`` the census {var:
+    {dtype: (lowest row, tracks)}} of every track."""
     meta, census = {}, {}
-    for row, t in held:
-        vars_ = meta.setdefault((t.beam, t.direction), {})
-        for name, (dtype, attrs) in rd.vars_of(t).items():
+    for row, group, variables, tracks in Sources.of(held).kinds():
+        vars_ = meta.setdefault(group, {})
+        for name, (dtype, attrs) in variables.items():
             if name not in vars_ or row < vars_[name][0]:
                 vars_[name] = (row, dtype, dict(attrs))
             dtype = np.dtype(dtype).newbyteorder("<").str
             first, n = census.setdefault(name, {}).get(dtype, (row, 0))
-            census[name][dtype] = (min(first, row), n + 1)
+            census[name][dtype] = (min(first, row), n + tracks)
     if census:
         meta[DTYPES] = census
     return meta

@@ -26,7 +26,8 @@ import os
 import h5py
 import numpy as np
 
-from readatl06.outputs.outdir import TrackFile
+from readatl06.merge.sources import GROUPS, Sources, track_bytes, vars_of  # noqa: F401 (vars_of: API)
+from readatl06.outputs.outdir import TrackFile, beam_file_name
 
 CHUNK_MAX = 1 << 14      # elements per chunk of a large merged dataset
 CHUNK_MIN = 1 << 12      # never smaller (chunk index and per-chunk costs), except a dataset that small
@@ -37,21 +38,10 @@ DEFAULT_MEMORY_MB = 512  # --merge-memory
 ROUND_SHARE = 0.5        # of --merge-memory: one round's buffers; the rest: tracks reduce --merge holds
 
 
-def vars_of(t):
-    if isinstance(t, TrackFile):
-        return {name: (t.var_dtypes[name], t.var_attrs[name]) for name in t.var_dtypes}
-    return {name: (np.asarray(v).dtype.str, t.var_attrs[name]) for name, v in t.data.items()}
-
-
-def track_bytes(t):
-    """Bytes of a track's points (in memory for a Track, on reading for a TrackFile)."""
-    return sum(len(t) * np.dtype(dt).itemsize for dt, _ in vars_of(t).values())
-
-
-class HeldTracks(list):
-    """What a rank keeps for ``reduce --merge`` while it reduces, as ``[(index, track)]``: the Tracks
-    themselves while they fit in ``1 - ROUND_SHARE`` of ``--merge-memory``, beyond that a TrackFile
-    of the per-beam file just written (the merge reads it back, a slice per round). With
+class HeldTracks(Sources):
+    """What a rank keeps for ``reduce --merge`` while it reduces (:class:`~readatl06.merge.sources.Sources`):
+    the Tracks themselves while they fit in ``1 - ROUND_SHARE`` of ``--merge-memory``, beyond that
+    the per-beam file just written (~30 bytes: the merge reads it back, a slice per round). With
     ``--no-per-beam`` there is nothing to read back: every Track stays in memory (``over`` says
     whether that went past the limit)."""
 
@@ -66,18 +56,20 @@ class HeldTracks(list):
         for i, t in items:
             nb = track_bytes(t)
             if self.files and self.bytes + nb > self.limit:
-                self.append((i, TrackFile.of(t, output_path(self.outdir, t))))
+                self.add(i, t, output_path(self.outdir, t))
                 continue
             self.bytes += nb
             self.over = self.over or self.bytes > self.limit
-            self.append((i, t))
+            self.add(i, t)
 
 
-def open_tracks(paths):
+def open_tracks(paths, keep=None):
     """``(TrackFiles, error)``: the per-beam files ``paths`` opened for their metadata, or at the first
     that is not a readable readatl06 per-beam file (lengths of its datasets included), the one-line
-    reason naming it. The caller agrees on the verdict with the other ranks before any collective
-    phase (``parallel.world.first_error``), so that a bad file stops every rank alike."""
+    reason naming it. With ``keep`` (a function) each TrackFile is given to it instead of listed
+    (``Sources.add``: what a continent's files cost is then their ~30 bytes each). The caller agrees
+    on the verdict with the other ranks before any collective phase (``parallel.world.first_error``),
+    so that a bad file stops every rank alike."""
     from readatl06.errors import ReadATL06Error
     out = []
     for p in paths:
@@ -89,47 +81,76 @@ def open_tracks(paths):
                 ref = "lat" if "lat" in t.shapes else next(iter(t.shapes))
                 odd = ", ".join(f"{k} {v}" for k, v in t.shapes.items() if v != t.shapes[ref])
                 raise ValueError(f"datasets of different lengths: {odd} against {ref} {t.shapes[ref]}")
-            out.append(t)
         except (OSError, KeyError, ValueError, TypeError, ReadATL06Error) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             if isinstance(exc, KeyError):
                 first = f"no attribute {first}"
             return out, f"{p}: not a readable readatl06 per-beam file ({first})"
+        if keep is None:
+            out.append(t)
+        else:
+            keep(t)
     return out, None
 
 
-SOURCE = np.dtype([("row", "<i8"), ("n", "<i8"), ("path", "<i8"), ("holder", "<i4"), ("group", "<i4")])
+SOURCE = np.dtype([("row", "<i8"), ("n", "<i8"), ("name", "<i8"), ("holder", "<i4"), ("group", "<i4"),
+                   ("folder", "<i4")])
 
 
-def source_table(comm, held, groups):
-    """Per group of ``groups``: ``[(row, n, holder, path)]`` of every rank's non-empty tracks
-    (``held``: this rank's ``[(row, track)]``), sorted by row; ``holder`` the rank that has the
-    points in memory, -1 for a per-beam file at ``path``. Collective: the records travel as one
-    ``SOURCE`` array (32 bytes a track) and the paths as bytes (``parallel.exchange``), so a rank
-    sends 32 bytes per track it holds plus its files' paths."""
-    from readatl06.parallel.exchange import allgather_bytes, allgatherv
-    mine = [(row, t) for row, t in held if len(t)]
-    local = np.zeros(len(mine), SOURCE)
-    paths = []
-    for j, (row, t) in enumerate(mine):
-        k = groups.index((t.beam, t.direction))
-        if isinstance(t, TrackFile):
-            local[j] = (row, len(t), len(paths), -1, k)
-            paths.append(os.fsencode(t.path))
-        else:
-            local[j] = (row, len(t), -1, comm.rank, k)
+def source_table(comm, held, granules):
+    """Per group of ``sources.GROUPS``: ``(rows, counts, holders, path_of)`` of every rank's non-empty
+    tracks, sorted by row; ``holders[i]`` the rank that has the points in memory, -1 for a per-beam
+    file at ``path_of(i)``. ``held``: this rank's sources (``Sources`` or ``[(row, track)]``),
+    ``granules`` the merge's, by row. Collective: the records travel as one ``SOURCE`` array (36
+    bytes a track) and each rank's folders and non-standard paths as one object; a file with the
+    standard name is found from its folder and its granule's stem, so no path travels for it."""
+    from readatl06.parallel.exchange import allgather_objects, allgatherv
+    held = Sources.of(held)
+    rows, points, group, _, folder, name = held.file_columns()
+    files = np.flatnonzero(points > 0)
+    mine = [(row, t) for row, t in held.tracks if len(t)]
+    local = np.zeros(len(mine) + len(files), SOURCE)
+    local["row"][:len(mine)] = [row for row, _ in mine]
+    local["n"][:len(mine)] = [len(t) for _, t in mine]
+    local["group"][:len(mine)] = [GROUPS.index((t.beam, t.direction)) for _, t in mine]
+    local["holder"][:len(mine)], local["name"][:len(mine)], local["folder"][:len(mine)] = comm.rank, -1, -1
+    for field, column in (("row", rows), ("n", points), ("group", group), ("folder", folder), ("name", name)):
+        local[field][len(mine):] = column[files]
+    local["holder"][len(mine):] = -1
     table, counts = allgatherv(comm, local)
-    names = [os.fsdecode(p) for p in allgather_bytes(comm, paths)]
+    places = allgather_objects(comm, [(held.folders, held.names)])
     rank_of = np.repeat(np.arange(comm.size), counts)
-    per_rank = np.bincount(rank_of[table["path"] >= 0], minlength=comm.size)
-    path_base = (np.cumsum(per_rank) - per_rank)[rank_of]        # a rank's paths follow the previous ranks'
-    out = [[] for _ in groups]
-    order = np.lexsort((table["row"], table["group"]))
-    for i in order.tolist():
-        r = table[i]
-        path = names[int(path_base[i] + r["path"])] if r["path"] >= 0 else None
-        out[int(r["group"])].append((int(r["row"]), int(r["n"]), int(r["holder"]), path))
+    folders = [f for fs, _ in places for f in fs]
+    names = [n for _, ns in places for n in ns]
+    base_f = np.cumsum([0] + [len(fs) for fs, _ in places])[rank_of]    # a rank's folders follow the previous ranks'
+    base_n = np.cumsum([0] + [len(ns) for _, ns in places])[rank_of]
+    table["folder"] = np.where(table["folder"] >= 0, table["folder"] + base_f, -1)
+    table["name"] = np.where(table["name"] >= 0, table["name"] + base_n, -1)
+    table = table[np.lexsort((table["row"], table["group"]))]
+    edges = np.searchsorted(table["group"], np.arange(len(GROUPS) + 1))
+    out = []
+    for k in range(len(GROUPS)):
+        t = table[edges[k]:edges[k + 1]]
+        out.append((t["row"].copy(), t["n"].copy(), t["holder"].astype(np.int64),
+                    FilePaths(folders, names, granules, k, t["folder"].copy(), t["name"].copy(), t["row"].copy())))
     return out
+
+
+class FilePaths:
+    """``path_of(i)`` of a group's source table: the path of its source ``i`` (a per-beam file)."""
+
+    def __init__(self, folders, names, granules, group, folder, name, rows):
+        self.folders, self.names, self.granules = folders, names, granules
+        self.beam, self.direction = GROUPS[group]
+        self.folder, self.name, self.rows = folder, name, rows
+
+    def __call__(self, i):
+        if self.name[i] >= 0:
+            return self.names[int(self.name[i])]
+        if self.folder[i] < 0:
+            return None
+        stem = self.granules[int(self.rows[i])].stem
+        return os.path.join(self.folders[int(self.folder[i])], beam_file_name(stem, self.beam, self.direction))
 
 
 def memory_bytes(memory):
@@ -150,19 +171,19 @@ def chunk_for(n):
 class GroupPlan:
     """The sources of one (beam, direction) group in file order, its chunk and its rounds.
 
-    ``sources``: ``[(row, n, holder, path)]`` sorted by row, ``n > 0``; ``holder`` is the rank that
-    has the points in memory, -1 for a per-beam file at ``path``. ``point_bytes``: bytes a rank
-    needs per element of its run (every dataset's buffer plus the exchange's), ``budget``: bytes a
-    rank may spend on one round."""
+    ``rows``, ``count``, ``holder``: per source, sorted by row, ``count > 0``; ``holder`` the rank
+    that has the points in memory, -1 for a per-beam file at ``path(i)`` (``path_of``).
+    ``point_bytes``: bytes a rank needs per element of its run (every dataset's buffer plus the
+    exchange's), ``budget``: bytes a rank may spend on one round."""
 
-    def __init__(self, sources, nranks, point_bytes, budget):
-        self.rows = np.array([s[0] for s in sources], np.int64)
-        self.count = np.array([s[1] for s in sources], np.int64)
-        self.holder = np.array([s[2] for s in sources], np.int64)
-        self.paths = [s[3] for s in sources]
+    def __init__(self, rows, count, holder, nranks, point_bytes, budget, path_of=None):
+        self.rows = np.asarray(rows, np.int64)
+        self.count = np.asarray(count, np.int64)
+        self.holder = np.asarray(holder, np.int64)
+        self.path = path_of
         self.end = np.cumsum(self.count)
         self.start = self.end - self.count
-        self.total = int(self.end[-1]) if len(sources) else 0
+        self.total = int(self.end[-1]) if len(self.end) else 0
         self.nranks = nranks
         self.chunk = chunk_for(self.total)
         fit = min(int(budget) // max(int(point_bytes), 1), MAX_PER_RANK)
@@ -340,14 +361,14 @@ def read_files(gp, a, b, outs, fills):
             _read_file(gp, i, a, b, outs, fills)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise BadFileError(f"{gp.paths[i]}: cannot read it for the merge ({first})") from None
+            raise BadFileError(f"{gp.path(i)}: cannot read it for the merge ({first})") from None
 
 
 def _read_file(gp, i, a, b, outs, fills):
     """Source ``i``'s slice of the run ``[a, b)`` into ``outs``."""
     s, e = gp.clip(i, a, b)
     lo, hi = s - int(gp.start[i]), e - int(gp.start[i])
-    fid = h5py.h5f.open(os.fsencode(gp.paths[i]), h5py.h5f.ACC_RDONLY)
+    fid = h5py.h5f.open(os.fsencode(gp.path(i)), h5py.h5f.ACC_RDONLY)
     try:
         root = h5py.h5g.open(fid, b"/")
         for name, out in outs.items():

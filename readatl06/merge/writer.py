@@ -37,6 +37,7 @@ from readatl06.merge import redistribute as rd
 from readatl06.parallel.exchange import allgather_objects, alltoallv
 from readatl06.merge.layout import GI, GROUPS, GZIP_LEVEL, combine, describe, fill_for  # noqa: F401 (API)
 from readatl06.merge.redistribute import memory_bytes, track_bytes
+from readatl06.merge.sources import Sources
 from readatl06.outputs.outdir import TrackFile  # noqa: F401 (API)
 from readatl06.outputs.folder import PlantedError, check_claim, crash_point, open_new, tmp_name
 from readatl06.atl06.schema import DIMENSION, FEATURE_TYPE, GRANULE_DIMENSION
@@ -163,23 +164,20 @@ def _finish(f, granules):
         f[beam][direction].attrs["featureType"] = FEATURE_TYPE
 
 
-def _plans(comm, held, items, budget):
+def _plans(comm, held, items, budget, granules):
     """Per group: the GroupPlan from every rank's sources, and {source index: Track} of this rank's."""
-    by_group = rd.source_table(comm, held, GROUPS)
-    mine = {(row, GROUPS.index((t.beam, t.direction))): t for row, t in held
-            if len(t) and not isinstance(t, TrackFile)}
+    by_group = rd.source_table(comm, held, granules)
+    mine = {(row, GROUPS.index((t.beam, t.direction))): t for row, t in held.tracks if len(t)}
     plans, tracks = [], []
-    for k, sources in enumerate(by_group):
-        sources.sort(key=lambda s: s[0])
-        rows = [s[0] for s in sources]
-        if len(set(rows)) != len(rows):
+    for k, (rows, count, holder, path_of) in enumerate(by_group):
+        if len(np.unique(rows)) != len(rows):
             raise ValueError(f"two tracks of one granule in group {'/'.join(GROUPS[k])}")
         sizes = [np.dtype(dt).itemsize for _, dt, _, _ in items[k]]
         # per point of a rank's run: every dataset's buffer, every dataset's deflated chunks (at most
         # about as large) held until rank 0 has placed them, one dataset's send and receive buffers
-        gp = rd.GroupPlan(sources, comm.size, 2 * sum(sizes) + 2 * max(sizes), budget)
+        gp = rd.GroupPlan(rows, count, holder, comm.size, 2 * sum(sizes) + 2 * max(sizes), budget, path_of)
         plans.append(gp)
-        tracks.append({i: mine[(s[0], k)] for i, s in enumerate(sources) if s[2] == comm.rank})
+        tracks.append({i: mine[(int(rows[i]), k)] for i in np.flatnonzero(holder == comm.rank).tolist()})
     return plans, tracks
 
 
@@ -218,22 +216,22 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=
     global last_stats
     compression = compression or getattr(opts, "compression", None) or "deflate"
     ml.check_compression(compression)              # a bad value fails here, on every rank alike
-    held = sorted(held, key=lambda rt: (rt[0], GROUPS.index((rt[1].beam, rt[1].direction))))
+    held = Sources.of(held)
     meta = combine(allgather_objects(comm, [describe(held)]))
     if comm.rank == 0:
         for note in ml.dtype_notes(meta, [g.name for g in granules]):
             print(f"readatl06 merge: note: {note}", file=sys.stderr)
     items = [ml.datasets(vars_) for vars_ in ml.group_vars(meta)]
     budget = memory_bytes(memory) * ROUND_SHARE
-    plans, tracks = _plans(comm, held, items, budget)
-    counts = [(gp.rows.tolist(), gp.count.tolist()) for gp in plans]   # per group: (granule, points)
+    plans, tracks = _plans(comm, held, items, budget, granules)
+    counts = [(gp.rows.copy(), gp.count) for gp in plans]   # per group: (granule, points)
     if rows is not None:
         for gp in plans:
             gp.rows = np.asarray(rows, np.int64)[gp.rows]
     if parameters is None and opts is not None:
         parameters = opts.parameters()
     stats = {"rounds": 0, "rounds_per_group": [], "largest_buffer": 0, "chunks": [gp.chunk for gp in plans],
-             "held_bytes": sum(track_bytes(t) for _, t in held if not isinstance(t, TrackFile)),
+             "held_bytes": sum(track_bytes(t) for _, t in held.tracks),
              "budget": budget, "compression": compression, "counts": counts}
 
     # Written under a temporary name in the target's folder (rank 0's name, the same on every rank)

@@ -80,6 +80,17 @@ def open_new(path, flags=os.O_WRONLY, mode=0o644):
         raise planted(path) from None
 
 
+def remove_new(path):
+    """Remove the file :func:`open_new` made at ``path`` (a regular file of this user with one name;
+    nothing else is touched): after a failure, also one that came before ``open_new`` returned."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if sole_file(st) and st.st_uid == os.geteuid():
+        os.remove(path)
+
+
 def open_existing(path, flags=os.O_WRONLY, mode=0o644, single=True, create=True):
     """A file descriptor of ``path``, made if missing (the lock, a manifest part, a fetch's ``.part``,
     a ``--log``; not with ``create`` False: FileNotFoundError), opened without following a symbolic

@@ -21,7 +21,7 @@ from readatl06.hdf5.datasets import write_attr, write_dataset
 from readatl06.hdf5.dimensions import attach_dimension, make_dimension
 from readatl06.hdf5.image import FileImage, write_segments
 from readatl06.atl06.schema import COMPRESSIONS, CONVENTIONS, DIMENSION, FEATURE_TYPE
-from readatl06.outputs.folder import PlantedError, open_new
+from readatl06.outputs.folder import PlantedError, open_new, remove_new
 from readatl06.outputs.outdir import beam_file_name
 
 CF_FILE_ATTRS = {"Conventions": CONVENTIONS, "featureType": FEATURE_TYPE}
@@ -90,10 +90,8 @@ def _capacity(track, compression):
 def _write_file(track, path, segments):
     """The file's bytes under a temporary name, renamed to ``path``; nothing left behind on failure."""
     tmp = _tmp(path)
-    made = False
     try:
         fd = open_new(tmp)                  # a new file: never through a link planted at the name
-        made = True
         try:
             write_segments(fd, segments)
         finally:
@@ -102,8 +100,7 @@ def _write_file(track, path, segments):
     except PlantedError as exc:
         raise GranuleError(track.granule.name, str(exc)) from None
     except BaseException as exc:
-        if made and os.path.lexists(tmp):
-            os.remove(tmp)
+        remove_new(tmp)                     # also when Ctrl-C came before open_new returned
         if isinstance(exc, OSError):
             raise _write_error(track, path, exc) from None
         raise

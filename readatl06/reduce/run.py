@@ -14,6 +14,7 @@ from readatl06.outputs import locks
 from readatl06.errors import GranuleError, UsageError
 from readatl06.atl06.schema import OUTPUT_VARS
 from readatl06.reduce.plan import Plan, check_resumed, make_plan
+from readatl06.reduce.tally import Tally
 from readatl06.parallel.handout import hand_out
 from readatl06.parallel.local import writes_together
 from readatl06.parallel.world import SerialComm
@@ -166,27 +167,6 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
         lock.release()
 
 
-SUMMARY = ("granule", "status", "error", "notes", "points", "timings", "bytes_read", "vars")
-
-
-def summary(record):
-    """What rank 0 needs of a record for the report; the rank's part file holds the whole record,
-    which rank 0 streams into the manifest (memory per record a few hundred bytes, not ~6 KB)."""
-    return {k: record[k] for k in SUMMARY if k in record}
-
-
-def _vars_found_nowhere(records, opts):
-    """--vars variables that no reduced granule has (where points were kept): one error line each."""
-    looked, found = set(), set()
-    for r in records:
-        for source, ok in r.get("vars", {}).items():
-            looked.add(source)
-            if ok:
-                found.add(source)
-    return [f"--vars {s}: found in no granule of this run (looked for in {sum(s in r.get('vars', {}) for r in records)})"
-            for s in sorted(looked - found)]
-
-
 def _work(comm, plan, how):
     """This rank's granule indices: the static plan, or the next largest one as this rank finishes.
     (A rank that stops early leaves the rest of the counter to the others.)"""
@@ -209,7 +189,7 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
         if plan.skipped:
             print(f"readatl06: --resume: {len(plan.skipped)} granules already done, skipped", file=sys.stderr)
     writer = manifest.PartWriter(outdir, comm.rank)
-    records, unwritten = [], []           # summaries for the report; whole records the part file lacks
+    tally, unwritten = Tally(), []        # what the report needs; whole records the part file lacks
     held, stopped = HeldTracks(outdir, write, merge_memory if together else 0), None
     shown = Progress(comm, len(plan.items), enabled=progress)
     try:
@@ -223,7 +203,7 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
                     writer.write({"granule": old, "status": "superseded", "by": g.name, "params": key,
                                   "run": plan.run, "rank": comm.rank, "outputs": [], "sizes": {}, "points": 0})
             outdir_mod.crash_point("record-written")
-            records.append(summary(record) if writer.error is None else record)
+            tally.add(i, record)
             if writer.error is not None:
                 unwritten.append(record)
             if merge_path:
@@ -237,26 +217,29 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
         writer.close()
     shown.close()
     from readatl06.parallel.exchange import bcast_object, gather_objects
-    gathered = gather_objects(comm, (records, stopped, unwritten))      # bytes in pieces below 2^31
+    gathered = gather_objects(comm, (tally, stopped, unwritten))      # bytes in pieces below 2^31
     status, reduced = 0, None
     if comm.rank == 0:
-        flat = sorted((r for rs, _, _ in gathered for r in rs), key=lambda r: r["granule"])
-        stops = [s for _, s, _ in gathered if s] + _vars_found_nowhere(flat, opts)
-        status = 1 if stops or any(r["status"] == "failed" for r in flat) else 0
+        tally = Tally.combined(t for t, _, _ in gathered)
+        stops = [s for _, s, _ in gathered if s] + tally.vars_found_nowhere()
+        status = 1 if stops or tally.count["failed"] else 0
         try:
             manifest.consolidate(outdir, [r for _, _, u in gathered for r in u], keep=False)
         except (OSError, outdir_mod.PlantedError) as exc:
             stops.append(f"the manifest cannot be written ({getattr(exc, 'strerror', None) or exc}); "
                          "the part files keep the records")
             status = 1
-        report(flat, plan, comm.size, time.perf_counter() - t0, log, stops, timings)
-        reduced = {r["granule"] for r in flat if r["status"] != "failed"}
+        report(tally, plan, comm.size, time.perf_counter() - t0, log, stops, timings)
+        reduced = tally.reduced
     status, reduced = bcast_object(comm, (status, reduced))
     if merge_path and not together:
-        everyone = comm.gather(list(held), root=0)
+        everyone = comm.gather(held, root=0)
         if comm.rank != 0:
             return status
-        comm, held = SerialComm(), [item for items in everyone for item in items]
+        comm, held = SerialComm(), everyone[0]
+        for other in everyone[1:]:
+            for row, t in other:                 # their per-beam files (a worker keeps no Track)
+                held.add(row, t)
     if merge_path:
         t_merge = time.perf_counter()
         status = max(status, _merge(comm, plan, held, merge_path, opts, reduced, merge_memory))
@@ -269,27 +252,29 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     """Merge the tracks the ranks hold (in memory, or as the per-beam files they wrote once their
     share of ``merge_memory`` MB was used); granules skipped by --resume are merged from their files.
     Only reduced granules (done or empty) are in the file. Returns an exit status."""
-    from readatl06.merge.redistribute import memory_bytes, open_tracks, track_bytes
+    import numpy as np
+
+    from readatl06.merge.redistribute import memory_bytes, open_tracks
     from readatl06.parallel.world import first_error
     from readatl06.merge.writer import merge_tracks, rounds_note
     from readatl06.atl06.names import parse_name
-    granules = sorted([g for g, *_ in plan.items if g.name in reduced] + [parse_name(n) for n in plan.skipped])
+    granules = sorted([plan.items[i][0] for i in reduced] + [parse_name(n) for n in plan.skipped])
     if not granules:
         if comm.rank == 0:
             print(f"readatl06 merge: error: no granule was reduced; {merge_path} not written", file=sys.stderr)
         return 1
     over = comm.allgather(held.bytes if getattr(held, "over", False) else 0)
     row = {g.name: i for i, g in enumerate(granules)}
-    held = [(row[plan.items[i][0].name], t) for i, t in held]
+    held.renumber(np.array([row.get(g.name, -1) for g, *_ in plan.items], np.int64))   # plan item -> row
     sizes = [plan.resumed_sizes.get(p, 0) for p in plan.resumed]     # from rank 0's one listing: no stat here
-    opened, error = open_tracks([plan.resumed[i] for i in schedule.assign(sizes, comm.size)[comm.rank]])
+    _, error = open_tracks([plan.resumed[i] for i in schedule.assign(sizes, comm.size)[comm.rank]],
+                           keep=lambda t: held.add(row[t.granule.name], t))
     error = first_error(comm, error)
     if error:
         if comm.rank == 0:
             print(f"readatl06 merge: error: {error}; {merge_path} not written", file=sys.stderr)
         return 1
-    held.extend((row[t.granule.name], t) for t in opened)
-    need = sum(track_bytes(t) for _, t in held)
+    need = held.nbytes()
     need = comm.allreduce(need) if comm.size > 1 else need
     free = outdir_mod.free_bytes(os.path.dirname(os.path.abspath(merge_path))) if comm.rank == 0 else 0
     free = comm.bcast(free, root=0)
@@ -311,32 +296,26 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     return 0
 
 
-def report(records, plan, nranks, seconds, log=None, stops=(), timings=False):
-    """Rank 0: per-granule errors and notes to stderr/log, then the run summary. Points are counted
-    only for reduced granules."""
-    lines = [f"ERROR {s}" for s in stops]
-    for r in records:
-        if r["status"] == "failed":
-            lines.append(f"FAILED {r['error']}")
-        for note in r.get("notes", []):
-            lines.append(f"note {r['granule']}: {note}")
-    n = {s: sum(r["status"] == s for r in records) for s in ("done", "empty", "failed")}
-    points = sum(r["points"] for r in records if r["status"] == "done")
-    rate = len(records) / seconds if seconds > 0 else 0.0
+def report(tally, plan, nranks, seconds, log=None, stops=(), timings=False):
+    """Rank 0: per-granule errors and notes to stderr/log, then the run summary (``tally``: every
+    rank's :class:`~readatl06.reduce.tally.Tally` combined). Points are counted only for reduced
+    granules."""
+    lines = [f"ERROR {s}" for s in stops] + [line for _, line in tally.lines]
+    n = tally.count
+    rate = len(tally) / seconds if seconds > 0 else 0.0
     summary = (f"readatl06 summary: {len(plan.items) + len(plan.skipped)} granules selected, "
                f"{n['done']} done, {n['empty']} empty, {n['failed']} failed, {len(plan.skipped)} skipped "
-               f"(--resume){f', {len(plan.items) - len(records)} not attempted' if len(records) < len(plan.items) else ''}; "
-               f"{points} points kept; {seconds:.2f} s wall on {nranks} ranks; "
+               f"(--resume){f', {len(plan.items) - len(tally)} not attempted' if len(tally) < len(plan.items) else ''}; "
+               f"{tally.points} points kept; {seconds:.2f} s wall on {nranks} ranks; "
                f"{rate:.2f} granules/s")
     for line in lines:
         print(f"readatl06: {line}", file=sys.stderr)
     print(summary)
     if timings:
-        stage = {k: sum(r.get("timings", {}).get(k, 0.0) for r in records) for k in ("read", "filter", "write")}
-        nbytes = sum(r.get("bytes_read", 0) for r in records)
+        stage = tally.seconds
         print(f"readatl06 timings (seconds summed over ranks): list {plan.list_seconds:.3f}, read and inflate "
               f"{stage['read']:.3f}, filter {stage['filter']:.3f}, write {stage['write']:.3f}; "
-              f"{nbytes / 1e6:.1f} MB read")
+              f"{tally.bytes_read / 1e6:.1f} MB read")
     if log:
         with os.fdopen(outdir_mod.open_existing(log, os.O_WRONLY | os.O_APPEND, single=False), "a",
                        encoding="utf-8") as fh:
