@@ -1,11 +1,13 @@
 """Where the merged file's points come from and travel before the collective write (docs/merge.md).
 
 A *source* is one track of the merge, (granule row, group, points), either held in memory by the
-rank that reduced it (a ``Track``) or in a per-beam file any rank can read (``TrackFile``: its
-metadata only, the points are read a slice at a time). ``HeldTracks`` is what ``reduce --merge``
-keeps while it reduces: Tracks up to its share of ``--merge-memory``, TrackFiles beyond. Every rank
-knows the whole source table (:func:`source_table`: one ``Allgatherv`` of 32-byte records and one of
-the per-beam files' path bytes, no pickles), so every rank computes the same plan without further talk:
+rank that reduced it (a ``Track``) or in a per-beam file any rank can read (its metadata only, the
+points are read a slice at a time); a rank keeps them as :class:`~readatl06.merge.sources.Sources`.
+``HeldTracks`` is what ``reduce --merge`` keeps while it reduces: Tracks up to its share of
+``--merge-memory``, their files beyond. Every rank knows the whole source table (:func:`source_table`:
+one ``Allgatherv`` of 36-byte records, and each rank's folders and non-standard paths; a file with the
+standard name is found from its folder and its granule), so every rank computes the same plan without
+further talk:
 
 * ``chunk_for(n)``: elements per chunk of a dataset of ``n`` elements, a function of ``n`` alone
   (the file's layout does not depend on the number of ranks);

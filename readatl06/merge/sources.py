@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from readatl06.atl06.schema import BEAMS, DIRECTIONS
-from readatl06.outputs.outdir import TrackFile, beam_file_name
+from readatl06.outputs.outdir import TrackFile, beam_file_name, shared_variables
 
 GROUPS = [(b, d) for b in BEAMS for d in DIRECTIONS]
 
@@ -63,11 +63,13 @@ class Sources:
             self.tracks.append((row, t))
             return
         path = os.fspath(t.path if path is None else path)
-        variables = vars_of(t)
-        key = tuple((k, dt, id(a)) for k, (dt, a) in variables.items())
+        variables = vars_of(t)        # shared with the run's other tracks, then told apart by identity
+        dtypes, var_attrs = shared_variables({k: dt for k, (dt, _) in variables.items()},
+                                             {k: a for k, (_, a) in variables.items()})
+        key = tuple((k, dt, id(var_attrs[k])) for k, dt in dtypes.items())
         if key not in self._set_of:
             self._set_of[key] = len(self.sets)
-            self.sets.append(({k: dt for k, (dt, _) in variables.items()}, {k: a for k, (_, a) in variables.items()}))
+            self.sets.append((dtypes, var_attrs))
         folder, name = os.path.split(os.path.abspath(path))
         standard = t.granule is not None and name == beam_file_name(t.granule.stem, t.beam, t.direction)
         if standard:
