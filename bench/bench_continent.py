@@ -255,7 +255,10 @@ def part_b(args, results):
 def part_m(args, results):
     print(f"\n(m) memory per rank: reduce --merge --merge-memory {args.merge_memory} on "
           f"{args.memory_ranks} ranks, {args.segments_per_beam} segments per beam; load {os.getloadavg()[0]:.2f}")
-    head = f"{'granules':>8} {'wall s':>7} {'peak MiB (max rank)':>19} {'rank0 MiB':>9} {'recv KiB':>9} {'ratio':>6}"
+    print("    rounds: the merge's (12 groups; more than one round per group: its buffers were as large as "
+          "--merge-memory lets them be)")
+    head = (f"{'granules':>8} {'wall s':>7} {'peak MiB (max rank)':>19} {'rank0 MiB':>9} {'recv KiB':>9} {'ratio':>6} "
+            f"{'rounds':>7}")
     print(head + "\n" + "-" * len(head))
     rows, first = {}, None
     for n in args.memory_granules:
@@ -264,14 +267,17 @@ def part_m(args, results):
         shutil.rmtree(root, ignore_errors=True)
         os.makedirs(root)
         folder = os.path.join(root, "traffic")
-        wall, _ = mpirun(args.memory_ranks, ["reduce", src, "-o", os.path.join(root, "out"), "--merge",
+        wall, text = mpirun(args.memory_ranks, ["reduce", src, "-o", os.path.join(root, "out"), "--merge",
                                              os.path.join(root, "m.h5"), "--merge-memory",
                                              args.merge_memory, "--no-progress"], traffic=folder)
         t = traffic(folder)
         peak = max(r["mib"] for r in t)
         first = first or peak
-        rows[str(n)] = {"wall": wall, "peak_mib": peak, "rank0_mib": t[0]["mib"], "received": max(r["received"] for r in t)}
-        print(f"{n:>8} {wall:>7.1f} {peak:>19.1f} {t[0]['mib']:>9.1f} {rows[str(n)]['received'] / 1024:>9.0f} {peak / first:>6.3f}")
+        rounds = re.search(r"\(in ([0-9]+) rounds\)", text)      # more than 12: the rounds were full
+        rows[str(n)] = {"wall": wall, "peak_mib": peak, "rank0_mib": t[0]["mib"], "received": max(r["received"] for r in t),
+                        "rounds": int(rounds.group(1)) if rounds else 12}
+        print(f"{n:>8} {wall:>7.1f} {peak:>19.1f} {t[0]['mib']:>9.1f} {rows[str(n)]['received'] / 1024:>9.0f} "
+              f"{peak / first:>6.3f} {rows[str(n)]['rounds']:>7}")
         shutil.rmtree(root, ignore_errors=True)
     results["m"] = {"ranks": args.memory_ranks, "merge_memory": args.merge_memory, "granules": rows}
 
@@ -285,11 +291,9 @@ def chunk_costs(tmp, datasets=24, chunks=400):
     import h5py
     import numpy as np
     from readatl06.merge import layout
-    from readatl06.merge.writer import CHUNK, ChunkHoles
+    from readatl06.merge.writer import CHUNK, ChunkHoles, file_access
     holes = ChunkHoles(os.path.join(tmp, "chunks.h5"))
-    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    fapl.set_fileobj_driver(h5py.h5fd.fileobj_driver, holes)
-    f = h5py.File(h5py.h5f.create(b"chunks", h5py.h5f.ACC_TRUNC, fapl=fapl))
+    f = h5py.File(h5py.h5f.create(b"chunks", h5py.h5f.ACC_TRUNC, fapl=file_access(holes)))
     fid = f.id
     n = CHUNK * chunks
     t0 = time.process_time()

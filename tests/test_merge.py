@@ -282,6 +282,14 @@ def test_held_tracks_spill_to_their_files_beyond_the_limit(tmp_path):
     assert in_memory and spilled and len(kept) == len(held)
     assert kept.bytes == sum(rd.track_bytes(t) for t in in_memory) <= 2 ** 19 and not kept.over
     assert all(os.path.isfile(t.path) and t.n == h5py.File(t.path, "r")["lat"].shape[0] for t in spilled)
+    # a spilled track is ~30 bytes of columns: its variables are one of a few shared sets (at most one
+    # per group), its path is the folder and the standard name, no object of its own is kept
+    assert len(kept.rows) == len(spilled) and len(kept.tracks) == len(in_memory)
+    original = {(row, t.beam, t.direction): t for row, t in held}
+    written = [original[(row, t.beam, t.direction)] for row, t in kept if isinstance(t, TrackFile)]
+    kinds = {repr([(k, str(v.dtype), sorted(t.var_attrs[k].items())) for k, v in t.data.items()]) for t in written}
+    assert len(kept.sets) == len(kinds) < len(spilled) and kept.names == []
+    assert kept.folders == [os.path.abspath(tmp_path)]
     everything = rd.HeldTracks(str(tmp_path), files=False, memory=1)   # --no-per-beam: nothing to read back
     everything.extend(held)
     assert everything.over and not any(isinstance(t, TrackFile) for _, t in everything)
