@@ -1,6 +1,8 @@
 """What ``reduce`` does, decided by rank 0 before any work: list and select the granules, check and
 reserve the targets, read the manifest and one listing of OUTDIR, and decide per granule what
 ``--resume`` skips, what is redone and what a newer release supersedes (O(granules + files))."""
+import array
+import collections.abc
 import contextlib
 import dataclasses
 import gc
@@ -14,11 +16,66 @@ from readatl06.outputs.outdir import list_beam_files
 from readatl06.sources import discover, remote
 
 
+class Items(collections.abc.Sequence):
+    """The granules to reduce, in order: ``items[i]`` is ``(GranuleName, path, size, [its files already
+    in OUTDIR])``. Every rank holds the plan (10^5 granules on a continent), so it is kept as columns:
+    the file names in one string, each path as one of a few folders (or URL prefixes) and the name,
+    the sizes in an array, and the files in OUTDIR only where there are some; ~70 bytes a granule
+    instead of ~540 as tuples. An item's GranuleName is parsed again from its name when asked for."""
+
+    def __init__(self, items=()):
+        self._text, self._ends, self._sizes = [], array.array("q"), array.array("q")
+        self._folder, self._folders, self._folder_of = array.array("i"), [], {}
+        self._odd, self._on_disk = {}, {}        # i -> a path that does not end in "/" + name; -> files
+        for item in items:
+            self._append(item)
+        self._text = ["".join(self._text)]
+
+    def _append(self, item):
+        g, path, size, on_disk = item
+        i = len(self._sizes)
+        self._text.append(g.name)
+        self._ends.append((self._ends[-1] if self._ends else 0) + len(g.name))
+        self._sizes.append(size)
+        folder = path[:-len(g.name)] if path.endswith("/" + g.name) else None
+        if folder is None:
+            self._odd[i], folder = path, ""
+        if folder not in self._folder_of:
+            self._folder_of[folder] = len(self._folders)
+            self._folders.append(folder)
+        self._folder.append(self._folder_of[folder])
+        if on_disk:
+            self._on_disk[i] = list(on_disk)
+
+    def __len__(self):
+        return len(self._sizes)
+
+    def name(self, i):
+        return self._text[0][self._ends[i - 1] if i else 0:self._ends[i]]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        name = self.name(i)
+        path = self._odd.get(i) or self._folders[self._folder[i]] + name
+        return parse_name(name), path, self._sizes[i], self._on_disk.get(i, [])
+
+    def sizes(self):
+        return list(self._sizes)
+
+    def __eq__(self, other):
+        return list(self) == list(other)
+
+
 @dataclasses.dataclass
 class Plan:
     """What rank 0 decided, broadcast to everyone."""
 
-    items: list            # [(GranuleName, path, size, files of it already in OUTDIR)] in (time, name) order
+    items: "Items"         # [(GranuleName, path, size, files of it already in OUTDIR)] in (time, name) order
     skipped: list          # names whose complete records --resume trusts
     resumed: list          # their output files (read back by --merge)
     messages: list         # one line per name problem (unparsed, refused, duplicate) or resume decision
@@ -79,7 +136,7 @@ def _make_plan(sources, selection, outdir, params_key, resume, overwrite, merge_
         paths = listing.paths
         check_targets(outdir, paths, merge_path, log, overwrite, resume, held)
     except (SourceError, UsageError) as exc:
-        return Plan([], [], [], [], str(exc))
+        return Plan(Items(), [], [], [], str(exc))
     notes = []
     records = manifest.consolidate(outdir, notes=notes)   # a killed run's part files -> manifest; read once
     locks.remove_leftovers(outdir)                # its temporary files
@@ -118,7 +175,7 @@ def _make_plan(sources, selection, outdir, params_key, resume, overwrite, merge_
     if unfinished:
         messages.append(f"--resume: {len(unfinished)} granules have files but no complete record "
                         f"(interrupted) and are redone: {' '.join(unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}")
-    return Plan(items, skipped, resumed, messages, trusted=trusted, resumed_sizes=sizes,
+    return Plan(Items(items), skipped, resumed, messages, trusted=trusted, resumed_sizes=sizes,
                 superseded={new: [old for old, _ in olds] for new, olds in replaced.items()})
 
 
@@ -141,7 +198,7 @@ def check_resumed(comm, plan, outdir):
     plan.skipped = [n for n in plan.skipped if n not in names]
     stems = tuple(item[0].stem + "_" for item in redo)
     plan.resumed = [p for p in plan.resumed if not os.path.basename(p).startswith(stems)]
-    plan.items = sorted(plan.items + redo, key=lambda it: (it[0].time, it[0].name, it[1]))
+    plan.items = Items(sorted(list(plan.items) + redo, key=lambda it: (it[0].time, it[0].name, it[1])))
     plan.messages.append(f"--resume: {len(bad)} granules have a file that is not the one recorded and are "
                          f"redone: {bad[0][1]}{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}")
 

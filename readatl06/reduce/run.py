@@ -13,7 +13,7 @@ from readatl06.outputs import folder as outdir_mod
 from readatl06.outputs import locks
 from readatl06.errors import GranuleError, UsageError
 from readatl06.atl06.schema import OUTPUT_VARS
-from readatl06.reduce.plan import Plan, check_resumed, make_plan
+from readatl06.reduce.plan import Items, Plan, check_resumed, make_plan
 from readatl06.reduce.tally import Tally
 from readatl06.parallel.handout import hand_out
 from readatl06.parallel.local import writes_together
@@ -108,7 +108,7 @@ def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path,
             if lock[0].note:
                 plan.messages.insert(0, f"note: {lock[0].note}")
         except UsageError as exc:
-            plan = Plan([], [], [], [], str(exc))
+            plan = Plan(Items(), [], [], [], str(exc))
         if plan.error:
             lock.release()
     from readatl06.parallel.exchange import bcast_object
@@ -170,7 +170,7 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
 def _work(comm, plan, how):
     """This rank's granule indices: the static plan, or the next largest one as this rank finishes.
     (A rank that stops early leaves the rest of the counter to the others.)"""
-    sizes = [it[2] for it in plan.items]
+    sizes = plan.items.sizes()
     if how == "static":
         yield from schedule.assign(sizes, comm.size)[comm.rank]
         return
@@ -265,7 +265,8 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
         return 1
     over = comm.allgather(held.bytes if getattr(held, "over", False) else 0)
     row = {g.name: i for i, g in enumerate(granules)}
-    held.renumber(np.array([row.get(g.name, -1) for g, *_ in plan.items], np.int64))   # plan item -> row
+    items = plan.items
+    held.renumber(np.array([row.get(items.name(i), -1) for i in range(len(items))], np.int64))  # item -> row
     sizes = [plan.resumed_sizes.get(p, 0) for p in plan.resumed]     # from rank 0's one listing: no stat here
     _, error = open_tracks([plan.resumed[i] for i in schedule.assign(sizes, comm.size)[comm.rank]],
                            keep=lambda t: held.add(row[t.granule.name], t))
