@@ -71,7 +71,7 @@ def test_tiny_chunk_limit_gives_the_same_merged_and_exported_bytes(mpi_tmp_path,
 
 
 def test_bytes_a_rank_sends_grow_with_its_own_tracks_only(mpi_tmp_path):
-    """``merge_tracks`` of per-beam files: what each rank puts into the collectives is its 36-byte
+    """``merge_tracks`` of per-beam files: what each rank puts into the collectives is its 29-byte
     source records, its folder (no path: the files have the standard names), its metadata summary (a
     few 10 KB, whatever the tracks) and 16-byte counts — a bound from those figures, checked on every rank — and when only the last rank
     gets more tracks (two more granules, later in time), every other rank sends exactly as many bytes
@@ -100,7 +100,7 @@ def test_bytes_a_rank_sends_grow_with_its_own_tracks_only(mpi_tmp_path):
         sent[case] = dict(exchange.sent)
         summary = len(pickle.dumps(layout.describe(sorted(held, key=lambda rt: rt[0])), protocol=5))
         folder = len(pickle.dumps(([os.path.abspath(str(out))], []), protocol=5))
-        own_bytes = 36 * len(held) + folder + summary
+        own_bytes = 29 * len(held) + folder + summary
         with every_rank(comm):
             assert summary < 100_000 and sent[case]["calls"] <= 12, (summary, sent[case])
             assert sent[case]["bytes"] <= own_bytes + 16 * sent[case]["calls"], (sent[case], own_bytes)

@@ -5,7 +5,7 @@ rank that reduced it (a ``Track``) or in a per-beam file any rank can read (its 
 points are read a slice at a time); a rank keeps them as :class:`~readatl06.merge.sources.Sources`.
 ``HeldTracks`` is what ``reduce --merge`` keeps while it reduces: Tracks up to its share of
 ``--merge-memory``, their files beyond. Every rank knows the whole source table (:func:`source_table`:
-one ``Allgatherv`` of 36-byte records, and each rank's folders and non-standard paths; a file with the
+one ``Allgatherv`` of 29-byte records, and each rank's folders and non-standard paths; a file with the
 standard name is found from its folder and its granule), so every rank computes the same plan without
 further talk:
 
@@ -95,7 +95,7 @@ def open_tracks(paths, keep=None):
     return out, None
 
 
-SOURCE = np.dtype([("row", "<i8"), ("n", "<i8"), ("name", "<i8"), ("holder", "<i4"), ("group", "<i4"),
+SOURCE = np.dtype([("row", "<i8"), ("n", "<i8"), ("name", "<i4"), ("holder", "<i4"), ("group", "<i1"),
                    ("folder", "<i4")])
 
 
@@ -103,9 +103,10 @@ def source_table(comm, held, granules):
     """Per group of ``sources.GROUPS``: ``(rows, counts, holders, path_of)`` of every rank's non-empty
     tracks, sorted by row; ``holders[i]`` the rank that has the points in memory, -1 for a per-beam
     file at ``path_of(i)``. ``held``: this rank's sources (``Sources`` or ``[(row, track)]``),
-    ``granules`` the merge's, by row. Collective: the records travel as one ``SOURCE`` array (36
+    ``granules`` the merge's, by row. Collective: the records travel as one ``SOURCE`` array (29
     bytes a track) and each rank's folders and non-standard paths as one object; a file with the
-    standard name is found from its folder and its granule's stem, so no path travels for it."""
+    standard name is found from its folder and its granule's stem, so no path travels for it. What
+    stays on every rank is ~40 bytes a track of the whole merge (its table, split by group)."""
     from readatl06.parallel.exchange import allgather_objects, allgatherv
     held = Sources.of(held)
     rows, points, group, _, folder, name = held.file_columns()
@@ -119,22 +120,27 @@ def source_table(comm, held, granules):
     for field, column in (("row", rows), ("n", points), ("group", group), ("folder", folder), ("name", name)):
         local[field][len(mine):] = column[files]
     local["holder"][len(mine):] = -1
+    del files
     table, counts = allgatherv(comm, local)
+    del local
     places = allgather_objects(comm, [(held.folders, held.names)])
-    rank_of = np.repeat(np.arange(comm.size), counts)
     folders = [f for fs, _ in places for f in fs]
     names = [n for _, ns in places for n in ns]
-    base_f = np.cumsum([0] + [len(fs) for fs, _ in places])[rank_of]    # a rank's folders follow the previous ranks'
-    base_n = np.cumsum([0] + [len(ns) for _, ns in places])[rank_of]
-    table["folder"] = np.where(table["folder"] >= 0, table["folder"] + base_f, -1)
-    table["name"] = np.where(table["name"] >= 0, table["name"] + base_n, -1)
-    table = table[np.lexsort((table["row"], table["group"]))]
-    edges = np.searchsorted(table["group"], np.arange(len(GROUPS) + 1))
+    ends, n_folders, n_names = np.cumsum(counts), 0, 0
+    for r, (fs, ns) in enumerate(places):          # a rank's folders and names follow the previous ranks'
+        part = table[int(ends[r] - counts[r]):int(ends[r])]
+        for field, base in (("folder", n_folders), ("name", n_names)):
+            column = part[field]
+            column[column >= 0] += base
+        n_folders, n_names = n_folders + len(fs), n_names + len(ns)
+    order = np.lexsort((table["row"], table["group"]))
+    edges = np.searchsorted(table["group"][order], np.arange(len(GROUPS) + 1))
     out = []
     for k in range(len(GROUPS)):
-        t = table[edges[k]:edges[k + 1]]
-        out.append((t["row"].copy(), t["n"].copy(), t["holder"].astype(np.int64),
-                    FilePaths(folders, names, granules, k, t["folder"].copy(), t["name"].copy(), t["row"].copy())))
+        at = order[edges[k]:edges[k + 1]]
+        rows_k = table["row"][at]
+        out.append((rows_k, table["n"][at], table["holder"][at],
+                    FilePaths(folders, names, granules, k, table["folder"][at], table["name"][at], rows_k)))
     return out
 
 
@@ -181,7 +187,7 @@ class GroupPlan:
     def __init__(self, rows, count, holder, nranks, point_bytes, budget, path_of=None):
         self.rows = np.asarray(rows, np.int64)
         self.count = np.asarray(count, np.int64)
-        self.holder = np.asarray(holder, np.int64)
+        self.holder = np.asarray(holder)
         self.path = path_of
         self.end = np.cumsum(self.count)
         self.start = self.end - self.count

@@ -43,7 +43,7 @@ class Sources:
         self.group, self.variables = array.array("b"), array.array("i")
         self.folder, self.name = array.array("i"), array.array("i")
         self.sets, self.folders, self.names = [], [], []   # variable sets, folders, non-standard paths
-        self.granules = {}                                  # row -> its GranuleName (shared, not copied)
+        self.stems = {}                                     # row -> its granule's stem (standard names)
         self._set_of, self._folder_of = {}, {}
 
     @classmethod
@@ -78,7 +78,7 @@ class Sources:
                 self.folders.append(folder)
             self.folder.append(self._folder_of[folder])
             self.name.append(-1)
-            self.granules.setdefault(row, t.granule)
+            self.stems.setdefault(row, t.granule.stem)
         else:
             self.folder.append(-1)
             self.name.append(len(self.names))
@@ -101,14 +101,16 @@ class Sources:
             return self.names[self.name[j]]
         beam, direction = GROUPS[self.group[j]]
         return os.path.join(self.folders[self.folder[j]],
-                            beam_file_name(self.granules[self.rows[j]].stem, beam, direction))
+                            beam_file_name(self.stems[self.rows[j]], beam, direction))
 
     def file(self, j):
         """File ``j`` as a TrackFile (no attributes; ``granule`` known for a standard name)."""
+        from readatl06.atl06.names import parse_name
         beam, direction = GROUPS[self.group[j]]
         dtypes, var_attrs = self.sets[self.variables[j]]
-        return TrackFile(self.path(j), self.granules.get(self.rows[j]), beam, direction, self.points[j],
-                         dtypes, var_attrs, {})
+        stem = self.stems.get(self.rows[j])
+        return TrackFile(self.path(j), None if stem is None else parse_name(stem + ".h5"), beam, direction,
+                         self.points[j], dtypes, var_attrs, {})
 
     def __iter__(self):
         yield from self.tracks
@@ -119,7 +121,7 @@ class Sources:
         """Every row ``r`` becomes ``new[r]`` (an array or a mapping)."""
         self.tracks = [(int(new[r]), t) for r, t in self.tracks]
         self.rows = array.array("q", (int(new[r]) for r in self.rows))
-        self.granules = {int(new[r]): g for r, g in self.granules.items()}
+        self.stems = {int(new[r]): stem for r, stem in self.stems.items()}
 
     def file_columns(self):
         """``(rows, points, group, variables, folder, name)`` of the files, as NumPy arrays."""

@@ -243,7 +243,7 @@ def merge_tracks(comm, granules, held, path, opts=None, parameters=None, memory=
     items = [ml.datasets(vars_) for vars_ in ml.group_vars(meta)]
     budget = memory_bytes(memory) * ROUND_SHARE
     plans, tracks = _plans(comm, held, items, budget, granules)
-    counts = [(gp.rows.copy(), gp.count) for gp in plans]   # per group: (granule, points)
+    counts = [(gp.rows, gp.count) for gp in plans]   # per group: (granule, points); rows replaced below
     if rows is not None:
         for gp in plans:
             gp.rows = np.asarray(rows, np.int64)[gp.rows]
