@@ -21,9 +21,9 @@ the largest rank's peak resident memory, the bytes the busiest rank sent and rec
 readatl06/parallel/traffic.py), reduce's ``--timings``; and the sha256 of every output (the per-beam
 files as one digest), which must be the same at every rank count (exit status 1 otherwise).
 
-(m) ``--memory-granules``, ``--memory-ranks``: peak memory per rank of ``reduce --merge`` at a fixed
-``--merge-memory`` (per-beam files written: with ``--no-per-beam`` a rank keeps all its tracks) for
-10^3 and 10^4 granules (past the 2,000 distinct synthetic ones: hard links to them under the names of
+(m) ``--memory-granules``, ``--memory-ranks``, ``--memory-merge-memory``: peak memory per rank of
+``reduce --merge`` at a fixed ``--merge-memory`` (16 MB: the merge's rounds are full from 10^3 granules
+on; per-beam files written: with ``--no-per-beam`` a rank keeps all its tracks) for 10^3 and 10^4 granules (past the 2,000 distinct synthetic ones: hard links to them under the names of
 later cycles, 91 days on).
 
 (c) ``--model-*``, ``--bandwidth``: 10^5 granules on 256, 1,024 and 4,096 ranks modelled from the
@@ -253,7 +253,7 @@ def part_b(args, results):
 # ---- part (m): memory per rank against the number of granules ------------------------------------
 
 def part_m(args, results):
-    print(f"\n(m) memory per rank: reduce --merge --merge-memory {args.merge_memory} on "
+    print(f"\n(m) memory per rank: reduce --merge --merge-memory {args.memory_merge_memory} on "
           f"{args.memory_ranks} ranks, {args.segments_per_beam} segments per beam; load {os.getloadavg()[0]:.2f}")
     print("    rounds: the merge's (12 groups; more than one round per group: its buffers were as large as "
           "--merge-memory lets them be)")
@@ -269,7 +269,7 @@ def part_m(args, results):
         folder = os.path.join(root, "traffic")
         wall, text = mpirun(args.memory_ranks, ["reduce", src, "-o", os.path.join(root, "out"), "--merge",
                                              os.path.join(root, "m.h5"), "--merge-memory",
-                                             args.merge_memory, "--no-progress"], traffic=folder)
+                                             args.memory_merge_memory, "--no-progress"], traffic=folder)
         t = traffic(folder)
         peak = max(r["mib"] for r in t)
         first = first or peak
@@ -279,7 +279,7 @@ def part_m(args, results):
         print(f"{n:>8} {wall:>7.1f} {peak:>19.1f} {t[0]['mib']:>9.1f} {rows[str(n)]['received'] / 1024:>9.0f} "
               f"{peak / first:>6.3f} {rows[str(n)]['rounds']:>7}")
         shutil.rmtree(root, ignore_errors=True)
-    results["m"] = {"ranks": args.memory_ranks, "merge_memory": args.merge_memory, "granules": rows}
+    results["m"] = {"ranks": args.memory_ranks, "merge_memory": args.memory_merge_memory, "granules": rows}
 
 
 # ---- part (c): the model of 10^5 granules on 256, 1,024, 4,096 ranks ------------------------------
@@ -514,6 +514,9 @@ def main():
     g.add_argument("--from-outdir", action="store_true", help="export and xover read OUTDIR (default: the merged file)")
     g.add_argument("--memory-granules", nargs="+", type=int, default=[1000, 10000])
     g.add_argument("--memory-ranks", type=int, default=2)
+    g.add_argument("--memory-merge-memory", type=int, default=16,
+                   help="MB, part (m)'s --merge-memory: small enough that the merge's rounds are full at 10^3 "
+                        "granules already, so that only what grows with N differs")
     g = ap.add_argument_group("(c) model")
     g.add_argument("--model-granules", type=int, default=100_000)
     g.add_argument("--model-ranks", nargs="+", type=int, default=[256, 1024, 4096])
