@@ -160,28 +160,48 @@ class _Barrier:
             time.sleep(0.05)
 
 
+_interrupt = {"asked": False, "caught": False}    # this process's Ctrl-C: handled, then caught at the top
+TICK = 0.05              # seconds: how often a Ctrl-C that was handled but not caught is raised again
+
+
 def _interrupt_once(signum, frame):
     """A rank's first SIGINT raises KeyboardInterrupt; later ones (the terminal's and the
     supervisor's) are ignored, so that nothing interrupts the tidying up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _interrupt["asked"] = True
+    _keep_raising()
+    raise KeyboardInterrupt
+
+
+def _keep_raising():
+    """Until the interrupt is caught at the top (``_interrupt["caught"]``), raise it again every TICK
+    seconds (an alarm), unless it is being handled then. Python runs a signal handler wherever the
+    main thread is, also inside a finaliser (``__del__``, a weakref callback) or a callback HDF5
+    makes into Python (h5py's file-object driver), where the KeyboardInterrupt is printed as
+    "Exception ignored", or becomes HDF5's error, and is lost."""
+    signal.signal(signal.SIGALRM, _interrupt_late)
+    signal.setitimer(signal.ITIMER_REAL, TICK, TICK)
+
+
+def _caught():
+    _interrupt["caught"] = True
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _interrupt_late(signum, frame):
+    if _interrupt["caught"] or isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        return                      # arrived after all, or being tidied up after (except, finally)
     raise KeyboardInterrupt
 
 
 def _interrupt_again(unraisable, _default=sys.unraisablehook):
-    """Python runs a signal handler wherever the main thread is, also inside a finaliser (a
-    weakref callback, ``__del__``), where the KeyboardInterrupt it raises is printed as "Exception
-    ignored" and lost. Such an interrupt is raised again 10 ms later, by an alarm: anything that
-    marks a signal from here has its handler run here, inside the finaliser again."""
-    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+    """An error Python cannot raise (in a finaliser): after a Ctrl-C it is the interrupt, or what it
+    left behind, and is not printed (the alarm raises the interrupt again); otherwise as usual."""
+    if not (issubclass(unraisable.exc_type, KeyboardInterrupt) or _interrupt["asked"]):
         _default(unraisable)
         return
-    signal.signal(signal.SIGALRM, _interrupt_late)
-    signal.setitimer(signal.ITIMER_REAL, 0.01)
-
-
-def _interrupt_late(signum, frame):
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    raise KeyboardInterrupt
+    if not _interrupt["caught"]:
+        _keep_raising()
 
 
 def _rank_main(rank, size, pipes, slots, lock, finished, target):
@@ -201,6 +221,7 @@ def _rank_main(rank, size, pipes, slots, lock, finished, target):
     try:
         status = target(LocalComm(rank, size, links, slots, lock))
     except KeyboardInterrupt:
+        _caught()
         status = 130
     status = int(status or 0)
     finished[rank] = status
@@ -212,6 +233,7 @@ def _rank_main(rank, size, pipes, slots, lock, finished, target):
 def run_local(n, target, command):
     """``target(comm)`` on ``n`` forked ranks, this process supervising; returns rank 0's status
     (1 when a rank ended without finishing, 130 after Ctrl-C)."""
+    _interrupt.update(asked=False, caught=False)     # this run's (the ranks start with it)
     ctx = multiprocessing.get_context("fork")
     pipes = [ctx.Pipe() for _ in range(n - 1)]
     slots, lock = ctx.RawArray("q", SLOTS), ctx.Lock()
@@ -231,10 +253,12 @@ def run_local(n, target, command):
     try:
         lost = _supervise(procs, finished)
     except KeyboardInterrupt:
+        _caught()
         _stop(procs)
         return 130
     finally:
         sys.unraisablehook = hook
+        signal.setitimer(signal.ITIMER_REAL, 0)
     if lost is not None:
         k, p = lost
         how = f"was killed by {signal.Signals(-p.exitcode).name}" if p.exitcode < 0 else \
