@@ -28,7 +28,7 @@ import os
 import h5py
 import numpy as np
 
-from readatl06.merge.sources import GROUPS, Sources, track_bytes, vars_of  # noqa: F401 (vars_of: API)
+from readatl06.merge.sources import GROUPS, Sources, track_bytes
 from readatl06.outputs.outdir import TrackFile, beam_file_name
 
 CHUNK_MAX = 1 << 14      # elements per chunk of a large merged dataset

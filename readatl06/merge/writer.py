@@ -36,8 +36,8 @@ from readatl06.merge import layout as ml
 from readatl06.merge import redistribute as rd
 from readatl06.parallel.exchange import allgather_objects, alltoallv
 from readatl06.merge.layout import GI, GROUPS, GZIP_LEVEL, combine, describe, fill_for  # noqa: F401 (API)
-from readatl06.merge.redistribute import memory_bytes, track_bytes
-from readatl06.merge.sources import Sources
+from readatl06.merge.redistribute import memory_bytes
+from readatl06.merge.sources import Sources, track_bytes
 from readatl06.outputs.outdir import TrackFile  # noqa: F401 (API)
 from readatl06.outputs.folder import PlantedError, check_claim, crash_point, open_new, tmp_name
 from readatl06.atl06.schema import DIMENSION, FEATURE_TYPE, GRANULE_DIMENSION
