@@ -120,3 +120,24 @@ def test_streamed_manifest_equals_the_one_built_in_memory(tmp_path):
     records = [json.loads(x) for x in (b / manifest.MAIN).read_text().splitlines()]
     assert len(records) == 50 + 30 + 30 + 1 + 1 and len({(r["run"], r["granule"], r["started"], r["rank"]) for r in records}) == len(records)
     assert records[:50] == [rec(i, "r0") for i in range(50)]
+
+
+def test_the_report_keeps_the_first_lines_in_granule_order_and_counts_the_rest(monkeypatch):
+    """A run where every granule has a note (or fails) holds no text per granule: each rank's tally
+    keeps the first LINES lines, rank 0 prints the first LINES of all and how many more there were."""
+    from readatl06.reduce import tally as tally_mod
+    monkeypatch.setattr(tally_mod, "LINES", 3)
+    ranks = [tally_mod.Tally(), tally_mod.Tally()]
+    every = []
+    for i in range(40):                                  # granules g00.. dealt to the ranks in turns
+        name = f"g{i:02d}"
+        record = {"granule": name, "status": "failed" if i % 3 == 0 else "done", "points": 1, "error": f"e{i}",
+                  "notes": [f"n{i}a", f"n{i}b"]}
+        ranks[i % 2].add(i, record)
+        every += ([f"FAILED e{i}"] if i % 3 == 0 else []) + [f"note {name}: n{i}a", f"note {name}: n{i}b"]
+    assert all(len(t.lines) <= 2 * 3 for t in ranks)
+    combined = tally_mod.Tally.combined(ranks)
+    shown, more = combined.shown()
+    assert shown == every[:3] == ["FAILED e0", "note g00: n0a", "note g00: n0b"]
+    assert more == len(every) - 3
+    assert combined.count == {"done": 26, "empty": 0, "failed": 14}

@@ -106,7 +106,7 @@ def source_table(comm, held, granules):
     ``granules`` the merge's, by row. Collective: the records travel as one ``SOURCE`` array (29
     bytes a track) and each rank's folders and non-standard paths as one object; a file with the
     standard name is found from its folder and its granule's stem, so no path travels for it. What
-    stays on every rank is ~40 bytes a track of the whole merge (its table, split by group)."""
+    stays on every rank is ~28 bytes a track of the whole merge (its table, split by group)."""
     from readatl06.parallel.exchange import allgather_objects, allgatherv
     held = Sources.of(held)
     rows, points, group, _, folder, name = held.file_columns()
@@ -138,7 +138,7 @@ def source_table(comm, held, granules):
     out = []
     for k in range(len(GROUPS)):
         at = order[edges[k]:edges[k + 1]]
-        rows_k = table["row"][at]
+        rows_k = _narrow(table["row"][at])     # one array for the plan and the paths
         out.append((rows_k, table["n"][at], table["holder"][at],
                     FilePaths(folders, names, granules, k, table["folder"][at], table["name"][at], rows_k)))
     return out
@@ -176,6 +176,17 @@ def chunk_for(n):
     return c
 
 
+def _narrow(values):
+    """``values`` as int32 where every one fits, else int64."""
+    values = np.asarray(values)
+    if values.dtype == np.int32:
+        return values
+    values = values.astype(np.int64, copy=False)
+    if values.size and (values.min() < -2 ** 31 or values.max() >= 2 ** 31):
+        return values
+    return values.astype(np.int32)
+
+
 class GroupPlan:
     """The sources of one (beam, direction) group in file order, its chunk and its rounds.
 
@@ -185,12 +196,11 @@ class GroupPlan:
     exchange's), ``budget``: bytes a rank may spend on one round."""
 
     def __init__(self, rows, count, holder, nranks, point_bytes, budget, path_of=None):
-        self.rows = np.asarray(rows, np.int64)
-        self.count = np.asarray(count, np.int64)
+        self.rows = _narrow(rows)                  # held by every rank for the whole merge: no wider
+        self.count = _narrow(count)                # than the values need, no start array (end - count)
         self.holder = np.asarray(holder)
         self.path = path_of
-        self.end = np.cumsum(self.count)
-        self.start = self.end - self.count
+        self.end = np.cumsum(self.count, dtype=np.int64)
         self.total = int(self.end[-1]) if len(self.end) else 0
         self.nranks = nranks
         self.chunk = chunk_for(self.total)
@@ -209,10 +219,16 @@ class GroupPlan:
         cuts = (np.arange(self.nranks + 1, dtype=np.int64) * nch) // self.nranks
         return np.minimum(a + cuts * self.chunk, b)
 
+    def first(self, i):
+        """File position of source ``i``'s first point."""
+        return int(self.end[i]) - int(self.count[i])
+
     def overlapping(self, a, b):
-        """Indices of the sources with points in ``[a, b)``."""
+        """Indices of the sources with points in ``[a, b)``: those that end after ``a`` and start
+        before ``b`` (source ``i > 0`` starts where ``i - 1`` ends, source 0 at 0)."""
         lo = int(np.searchsorted(self.end, a, side="right"))
-        hi = int(np.searchsorted(self.start, b, side="left"))
+        n = len(self.end)
+        hi = 0 if b <= 0 or not n else min(int(np.searchsorted(self.end, b, side="left")) + 1, n)
         return range(lo, hi)
 
     def any_held(self, a, b):
@@ -225,7 +241,7 @@ class GroupPlan:
 
     def clip(self, i, a, b):
         """(first, stop) of source ``i``'s points inside ``[a, b)``, in file positions."""
-        return max(int(self.start[i]), a), min(int(self.end[i]), b)
+        return max(self.first(i), a), min(int(self.end[i]), b)
 
 
 @dataclasses.dataclass
@@ -257,7 +273,7 @@ def plan_exchange(gp, bounds, me, a_round, b_round):
             if cut > s:
                 needed = needed or d != h
                 if h == me:
-                    lo, hi = s - int(gp.start[i]), cut - int(gp.start[i])
+                    lo, hi = s - gp.first(i), cut - gp.first(i)
                     if d == me:
                         local.append((i, lo, hi, s - int(bounds[me])))
                     else:
@@ -375,7 +391,7 @@ def read_files(gp, a, b, outs, fills):
 def _read_file(gp, i, a, b, outs, fills):
     """Source ``i``'s slice of the run ``[a, b)`` into ``outs``."""
     s, e = gp.clip(i, a, b)
-    lo, hi = s - int(gp.start[i]), e - int(gp.start[i])
+    lo, hi = s - gp.first(i), e - gp.first(i)
     fid = h5py.h5f.open(os.fsencode(gp.path(i)), h5py.h5f.ACC_RDONLY)
     try:
         root = h5py.h5g.open(fid, b"/")

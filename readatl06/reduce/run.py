@@ -232,6 +232,7 @@ def _run(comm, plan, opts, outdir, key, t0, replace, write, progress, log, merge
         report(tally, plan, comm.size, time.perf_counter() - t0, log, stops, timings)
         reduced = tally.reduced
     status, reduced = bcast_object(comm, (status, reduced))
+    gathered = tally = unwritten = None             # not held through the merge
     if merge_path and not together:
         everyone = comm.gather(held, root=0)
         if comm.rank != 0:
@@ -270,6 +271,7 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     sizes = [plan.resumed_sizes.get(p, 0) for p in plan.resumed]     # from rank 0's one listing: no stat here
     _, error = open_tracks([plan.resumed[i] for i in schedule.assign(sizes, comm.size)[comm.rank]],
                            keep=lambda t: held.add(row[t.granule.name], t))
+    row = sizes = None                         # not held through the merge
     error = first_error(comm, error)
     if error:
         if comm.rank == 0:
@@ -301,7 +303,11 @@ def report(tally, plan, nranks, seconds, log=None, stops=(), timings=False):
     """Rank 0: per-granule errors and notes to stderr/log, then the run summary (``tally``: every
     rank's :class:`~readatl06.reduce.tally.Tally` combined). Points are counted only for reduced
     granules."""
-    lines = [f"ERROR {s}" for s in stops] + [line for _, line in tally.lines]
+    shown, more = tally.shown()
+    lines = [f"ERROR {s}" for s in stops] + shown
+    if more:
+        lines.append(f"... and {more} more lines of failures and notes, not shown: every granule's error and "
+                     f"notes are in its record in OUTDIR/{manifest.MAIN}")
     n = tally.count
     rate = len(tally) / seconds if seconds > 0 else 0.0
     summary = (f"readatl06 summary: {len(plan.items) + len(plan.skipped)} granules selected, "
