@@ -24,7 +24,8 @@ files as one digest), which must be the same at every rank count (exit status 1 
 (m) ``--memory-granules``, ``--memory-ranks``, ``--memory-merge-memory``: peak memory per rank of
 ``reduce --merge`` at a fixed ``--merge-memory`` (16 MB: the merge's rounds are full from 10^3 granules
 on; per-beam files written: with ``--no-per-beam`` a rank keeps all its tracks) for 10^3 and 10^4 granules (past the 2,000 distinct synthetic ones: hard links to them under the names of
-later cycles, 91 days on).
+later cycles, 91 days on); then of its resubmission (``--resume --overwrite``: every granule skipped
+after its files are checked against their recorded checksums, the merged file rebuilt from them).
 
 (c) ``--model-*``, ``--bandwidth``: 10^5 granules on 256, 1,024 and 4,096 ranks modelled from the
 figures of (a), (b) and (m) (kept in ``--results``, so each part can run alone), from rank 0's HDF5
@@ -257,29 +258,40 @@ def part_m(args, results):
           f"{args.memory_ranks} ranks, {args.segments_per_beam} segments per beam; load {os.getloadavg()[0]:.2f}")
     print("    rounds: the merge's (12 groups; more than one round per group: its buffers were as large as "
           "--merge-memory lets them be)")
-    head = (f"{'granules':>8} {'wall s':>7} {'peak MiB (max rank)':>19} {'rank0 MiB':>9} {'recv KiB':>9} {'ratio':>6} "
-            f"{'rounds':>7}")
+    print("    resume: the same command again with --resume --overwrite: every granule skipped (its files "
+          "checked against the manifest), the merged file rebuilt from the per-beam files")
+    head = (f"{'granules':>8} {'run':>7} {'wall s':>7} {'peak MiB (max rank)':>19} {'rank0 MiB':>9} {'recv KiB':>9} "
+            f"{'ratio':>6} {'rounds':>7}")
     print(head + "\n" + "-" * len(head))
-    rows, first = {}, None
+    rows, resumed, first = {}, {}, {}
     for n in args.memory_granules:
         src = source_folder(args.cache, n, args.segments_per_beam, replicas=True)
         root = os.path.join(args.cache, f"mem-{n}")
         shutil.rmtree(root, ignore_errors=True)
         os.makedirs(root)
         folder = os.path.join(root, "traffic")
-        wall, text = mpirun(args.memory_ranks, ["reduce", src, "-o", os.path.join(root, "out"), "--merge",
-                                             os.path.join(root, "m.h5"), "--merge-memory",
-                                             args.memory_merge_memory, "--no-progress"], traffic=folder)
-        t = traffic(folder)
-        peak = max(r["mib"] for r in t)
-        first = first or peak
-        rounds = re.search(r"\(in ([0-9]+) rounds\)", text)      # more than 12: the rounds were full
-        rows[str(n)] = {"wall": wall, "peak_mib": peak, "rank0_mib": t[0]["mib"], "received": max(r["received"] for r in t),
-                        "rounds": int(rounds.group(1)) if rounds else 12}
-        print(f"{n:>8} {wall:>7.1f} {peak:>19.1f} {t[0]['mib']:>9.1f} {rows[str(n)]['received'] / 1024:>9.0f} "
-              f"{peak / first:>6.3f} {rows[str(n)]['rounds']:>7}")
+        command = ["reduce", src, "-o", os.path.join(root, "out"), "--merge", os.path.join(root, "m.h5"),
+                   "--merge-memory", args.memory_merge_memory, "--no-progress"]
+        for how, extra in (("first", []), ("resume", ["--resume", "--overwrite"])):
+            folder = os.path.join(root, f"traffic-{how}")
+            wall, text = mpirun(args.memory_ranks, command + extra, traffic=folder)
+            if how == "resume" and f"{n} granules already done, skipped" not in text:
+                sys.exit(f"the resubmission did not skip every granule:\n{text[-1500:]}")
+            t = traffic(folder)
+            peak = max(r["mib"] for r in t)
+            rounds = re.search(r"\(in ([0-9]+) rounds\)", text)      # more than 12: the rounds were full
+            row = {"wall": wall, "peak_mib": peak, "rank0_mib": t[0]["mib"], "received": max(r["received"] for r in t),
+                   "rounds": int(rounds.group(1)) if rounds else 12}
+            if how == "first":
+                rows[str(n)] = row
+            else:
+                resumed[str(n)] = row
+            first.setdefault(how, peak)
+            print(f"{n:>8} {how:>7} {wall:>7.1f} {peak:>19.1f} {t[0]['mib']:>9.1f} {row['received'] / 1024:>9.0f} "
+                  f"{peak / first[how]:>6.3f} {row['rounds']:>7}")
         shutil.rmtree(root, ignore_errors=True)
-    results["m"] = {"ranks": args.memory_ranks, "merge_memory": args.memory_merge_memory, "granules": rows}
+    results["m"] = {"ranks": args.memory_ranks, "merge_memory": args.memory_merge_memory, "granules": rows,
+                    "resume": resumed}
 
 
 # ---- part (c): the model of 10^5 granules on 256, 1,024, 4,096 ranks ------------------------------

@@ -182,7 +182,8 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_temporary_file(synth_dir, tmp_p
     out, merged = tmp_path / "out", tmp_path / "merged.h5"
     cmd = [sys.executable, "-m", "readatl06", "reduce", str(synth_dir), "-o", str(out), "--no-progress",
            "--merge", str(merged), "-j", "2"]
-    env = dict(os.environ, PYTHONWARNINGS="error")
+    # each worker pauses after its second record: the run cannot end before the Ctrl-C arrives
+    env = dict(os.environ, PYTHONWARNINGS="error", READATL06_PAUSE_AT="record-written:2")
     for var in [v for v in env if v.startswith(("OMPI_COMM_WORLD", "PMIX_", "PMI_"))]:
         env.pop(var)
     # a session of its own: the SIGINT reaches the parent alone (as `kill -INT`), which must pass it on

@@ -129,3 +129,70 @@ def test_resume_planning_lists_outdir_once_whatever_the_granules(tmp_path, monke
         plan = run.make_plan([str(src)], Selection(), str(out), key, resume=True)
         assert len(plan.skipped) == n - 1 and len(plan.items) == 1 and len(plan.items[0][3]) == 2
     assert counts[1] == counts[40], counts
+
+
+def test_a_resubmission_s_plan_holds_no_path_or_record_per_file(tmp_path):
+    """--resume over N done granules (issue 23, memory per rank): rank 0 keeps a compact Brief per
+    record (not the record), the broadcast plan holds ~60 bytes a skipped granule and ~12 an output
+    (no path, no checksum: rank 0 keeps the raw 32-byte checksums and hands each rank its share), and
+    what the plan gives back is what the records say."""
+    import hashlib
+    import pickle
+    import tracemalloc
+    from readatl06.reduce import plan as run
+    key, n = "k" * 16, 300
+    src, out = _reduced_outdir(tmp_path, n, key)
+    lines = (out / manifest.MAIN).read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    for r in records:                                  # the checksums, and what a real record carries besides
+        r["sha256"] = {o: hashlib.sha256((out / o).read_bytes()).hexdigest() for o in r["outputs"]}
+        r.update(path=str(src / r["granule"]), points=123456, bytes_read=10 ** 7, notes=[], vars={},
+                 timings={"read": 0.1, "filter": 0.05, "write": 0.02}, removed={"fill": 1, "quality": 2})
+    (out / manifest.MAIN).write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    tracemalloc.start()
+    briefs = manifest.read_briefs(str(out))
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert held / n < 900, held / n                    # a dict per record: ~2,900 bytes here, ~10 KB real
+    for r in records:
+        b = briefs[r["granule"]]
+        assert (b["granule"], b.get("status"), b.get("params")) == (r["granule"], "done", key)
+        assert (b.get("outputs"), b.get("sizes"), b.get("sha256")) == (r["outputs"], r["sizes"], r["sha256"])
+
+    plan = run.make_plan([str(src)], Selection(), str(out), key, resume=True)
+    assert plan.error is None and len(plan.skipped) == n and plan.items == []
+    assert list(plan.skipped) == [r["granule"] for r in records]
+    travels = len(pickle.dumps(plan.skipped, protocol=5))
+    assert travels / n < 110, travels / n              # ~5,000 bytes a granule as paths, dicts and hex
+    assert len(plan.skipped.digests) == 32 * 2 * n and b"sha" not in pickle.dumps(plan.skipped)
+    copy = pickle.loads(pickle.dumps(plan.skipped))
+    assert len(copy.digests) == 0
+    for k, r in enumerate(records):
+        assert copy.outputs(k) == [(o, r["sizes"][o]) for o in r["outputs"]]
+        assert copy.paths(k) == [os.path.join(str(out), o) for o in r["outputs"]]
+        share = plan.skipped.share(k, n)           # rank k of n checks granule k alone
+        assert plan.skipped.checks(k, share, 0)[0] == [(os.path.join(str(out), o), r["sha256"][o])
+                                                       for o in r["outputs"]]
+    assert copy.granule_bytes() == [sum(r["sizes"].values()) for r in records]
+
+
+def test_a_record_of_an_unusual_form_is_kept_as_it_is():
+    """A Brief keeps what it cannot store compactly (another folder's names, a size that is no
+    integer, a checksum in capitals or of another length) exactly as the record has it."""
+    stem = "ATL06_20190101000000_05400211_006_01"
+    base = {"granule": stem + ".h5", "status": "done", "params": "p", "outputs": [stem + "_gt1l_A.h5"],
+            "sizes": {stem + "_gt1l_A.h5": 10}, "sha256": {stem + "_gt1l_A.h5": "ab" * 32}}
+    odd = [{"outputs": ["other_gt1l_A.h5"]}, {"sizes": {stem + "_gt1l_A.h5": True}},
+           {"sizes": {stem + "_gt1l_A.h5": "10"}}, {"sha256": {stem + "_gt1l_A.h5": "AB" * 32}},
+           {"sha256": {stem + "_gt1l_A.h5": "ab"}}, {"sha256": {stem + "_gt1l_A.h5": "0" * 64}},
+           {"outputs": "x"}, {"sizes": []}, {"sha256": None}, {"sha256": {}}, {"sizes": {}}]
+    for change in [{}] + odd:
+        r = {**base, **change}
+        b = manifest.Brief(r)
+        for k in ("outputs", "sizes", "sha256"):
+            assert b.get(k, "absent") == r.get(k, "absent") or (k == "sha256" and r.get(k) is None and
+                                                               b.get(k) in (None, {})), (change, k)
+        on_disk = {stem + "_gt1l_A.h5": 10}
+        assert manifest.complete(b, on_disk) == manifest.complete(r, on_disk), change
+        assert manifest.digest_of(b, stem + "_gt1l_A.h5") == manifest.digest_of(r, stem + "_gt1l_A.h5"), change

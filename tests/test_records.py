@@ -205,6 +205,29 @@ def test_resume_redoes_a_granule_whose_file_was_damaged_in_place(reduced, tmp_pa
     assert run_cli("verify", out).returncode == 0
 
 
+@pytest.mark.parametrize("how", ["mpirun -n 2", "-j 2"])
+def test_resume_on_ranks_checks_each_share_and_merges_the_skipped_granules(reduced, tmp_path, how):
+    """Rank 0 alone holds the recorded checksums and hands each rank its share: a damaged file of
+    the first granule (rank 0's share) and of the second (rank 1's) are both found and redone; the
+    merge reads the third granule back from its files; the result is the one-rank run's."""
+    out = copy_of(reduced, tmp_path)
+    stems = sorted({p.name.rsplit("_gt", 1)[0] for p in beam_files(out)})
+    victims = [corrupt(beam_files(out, stems[0])[0]), corrupt(beam_files(out, stems[1])[-1])]
+    one = copy_of(reduced, tmp_path, "one")
+    assert run_cli("reduce", reduced[0], "-o", one, "--no-progress", "--merge", tmp_path / "one.h5",
+                   "--overwrite").returncode == 0
+    extra, ranks = (["-j", "2"], None) if how == "-j 2" else ([], 2)
+    r = run_cli("reduce", reduced[0], "-o", out, "--no-progress", "--resume", "--merge", tmp_path / "m.h5",
+                *extra, ranks=ranks)
+    assert r.returncode == 0, r.stderr
+    assert "2 granules have a file that is not the one recorded and are redone" in r.stderr
+    assert "1 granules already done, skipped" in r.stderr
+    for v in victims:
+        assert v.read_bytes() == (reduced[1] / v.name).read_bytes()
+    assert (tmp_path / "m.h5").read_bytes() == (tmp_path / "one.h5").read_bytes()
+    assert run_cli("verify", out).returncode == 0
+
+
 @pytest.mark.parametrize("ranks", [None, 2])
 @pytest.mark.parametrize("command, target", [("merge", "m.h5"), ("export", "t.parquet"), ("xover", "x.h5")])
 def test_readers_check_every_file_and_leave_a_damaged_granule_out(reduced, tmp_path, command, target, ranks):

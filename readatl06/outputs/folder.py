@@ -6,6 +6,7 @@ import glob
 import os
 import re
 import signal
+import time
 import stat
 
 from readatl06.errors import UsageError
@@ -261,13 +262,20 @@ _passed = {}
 def crash_point(name):
     """Fault injection for the kill tests: with ``READATL06_CRASH_AT=name[:N]`` in the environment
     the process kills itself with SIGKILL the N-th time (default the first) it passes ``name`` —
-    the same death as ``kill -9`` or a wall-time limit, at a chosen moment. A no-op otherwise."""
-    spec = os.environ.get("READATL06_CRASH_AT")
-    if not spec:
-        return
-    want, _, nth = spec.partition(":")
-    if want != name:
-        return
-    _passed[name] = _passed.get(name, 0) + 1
-    if _passed[name] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    the same death as ``kill -9`` or a wall-time limit, at a chosen moment. With
+    ``READATL06_PAUSE_AT=name[:N]`` it sleeps a minute there instead (the interrupt tests: a run
+    that cannot end before its Ctrl-C arrives). A no-op otherwise."""
+    for var in ("READATL06_CRASH_AT", "READATL06_PAUSE_AT"):
+        spec = os.environ.get(var)
+        if not spec:
+            continue
+        want, _, nth = spec.partition(":")
+        if want != name:
+            continue
+        _passed[var, name] = _passed.get((var, name), 0) + 1
+        if _passed[var, name] != int(nth or 1):
+            continue
+        if var == "READATL06_PAUSE_AT":
+            time.sleep(60)
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -7,11 +7,13 @@ keeps its records); rank 0 folds the parts into ``readatl06-manifest.jsonl`` at 
 at the start of the next (the leftovers of a killed run), atomically and each record once. Readers
 take the main file and any leftover parts; the last record of a granule wins.
 """
+import array
 import glob
 import hashlib
 import itertools
 import json
 import os
+import sys
 
 from readatl06.outputs.folder import PlantedError, crash_point, open_existing, open_new, planted
 
@@ -102,25 +104,98 @@ def has_manifest(outdir):
     return os.path.exists(os.path.join(outdir, MAIN)) or bool(part_paths(outdir))
 
 
-def read_records(outdir, notes=None):
-    """All records, oldest first: the main manifest, then leftover parts of an interrupted run.
-    Lines that are no record are skipped, each with a line in ``notes`` (a list) when given."""
-    records, rejected = [], []
+_HEX = frozenset("0123456789abcdef")
+_NO_DIGEST = bytes(32)
+
+
+class Brief:
+    """What the readers of a manifest need of a granule's last record (its granule, status, params,
+    outputs, sizes and checksums), kept compactly: rank 0 holds one per granule of the folder (10^5 on
+    a continent), ~0.8 KB for 12 outputs where the record is ~10 KB as a dict. Output names are kept
+    as their suffix after the granule's stem (shared strings), sizes in an array, checksums as raw
+    bytes. ``get`` gives the record's values as the dict would (lists and dicts made on demand); a
+    record whose outputs, sizes or checksums are not of the usual form is kept as it is."""
+
+    __slots__ = ("granule", "status", "params", "_outputs", "_sizes", "_digests", "_raw")
+
+    def __init__(self, r):
+        self.granule, self._raw = r["granule"], None
+        self.status, self.params = sys.intern(r["status"]), r.get("params")
+        if isinstance(self.params, str):
+            self.params = sys.intern(self.params)
+        outs, sizes, digests = r.get("outputs", []), r.get("sizes", {}), r.get("sha256")
+        stem = self.granule.rsplit(".", 1)[0]
+        if not (isinstance(outs, list) and isinstance(sizes, dict) and (digests is None or isinstance(digests, dict))
+                and all(isinstance(o, str) and o.startswith(stem) and len(o) > len(stem) for o in outs)
+                and all(_plain_size(sizes.get(o)) for o in outs)
+                and all(_plain_digest((digests or {}).get(o)) for o in outs)):
+            self._raw = {k: r[k] for k in ("outputs", "sizes", "sha256") if k in r}
+            return
+        self._outputs = tuple(sys.intern(o[len(stem):]) for o in outs)
+        self._sizes = array.array("q", (-1 if sizes.get(o) is None else sizes[o] for o in outs))
+        self._digests = b"".join(bytes.fromhex(d) if (d := (digests or {}).get(o)) else _NO_DIGEST for o in outs)
+
+    def __getitem__(self, key):
+        value = self.get(key, KeyError)
+        if value is KeyError:
+            raise KeyError(key)
+        return value
+
+    def get(self, key, default=None):
+        if key in ("granule", "status", "params"):
+            return getattr(self, key)
+        if self._raw is not None:
+            return self._raw.get(key, default)
+        stem = self.granule.rsplit(".", 1)[0]
+        names = [stem + o for o in self._outputs]
+        if key == "outputs":
+            return names
+        if key == "sizes":
+            return {n: b for n, b in zip(names, self._sizes) if b >= 0}
+        if key == "sha256":
+            return {n: self._digests[32 * i:32 * i + 32].hex() for i, n in enumerate(names)
+                    if self._digests[32 * i:32 * i + 32] != _NO_DIGEST}
+        return default
+
+
+def _plain_size(value):
+    return value is None or (type(value) is int and 0 <= value < 2 ** 63)
+
+
+def _plain_digest(value):
+    """None, or a SHA-256 in lower-case hex that is not all zeros (how the compact form keeps "none")."""
+    return value is None or (isinstance(value, str) and len(value) == 64 and _HEX.issuperset(value)
+                             and value != "0" * 64)
+
+
+def read_briefs(outdir, notes=None):
+    """granule name -> :class:`Brief` of its last record: the main manifest, then leftover parts of
+    an interrupted run (lines that are no record skipped, each with a line in ``notes`` when given),
+    read one record at a time; nothing is written (a reader's view: the folder may be read-only)."""
+    out, rejected = {}, []
     main = os.path.join(outdir, MAIN)
-    if os.path.exists(main):
-        records.extend(_read_lines(main, rejected=rejected))
-    for p in part_paths(outdir):
-        records.extend(_read_lines(p, rejected=rejected))
+    for path in ([main] if os.path.exists(main) else []) + part_paths(outdir):
+        for r in _each_record(path, rejected=rejected):
+            out[r["granule"]] = Brief(r)
     if notes is not None:
         notes.extend(rejection_notes(rejected))
-    return records
+    return out
 
 
-def latest(records):
-    """granule name -> its last record."""
-    out = {}
-    for r in records:
-        out[r["granule"]] = r
+def consolidated_briefs(outdir, notes=None):
+    """Rank 0 under the folder's lock, before a run: :func:`consolidate` (a killed run's parts, lines
+    that are no record moved aside), then granule name -> :class:`Brief` of its last record. The
+    manifest streams through, never held whole (10^5 records): read once when there is nothing to
+    consolidate (the usual resubmission), else read again as it is rewritten."""
+    out, rejected = {}, []
+    main = os.path.join(outdir, MAIN)
+    if os.path.exists(main):
+        for r in _each_record(main, rejected=rejected):
+            out[r["granule"]] = Brief(r)
+    if not part_paths(outdir) and not rejected:
+        return out
+    out.clear()
+    consolidate(outdir, notes=notes, keep=False, visit=lambda r: out.__setitem__(r["granule"], Brief(r)))
     return out
 
 
@@ -128,20 +203,21 @@ def _key(r):
     return (r.get("run"), r.get("granule"), r.get("started"), r.get("rank"))
 
 
-def consolidate(outdir, records=(), notes=None, keep=True):
+def consolidate(outdir, records=(), notes=None, keep=True, visit=None):
     """Rank 0, under the folder's lock: add the records of the part files (this run's, or a killed
     run's) and ``records`` to the main manifest, each record once, then drop the part files. The main
     file is replaced atomically (written under a temporary name, renamed), so a kill at any moment
     leaves either the old or the new manifest, and records already consolidated are never repeated.
     Lines that are no record are moved to ``REJECTED`` (one JSON line each: file, line, why, text),
     never dropped silently; ``notes`` (a list) receives one line each. Returns every record now in
-    the manifest, oldest first (what :func:`read_records` would read next: no second read); with
+    the manifest, oldest first (what :func:`read_briefs` would read next: no second read); with
     ``keep=False`` None, and the records stream through: memory is a 16-byte digest per record,
-    not the records (the end of a run, whatever the number of granules)."""
+    not the records (the end of a run, whatever the number of granules); ``visit(record)`` is called
+    on each record of the new manifest, in its order."""
     main = os.path.join(outdir, MAIN)
     rejected = []
     if not keep:
-        _stream(outdir, main, records, rejected)
+        _stream(outdir, main, records, rejected, visit)
     else:
         existing = _read_lines(main, rejected=rejected) if os.path.exists(main) else []
         seen = {_key(r) for r in existing}
@@ -198,9 +274,10 @@ def _replace(outdir, main, records, before_rename=None):
         raise
 
 
-def _stream(outdir, main, records, rejected):
+def _stream(outdir, main, records, rejected, visit=None):
     """consolidate(keep=False): the main manifest, then every new record of the parts and ``records``,
-    written one at a time; replaces ``main`` only when something was new or rejected."""
+    written one at a time (each given to ``visit``); replaces ``main`` only when something was new or
+    rejected."""
     seen, new = set(), [False]
 
     def digest(r):
@@ -210,6 +287,8 @@ def _stream(outdir, main, records, rejected):
         if os.path.exists(main):
             for r in _each_record(main, rejected=rejected):
                 seen.add(digest(r))
+                if visit is not None:
+                    visit(r)
                 yield r
         for r in itertools.chain(*(_each_record(p, nofollow=True, rejected=rejected) for p in part_paths(outdir)),
                                  records):
@@ -217,6 +296,8 @@ def _stream(outdir, main, records, rejected):
             if k not in seen:
                 seen.add(k)
                 new[0] = True
+                if visit is not None:
+                    visit(r)
                 yield r
 
     def decide():

@@ -238,7 +238,7 @@ def read_outdir(outdir, params=None, any_params=False, listed=None, defer=False)
             from readatl06.parallel.world import SerialComm
             settle(SerialComm(), view)
         return view
-    records = manifest.latest(manifest.read_records(outdir, notes))
+    records = manifest.read_briefs(outdir, notes)
     by_key, other_key = {}, set()
     for name, r in sorted(records.items()):
         stem = _stem(name)

@@ -291,6 +291,21 @@ def gather_objects(comm, obj):
     return [pickle.loads(raw[e - n:e]) for e, n in zip(ends, lengths.tolist())]
 
 
+def scatter_bytes(comm, parts):
+    """Rank 0's ``parts[r]`` (bytes) to rank r; returns this rank's. Through :func:`alltoallv` under
+    MPI (pieces below 2^31, counted), else the communicator's own ``scatter``."""
+    if comm.size == 1:
+        return parts[0]
+    if not _is_mpi(comm):
+        return comm.scatter(parts, root=0)
+    if comm.rank == 0:
+        buf = np.frombuffer(b"".join(parts), np.uint8)
+        scounts = [len(p) for p in parts]
+    else:
+        buf, scounts = np.empty(0, np.uint8), np.zeros(comm.size, np.int64)
+    return alltoallv(comm, buf, scounts).tobytes()
+
+
 def bcast_array(comm, arr, root=0):
     """Rank ``root``'s numpy array on every rank: its dtype and shape (pickled, small), then its
     elements with ``Bcast`` in pieces of at most ``chunk_bytes()``."""

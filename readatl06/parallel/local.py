@@ -83,6 +83,14 @@ class LocalComm:
             return None
         return [obj] + [self._recv(k) for k in range(1, self.size)]
 
+    def scatter(self, objs, root=0):
+        _root(root)
+        if self.rank != 0:
+            return self._recv(0)
+        for k in range(1, self.size):
+            self._send(k, objs[k])
+        return objs[0]
+
     def allgather(self, obj):
         return self.bcast(self.gather(obj))
 

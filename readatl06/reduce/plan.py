@@ -1,8 +1,6 @@
 """What ``reduce`` does, decided by rank 0 before any work: list and select the granules, check and
 reserve the targets, read the manifest and one listing of OUTDIR, and decide per granule what
 ``--resume`` skips, what is redone and what a newer release supersedes (O(granules + files))."""
-import array
-import collections.abc
 import contextlib
 import dataclasses
 import gc
@@ -13,62 +11,9 @@ from readatl06.errors import ReadATL06Error, SourceError, UsageError
 from readatl06.outputs import folder as outdir_mod
 from readatl06.outputs import locks, manifest
 from readatl06.outputs.outdir import list_beam_files
+from readatl06.reduce.items import Items
+from readatl06.reduce.resumed import Resumed
 from readatl06.sources import discover, remote
-
-
-class Items(collections.abc.Sequence):
-    """The granules to reduce, in order: ``items[i]`` is ``(GranuleName, path, size, [its files already
-    in OUTDIR])``. Every rank holds the plan (10^5 granules on a continent), so it is kept as columns:
-    the file names in one string, each path as one of a few folders (or URL prefixes) and the name,
-    the sizes in an array, and the files in OUTDIR only where there are some; ~70 bytes a granule
-    instead of ~540 as tuples. An item's GranuleName is parsed again from its name when asked for."""
-
-    def __init__(self, items=()):
-        self._text, self._ends, self._sizes = [], array.array("q"), array.array("q")
-        self._folder, self._folders, self._folder_of = array.array("i"), [], {}
-        self._odd, self._on_disk = {}, {}        # i -> a path that does not end in "/" + name; -> files
-        for item in items:
-            self._append(item)
-        self._text = ["".join(self._text)]
-
-    def _append(self, item):
-        g, path, size, on_disk = item
-        i = len(self._sizes)
-        self._text.append(g.name)
-        self._ends.append((self._ends[-1] if self._ends else 0) + len(g.name))
-        self._sizes.append(size)
-        folder = path[:-len(g.name)] if path.endswith("/" + g.name) else None
-        if folder is None:
-            self._odd[i], folder = path, ""
-        if folder not in self._folder_of:
-            self._folder_of[folder] = len(self._folders)
-            self._folders.append(folder)
-        self._folder.append(self._folder_of[folder])
-        if on_disk:
-            self._on_disk[i] = list(on_disk)
-
-    def __len__(self):
-        return len(self._sizes)
-
-    def name(self, i):
-        return self._text[0][self._ends[i - 1] if i else 0:self._ends[i]]
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        name = self.name(i)
-        path = self._odd.get(i) or self._folders[self._folder[i]] + name
-        return parse_name(name), path, self._sizes[i], self._on_disk.get(i, [])
-
-    def sizes(self):
-        return list(self._sizes)
-
-    def __eq__(self, other):
-        return list(self) == list(other)
 
 
 @dataclasses.dataclass
@@ -76,15 +21,12 @@ class Plan:
     """What rank 0 decided, broadcast to everyone."""
 
     items: "Items"         # [(GranuleName, path, size, files of it already in OUTDIR)] in (time, name) order
-    skipped: list          # names whose complete records --resume trusts
-    resumed: list          # their output files (read back by --merge)
+    skipped: "Resumed"     # the granules whose complete records --resume trusts, their outputs (--merge reads them)
     messages: list         # one line per name problem (unparsed, refused, duplicate) or resume decision
     error: str = None      # bad usage or a SourceError: stop before any work (exit 2)
     run: str = ""          # this run's id, in every record
     list_seconds: float = 0.0
     superseded: dict = dataclasses.field(default_factory=dict)   # new granule -> older ones in OUTDIR it replaces
-    trusted: list = dataclasses.field(default_factory=list)      # [(item, [(output, sha256)])] of the skipped
-    resumed_sizes: dict = dataclasses.field(default_factory=dict)  # resumed file -> bytes (from the listing)
 
 
 def check_targets(outdir, inputs, merge_path, log, overwrite, resume, held=None):
@@ -136,16 +78,16 @@ def _make_plan(sources, selection, outdir, params_key, resume, overwrite, merge_
         paths = listing.paths
         check_targets(outdir, paths, merge_path, log, overwrite, resume, held)
     except (SourceError, UsageError) as exc:
-        return Plan(Items(), [], [], [], str(exc))
+        return Plan(Items(), Resumed(), [], str(exc))
     notes = []
-    records = manifest.consolidate(outdir, notes=notes)   # a killed run's part files -> manifest; read once
+    # a killed run's part files -> manifest; read once, a compact Brief kept per granule
+    records = manifest.consolidated_briefs(outdir, notes=notes)
     locks.remove_leftovers(outdir)                # its temporary files
     sel = select(paths, selection)
     messages = notes + listing.messages() + sel.messages()
-    records = manifest.latest(records)
     beam_files = list_beam_files(outdir)          # one listing of OUTDIR, whatever the number of granules
     replaced = superseded_in_outdir(sel.granules, records, beam_files) if resume or overwrite else {}
-    items, skipped, resumed, changed, unfinished, trusted, sizes = [], [], [], [], [], [], {}
+    items, skipped, changed, unfinished = [], Resumed(outdir), [], []
     for g, p in sel.granules:
         on_disk = beam_files.of(g.stem)
         if g.name in replaced:      # an older release's files are stale files of this granule: (re)done
@@ -153,11 +95,10 @@ def _make_plan(sources, selection, outdir, params_key, resume, overwrite, merge_
         r = records.get(g.name)
         if resume and r is not None and g.name not in replaced:
             if r.get("params") == params_key and manifest.complete(r, on_disk):
-                skipped.append(g.name)     # its checksums are checked by every rank, a share each
-                resumed.extend(os.path.join(outdir, o) for o in r.get("outputs", []))
-                sizes.update({os.path.join(outdir, o): on_disk.get(o, 0) for o in r.get("outputs", [])})
-                trusted.append(((g, p, size_of(p), list(on_disk)),
-                                [(o, manifest.digest_of(r, o)) for o in r.get("outputs", [])]))
+                # its checksums are checked by every rank, a share each; the sizes are the listing's
+                outputs = r.get("outputs", [])
+                skipped.add((g, p, size_of(p)), outputs, [on_disk[o] for o in outputs],
+                            [manifest.digest_of(r, o) for o in outputs])
                 continue
             if r.get("status") in ("done", "empty") and r.get("params") != params_key:
                 changed.append(g.name)
@@ -175,29 +116,33 @@ def _make_plan(sources, selection, outdir, params_key, resume, overwrite, merge_
     if unfinished:
         messages.append(f"--resume: {len(unfinished)} granules have files but no complete record "
                         f"(interrupted) and are redone: {' '.join(unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}")
-    return Plan(Items(items), skipped, resumed, messages, trusted=trusted, resumed_sizes=sizes,
+    return Plan(Items(items), skipped.done(), messages,
                 superseded={new: [old for old, _ in olds] for new, olds in replaced.items()})
 
 
-def check_resumed(comm, plan, outdir):
+def check_resumed(comm, plan, digests=None):
     """The files --resume would trust, checked against their recorded SHA-256 by every rank, a share
     each (no serial pass on rank 0); a granule with a damaged file moves from ``skipped`` to the
-    granules to reduce, on every rank alike. Only the damaged ones travel (one small allgather)."""
-    bad = []
-    for k in range(comm.rank, len(plan.trusted), comm.size):
-        _, outputs = plan.trusted[k]
-        line = next((m for m in (manifest.damaged(os.path.join(outdir, o), digest) for o, digest in outputs)
-                     if m), None)
+    granules to reduce, on every rank alike. ``digests``: rank 0's ``plan.skipped`` before the plan
+    was broadcast (it alone holds the checksums: each rank receives only its share, one scatter).
+    Only the damaged ones travel back (one small allgather)."""
+    skipped, bad = plan.skipped, []
+    if not len(skipped):
+        return
+    from readatl06.parallel.exchange import scatter_bytes
+    share = scatter_bytes(comm, [(skipped if digests is None else digests).share(r, comm.size) for r in range(comm.size)]
+                          if comm.rank == 0 else None)
+    at = 0
+    for k in range(comm.rank, len(skipped), comm.size):
+        checks, at = skipped.checks(k, share, at)
+        line = next((m for m in (manifest.damaged(path, digest) for path, digest in checks) if m), None)
         if line:
             bad.append((k, line))
     bad = sorted(b for part in (comm.allgather(bad) if comm.size > 1 else [bad]) for b in part)
     if not bad:
         return
-    redo = [plan.trusted[k][0] for k, _ in bad]
-    names = {item[0].name for item in redo}
-    plan.skipped = [n for n in plan.skipped if n not in names]
-    stems = tuple(item[0].stem + "_" for item in redo)
-    plan.resumed = [p for p in plan.resumed if not os.path.basename(p).startswith(stems)]
+    redo = [skipped.item(k) for k, _ in bad]
+    plan.skipped = skipped.without([k for k, _ in bad])
     plan.items = Items(sorted(list(plan.items) + redo, key=lambda it: (it[0].time, it[0].name, it[1])))
     plan.messages.append(f"--resume: {len(bad)} granules have a file that is not the one recorded and are "
                          f"redone: {bad[0][1]}{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}")

@@ -13,7 +13,9 @@ from readatl06.outputs import folder as outdir_mod
 from readatl06.outputs import locks
 from readatl06.errors import GranuleError, UsageError
 from readatl06.atl06.schema import OUTPUT_VARS
-from readatl06.reduce.plan import Items, Plan, check_resumed, make_plan
+from readatl06.reduce.items import Items
+from readatl06.reduce.plan import Plan, check_resumed, make_plan
+from readatl06.reduce.resumed import Resumed
 from readatl06.reduce.tally import Tally
 from readatl06.parallel.handout import hand_out
 from readatl06.parallel.local import writes_together
@@ -95,7 +97,8 @@ def reduce_one(g, path, opts, outdir, write, replace, rank, on_disk=()):
 
 
 def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path, log):
-    """Rank 0 checks the folder, takes its lock and plans; everybody gets the plan. (plan, lock)"""
+    """Rank 0 checks the folder, takes its lock and plans; everybody gets the plan. (plan, lock, rank
+    0's skipped granules with their checksums, which are not broadcast)"""
     plan, lock = None, locks.Held()
     if comm.rank == 0:
         try:
@@ -108,11 +111,12 @@ def _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path,
             if lock[0].note:
                 plan.messages.insert(0, f"note: {lock[0].note}")
         except UsageError as exc:
-            plan = Plan(Items(), [], [], [], str(exc))
+            plan = Plan(Items(), Resumed(), [], str(exc))
         if plan.error:
             lock.release()
     from readatl06.parallel.exchange import bcast_object
-    return bcast_object(comm, plan), lock
+    digests = plan.skipped if comm.rank == 0 else None      # the checksums stay here (check_resumed)
+    return bcast_object(comm, plan), lock, digests
 
 
 def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrite=False, write=True,
@@ -154,13 +158,14 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
     """
     t0 = time.perf_counter()
     key = manifest.params_key(opts.parameters())
-    plan, lock = _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path, log)
+    plan, lock, digests = _start(comm, sources, selection, outdir, key, resume, overwrite, merge_path, log)
     if plan.error:
         if comm.rank == 0:
             print(f"readatl06 reduce: error: {plan.error}", file=sys.stderr)
         return 2
     try:
-        check_resumed(comm, plan, outdir)
+        check_resumed(comm, plan, digests)
+        digests = None
         return _run(comm, plan, opts, outdir, key, t0, resume or overwrite, write, progress, log, merge_path,
                     schedule_how, merge_memory, timings)
     finally:
@@ -268,10 +273,11 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     row = {g.name: i for i, g in enumerate(granules)}
     items = plan.items
     held.renumber(np.array([row.get(items.name(i), -1) for i in range(len(items))], np.int64))  # item -> row
-    sizes = [plan.resumed_sizes.get(p, 0) for p in plan.resumed]     # from rank 0's one listing: no stat here
-    _, error = open_tracks([plan.resumed[i] for i in schedule.assign(sizes, comm.size)[comm.rank]],
+    skipped = plan.skipped             # their files, a share of the granules each (sizes from rank 0's listing)
+    mine = schedule.assign(skipped.granule_bytes(), comm.size)[comm.rank]
+    _, error = open_tracks([p for k in sorted(mine) for p in skipped.paths(k)],
                            keep=lambda t: held.add(row[t.granule.name], t))
-    row = sizes = None                         # not held through the merge
+    row = mine = None                          # not held through the merge
     error = first_error(comm, error)
     if error:
         if comm.rank == 0:

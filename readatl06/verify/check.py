@@ -66,7 +66,7 @@ def check_file(item):
 def plan_outdir(outdir):
     """Rank 0: (items to check, problems found from the listing alone, counts of the records)."""
     notes = []
-    records = manifest.latest(manifest.read_records(outdir, notes))
+    records = manifest.read_briefs(outdir, notes)
     listed = list_beam_files(outdir)
     problems = [("unreadable", n) for n in notes]
     items, recorded, failed = [], set(), 0
