@@ -131,6 +131,29 @@ def test_resume_planning_lists_outdir_once_whatever_the_granules(tmp_path, monke
     assert counts[1] == counts[40], counts
 
 
+def test_planning_stats_no_granule_after_listing_it(tmp_path, monkeypatch):
+    """The sizes the plan balances the ranks with come from the stat that listed each granule: no
+    os.stat or getsize of a SOURCE file by the plan itself, for 1 granule as for 40."""
+    from readatl06.reduce import plan as run
+    key = "k" * 16
+    real_stat = os.stat
+    for n in (1, 40):
+        src, out = _reduced_outdir(tmp_path, n, key)
+        stats = []
+
+        def counted_stat(path, *a, src=src, stats=stats, **k):
+            if os.path.dirname(os.path.abspath(os.fspath(path))) == str(src) and str(path).endswith(".h5"):
+                stats.append(path)
+            return real_stat(path, *a, **k)
+
+        (src / os.listdir(src)[0]).write_bytes(b"x" * 7)
+        with monkeypatch.context() as m:
+            m.setattr(os, "stat", counted_stat)
+            plan = run.make_plan([str(src)], Selection(), str(out), key, resume=False, overwrite=True)
+        assert plan.error is None and len(plan.items) == n and stats == []
+        assert sorted(plan.items.sizes()) == [0] * (n - 1) + [7]
+
+
 def test_a_resubmission_s_plan_holds_no_path_or_record_per_file(tmp_path):
     """--resume over N done granules (issue 23, memory per rank): rank 0 keeps a compact Brief per
     record (not the record), the broadcast plan holds ~60 bytes a skipped granule and ~12 an output

@@ -88,6 +88,10 @@ def _make_plan(sources, selection, outdir, params_key, resume, overwrite, merge_
     beam_files = list_beam_files(outdir)          # one listing of OUTDIR, whatever the number of granules
     replaced = superseded_in_outdir(sel.granules, records, beam_files) if resume or overwrite else {}
     items, skipped, changed, unfinished = [], Resumed(outdir), [], []
+
+    def size_of(path):                  # from the listing's stat: no second stat per granule
+        size = listing.sizes.get(path)
+        return remote_size_of(path) if size is None else size
     for g, p in sel.granules:
         on_disk = beam_files.of(g.stem)
         if g.name in replaced:      # an older release's files are stale files of this granule: (re)done
@@ -172,7 +176,8 @@ def superseded_in_outdir(granules, records, beam_files):
     return out
 
 
-def size_of(path):
+def remote_size_of(path):
+    """Bytes of a granule the listing did not stat (a URL: from its listing; 0 when unknown)."""
     try:
         return remote.size_of(path)
     except OSError:

@@ -33,9 +33,11 @@ class Listing:
     ``refused``: one line per path that is not a regular file (named, never opened).
     ``notes``: one line per symbolic-link loop or repeated folder not followed, per SOURCE that
     lies inside an excluded (output) folder, per folder that holds no ``*.h5`` file.
+    ``sizes``: bytes of each local path, from the stat that listed it (the plan stats no granule again).
     """
 
     paths: list = dataclasses.field(default_factory=list)
+    sizes: dict = dataclasses.field(default_factory=dict)
     refused: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
 
@@ -127,6 +129,7 @@ class _Lister:
             self.out.refused.append(f"{path}: inside the output folder {hit}, not read as a source")
             return
         self.out.paths.append(path)
+        self.out.sizes[path] = st.st_size
 
     # ---------------------------------------------------------------- folders
     def folder(self, top, named=False):
@@ -191,6 +194,7 @@ class _Lister:
                 continue
             if stat.S_ISREG(st.st_mode):
                 self.out.paths.append(path)
+                self.out.sizes[path] = st.st_size
             else:
                 self.out.refused.append(f"{path}: {_kind(st.st_mode)}, not a regular file; not read")
         return subdirs
