@@ -165,7 +165,7 @@ def run_reduce(comm, sources, selection, opts, outdir, *, resume=False, overwrit
         return 2
     try:
         check_resumed(comm, plan, digests)
-        digests = None
+        digests, plan.skipped.digests = None, bytearray()     # checked: not held through the run
         return _run(comm, plan, opts, outdir, key, t0, resume or overwrite, write, progress, log, merge_path,
                     schedule_how, merge_memory, timings)
     finally:
