@@ -275,7 +275,7 @@ def _merge(comm, plan, held, merge_path, opts, reduced, merge_memory=None):
     held.renumber(np.array([row.get(items.name(i), -1) for i in range(len(items))], np.int64))  # item -> row
     skipped = plan.skipped             # their files, a share of the granules each (sizes from rank 0's listing)
     mine = schedule.assign(skipped.granule_bytes(), comm.size)[comm.rank]
-    _, error = open_tracks([p for k in sorted(mine) for p in skipped.paths(k)],
+    _, error = open_tracks((p for k in sorted(mine) for p in skipped.paths(k)),
                            keep=lambda t: held.add(row[t.granule.name], t))
     row = mine = None                          # not held through the merge
     error = first_error(comm, error)
