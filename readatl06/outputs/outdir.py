@@ -2,9 +2,11 @@
 the folder's per-beam files listed in one scan and grouped by granule (:func:`list_beam_files`),
 a per-beam file's metadata (:meth:`TrackFile.open`), and the files readers take: those of granules
 with a complete record of one parameter set (:func:`read_outdir`, :func:`plan_outdir`)."""
+import array
 import dataclasses
 import os
 import re
+import sys
 
 from readatl06.atl06.schema import DIRECTION_CODE
 
@@ -53,21 +55,40 @@ def beam_file_name(stem, beam, direction):
 
 class BeamFiles:
     """One listing of a folder's per-beam files: their sizes (bytes, from the listing) by name, and
-    the names of each granule stem."""
+    the names of each granule stem. Kept by stem, each file as its suffix after the stem (one of 12
+    shared strings) and its size: rank 0 lists a continent's OUTDIR (1.2 × 10^6 files) to plan a
+    resubmission, ~55 bytes a file where a dict by name and one by stem cost ~250. ``sizes`` (a dict
+    by name, in name order) is made when first asked for."""
 
-    def __init__(self, folder, sizes):
+    def __init__(self, folder, by_stem):
+        """``by_stem``: {stem: (suffixes, array of their sizes)}, taken as it is (put in order)."""
         self.folder = os.fspath(folder)
-        self.sizes = dict(sorted(sizes.items()))
-        self.by_stem = {}
-        for name in self.sizes:
-            self.by_stem.setdefault(BEAM_FILE_RE.fullmatch(name)["stem"], {})[name] = self.sizes[name]
+        self._files = by_stem                # stem -> (suffixes in order, their sizes)
+        for stem, (suffixes, sizes) in by_stem.items():
+            if list(suffixes) != sorted(suffixes):
+                order = sorted(range(len(suffixes)), key=suffixes.__getitem__)
+                by_stem[stem] = [suffixes[i] for i in order], array.array("q", (sizes[i] for i in order))
+        self._sizes = None
+
+    @property
+    def by_stem(self):
+        """The stems that have files (a view: iterate, test membership)."""
+        return self._files.keys()
 
     def __len__(self):
-        return len(self.sizes)
+        return sum(len(suffixes) for suffixes, _ in self._files.values())
+
+    @property
+    def sizes(self):
+        if self._sizes is None:
+            self._sizes = dict(sorted((stem + f, b) for stem, (suffixes, sizes) in self._files.items()
+                                      for f, b in zip(suffixes, sizes)))
+        return self._sizes
 
     def of(self, stem):
         """``{name: bytes}`` of the per-beam files of the granule ``stem`` (by name; {} when none)."""
-        return self.by_stem.get(stem, {})
+        suffixes, sizes = self._files.get(stem, ((), ()))
+        return {stem + f: b for f, b in zip(suffixes, sizes)}
 
     def paths(self):
         """Every per-beam file's path, by name."""
@@ -76,15 +97,20 @@ class BeamFiles:
 
 def list_beam_files(folder):
     """The per-beam files in ``folder`` now (regular files, links to them included): one scan."""
-    sizes = {}
+    by_stem = {}
     with os.scandir(folder) as entries:
         for entry in entries:
-            if BEAM_FILE_RE.fullmatch(entry.name) and entry.is_file():
+            m = BEAM_FILE_RE.fullmatch(entry.name)
+            if m and entry.is_file():
                 try:
-                    sizes[entry.name] = entry.stat().st_size
+                    size = entry.stat().st_size
                 except FileNotFoundError:         # removed since the scan
-                    pass
-    return BeamFiles(folder, sizes)
+                    continue
+                stem = m["stem"]
+                suffixes, sizes = by_stem.get(stem) or by_stem.setdefault(stem, ([], array.array("q")))
+                suffixes.append(sys.intern(entry.name[len(stem):]))
+                sizes.append(size)
+    return BeamFiles(folder, by_stem)
 
 
 @dataclasses.dataclass
