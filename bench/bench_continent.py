@@ -481,6 +481,12 @@ def part_c(args, results):
     for c in COMMANDS[1:]:
         print(f"  {c}: the busiest rank receives " + ", ".join(
             f"{received(fits[c], N, p) / 2 ** 20:,.1f} MiB at {p:,} ranks" for p in args.model_ranks))
+    if m and len(m.get("resume", {})) >= 2:      # the resubmission: part (m)'s slope, extended to N
+        (n1, r1), (n2, r2) = sorted((int(n), v["peak_mib"]) for n, v in m["resume"].items())[:2]
+        slope = (r2 - r1) / (n2 - n1)
+        print(f"  resubmission (reduce --resume --merge, every granule skipped): the largest rank's peak grows "
+              f"{slope * 1024:.2f} KiB per granule at P = {m['ranks']} (part (m)): {r1 + slope * (N - n1):,.0f} MiB "
+              f"for N = {N:,}, P = {m['ranks']} (at more ranks less: the merge's share of files is N/P)")
     t = model[args.model_ranks[0]]["total"] if args.model_ranks else float("nan")
     print(f"\nHEADLINE: Antarctica ({N:,} granules, regions 10-12, {g['segments']}-segment granules) on "
           f"{args.model_ranks[0]} ranks, reduce --merge end to end at {args.bandwidth:g} GB/s: {t / 60:.1f} min modelled "

@@ -186,16 +186,18 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_temporary_file(synth_dir, tmp_p
     env = dict(os.environ, PYTHONWARNINGS="error", READATL06_PAUSE_AT="record-written:2")
     for var in [v for v in env if v.startswith(("OMPI_COMM_WORLD", "PMIX_", "PMI_"))]:
         env.pop(var)
-    # a session of its own: the SIGINT reaches the parent alone (as `kill -INT`), which must pass it on
+    # a session of its own: the SIGINT reaches the parent alone (as `kill -INT`), which must pass it on;
+    # Ctrl-C as a terminal gives it (a process started with SIGINT ignored, as `cmd &` in a script, keeps
+    # it ignored, Python's rule: so must not inherit it from this test process, whatever ran before)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not _recorded(out):                     # interrupted after the first granule, before the end
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.005)
     workers = _children(proc.pid)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, stderr = proc.communicate(timeout=30)     # the pause is 60 s: an interrupt acted on late fails
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "readatl06 summary" not in stdout
     assert len(workers) == 2 and all(_gone(pid) for pid in workers)

@@ -283,7 +283,9 @@ def _supervise(procs, finished):
     (rank, process) of that one, or None."""
     alive = {p.sentinel: (k, p) for k, p in enumerate(procs)}
     while alive:
-        for sentinel in multiprocessing.connection.wait(list(alive)):
+        # never blocked for long: a Ctrl-C that the kernel hands to another thread of this process
+        # (a library's) only sets Python's flag; the main thread acts on it when it runs again
+        for sentinel in multiprocessing.connection.wait(list(alive), timeout=TICK):
             k, p = alive.pop(sentinel)
             p.join()
             if finished[k] < 0:
