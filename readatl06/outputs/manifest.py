@@ -322,9 +322,15 @@ def complete(record, on_disk):
 def digest_of(record, name):
     """The recorded checksum of output ``name`` (the hex SHA-256 of its bytes), or None (a record
     made before checksums were recorded)."""
+    return digests_of(record, [name])[0]
+
+
+def digests_of(record, names):
+    """:func:`digest_of` for each of ``names``, the record's checksums read once (a Brief makes
+    them on demand)."""
     d = record.get("sha256")
-    value = d.get(name) if isinstance(d, dict) else None
-    return value if isinstance(value, str) else None
+    d = d if isinstance(d, dict) else {}
+    return [value if isinstance(value := d.get(name), str) else None for name in names]
 
 
 def file_digest(path, block=1 << 22):

@@ -278,12 +278,13 @@ def read_outdir(outdir, params=None, any_params=False, listed=None, defer=False)
             continue
         for r in rs:
             granules.append(r["granule"])
-            for o in r.get("outputs", []):
+            outs = r.get("outputs", [])
+            for o, digest in zip(outs, manifest.digests_of(r, outs)):
                 taken.add(o)
                 path = os.path.join(outdir, o)
                 files.append(path)
-                if manifest.digest_of(r, o):
-                    digests[path] = manifest.digest_of(r, o)
+                if digest:
+                    digests[path] = digest
     files.sort()
     notes += _left_out(outdir, listed, taken, other_key)
     return OutdirView(outdir, files, [listed.sizes[os.path.basename(p)] for p in files], digests,

@@ -102,7 +102,7 @@ def _make_plan(sources, selection, outdir, params_key, resume, overwrite, merge_
                 # its checksums are checked by every rank, a share each; the sizes are the listing's
                 outputs = r.get("outputs", [])
                 skipped.add((g, p, size_of(p)), outputs, [on_disk[o] for o in outputs],
-                            [manifest.digest_of(r, o) for o in outputs])
+                            manifest.digests_of(r, outputs))
                 continue
             if r.get("status") in ("done", "empty") and r.get("params") != params_key:
                 changed.append(g.name)

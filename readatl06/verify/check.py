@@ -78,13 +78,13 @@ def plan_outdir(outdir):
         if not isinstance(outs, list) or not isinstance(sizes, dict):
             problems.append(("unreadable", f"{manifest.MAIN}: the record of {name} has no list of outputs"))
             continue
-        for o in outs:
+        for o, digest in zip(outs, manifest.digests_of(r, outs)):
             recorded.add(o)
             path = os.path.join(outdir, o)
             if o not in listed.sizes:
                 problems.append(("missing", f"{path}: missing (recorded as an output of {name})"))
             else:
-                items.append((path, sizes.get(o), manifest.digest_of(r, o)))
+                items.append((path, sizes.get(o), digest))
     for n in listed.sizes:
         if n not in recorded:
             stem = BEAM_FILE_RE.fullmatch(n)["stem"]
